@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"sync"
 	"time"
 
 	"go.etcd.io/etcd/client/pkg/v3/transport"
@@ -38,8 +39,9 @@ type MemberConfig struct {
 
 // Member is a running embedded etcd member.
 type Member struct {
-	etcd *embed.Etcd
-	cfg  MemberConfig
+	etcd      *embed.Etcd
+	cfg       MemberConfig
+	closeOnce sync.Once
 }
 
 // StartMember starts an embedded etcd member and waits until it serves.
@@ -52,8 +54,11 @@ func StartMember(ctx context.Context, mc MemberConfig) (*Member, error) {
 		cfg.LogLevel = "error"
 	}
 	cfg.Logger = "zap"
-	cfg.LogOutputs = []string{"stderr"}
-	var err error
+	lg, err := etcdLogger(cfg.LogLevel)
+	if err != nil {
+		return nil, err
+	}
+	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(lg)
 	if cfg.AdvertiseClientUrls, err = parseURLs(mc.ClientURL); err != nil {
 		return nil, err
 	}
@@ -124,8 +129,8 @@ func (m *Member) Err() <-chan error { return m.etcd.Err() }
 // Stopped is closed once the member has stopped.
 func (m *Member) Stopped() <-chan struct{} { return m.etcd.Server.StopNotify() }
 
-// Close stops the member.
-func (m *Member) Close() { m.etcd.Close() }
+// Close stops the member; closing twice is harmless.
+func (m *Member) Close() { m.closeOnce.Do(m.etcd.Close) }
 
 func parseURLs(s string) ([]url.URL, error) {
 	if s == "" {

@@ -24,8 +24,9 @@ func NewRegistry() *prometheus.Registry {
 }
 
 // Handler returns the ops HTTP handler: /livez, /readyz and /metrics for reg
-// (a NewRegistry when nil). It is meant for a separate ops listener, not the
-// public API, so it carries no authentication of its own.
+// (a NewRegistry when nil). It carries no authentication of its own:
+// probes and scrapers must reach it without cluster credentials, and nothing
+// it serves is secret or changes state.
 func (h *Health) Handler(reg *prometheus.Registry) http.Handler {
 	if reg == nil {
 		reg = NewRegistry()

@@ -29,7 +29,7 @@ const (
 // File names inside a credentials directory.
 const (
 	CACertFile = "ca.crt"
-	caKeyFile  = "ca.key"
+	CAKeyFile  = "ca.key"
 	CertFile   = "node.crt"
 	KeyFile    = "node.key"
 )
@@ -80,7 +80,7 @@ func LoadCA(dir string) (*CA, error) {
 	if err != nil {
 		return nil, err
 	}
-	keyPEM, err := os.ReadFile(filepath.Join(dir, caKeyFile))
+	keyPEM, err := os.ReadFile(filepath.Join(dir, CAKeyFile))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, ErrNoCA
 	}
@@ -107,7 +107,7 @@ func (ca *CA) Save(dir string) error {
 	if err := WriteFile(filepath.Join(dir, CACertFile), ca.CertPEM); err != nil {
 		return err
 	}
-	return WriteFile(filepath.Join(dir, caKeyFile), pemEncode("PRIVATE KEY", der))
+	return WriteFile(filepath.Join(dir, CAKeyFile), pemEncode("PRIVATE KEY", der))
 }
 
 // Fingerprint is the hex SHA-256 of the CA certificate, as carried by join tokens.
@@ -278,3 +278,6 @@ func serial() *big.Int {
 	}
 	return n
 }
+
+// KeyPEM returns the CA's private key, for handing to a joining server.
+func (ca *CA) KeyPEM() ([]byte, error) { return MarshalKey(ca.key) }

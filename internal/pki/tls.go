@@ -93,3 +93,19 @@ func PinnedConfig(fingerprint string) *tls.Config {
 		},
 	}
 }
+
+// WithCA returns a copy of the credentials that trusts the CA in caFile
+// instead, for an external etcd whose server certificate another CA signed.
+func (c *Credentials) WithCA(caFile string) (*Credentials, error) {
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("pki: %s holds no certificate", caFile)
+	}
+	cp := *c
+	cp.Pool = pool
+	return &cp, nil
+}

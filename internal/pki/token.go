@@ -11,9 +11,14 @@ import (
 	"strings"
 )
 
+const tokenPrefix = "PIER1"
+
+// Roles a join token can grant. A server token also hands out the CA key,
+// so it is kept apart from the host token that every worker machine holds
+// (Docker Swarm's manager and worker tokens).
 const (
-	tokenPrefix = "PIER1"
-	secretFile  = "join-secret"
+	RoleServer = "server"
+	RoleHost   = "host"
 )
 
 // ErrBadToken is returned for a token that is malformed or does not match.
@@ -45,10 +50,13 @@ func (t Token) CheckSecret(secret string) bool {
 	return subtle.ConstantTimeCompare([]byte(t.Secret), []byte(secret)) == 1
 }
 
-// LoadOrCreateToken returns the cluster's join token, creating its secret in
-// dir on first use.
-func LoadOrCreateToken(dir string, ca *CA) (Token, error) {
-	path := filepath.Join(dir, secretFile)
+// LoadOrCreateToken returns the cluster's join token for role, creating its
+// secret in dir on first use.
+func LoadOrCreateToken(dir string, ca *CA, role string) (Token, error) {
+	path, err := secretPath(dir, role)
+	if err != nil {
+		return Token{}, err
+	}
 	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
 		buf := make([]byte, 16)
@@ -75,4 +83,24 @@ func isHex(s string, n int) bool {
 	}
 	_, err := hex.DecodeString(s)
 	return err == nil
+}
+
+// SaveSecret stores the join secret for role, as received from the server
+// that admitted this one.
+func SaveSecret(dir, role, secret string) error {
+	path, err := secretPath(dir, role)
+	if err != nil {
+		return err
+	}
+	if !isHex(secret, 32) {
+		return fmt.Errorf("%w: malformed secret", ErrBadToken)
+	}
+	return WriteFile(path, []byte(secret))
+}
+
+func secretPath(dir, role string) (string, error) {
+	if role != RoleServer && role != RoleHost {
+		return "", fmt.Errorf("pki: unknown role %q", role)
+	}
+	return filepath.Join(dir, "join-secret-"+role), nil
 }

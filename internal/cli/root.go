@@ -1,0 +1,81 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/pierpaas/pier/internal/daemon"
+)
+
+// Version is set at build time with -ldflags "-X ...cli.Version=...".
+var Version = "dev"
+
+// Main runs the command line and returns the process exit code.
+func Main(args []string) int {
+	root := newRoot()
+	root.SetArgs(args)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := root.ExecuteContext(ctx)
+	var ee exitError
+	switch {
+	case errors.As(err, &ee):
+		return ee.code
+	case err != nil:
+		fmt.Fprintln(os.Stderr, "pier:", err)
+		return 1
+	}
+	return 0
+}
+
+// exitError carries a specific exit code (e.g. a one-off job's) out of a command.
+type exitError struct{ code int }
+
+func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
+
+func newRoot() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "pier",
+		Short:         "pier: a self-hosted platform as a service",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Version:       Version,
+	}
+	root.AddCommand(newServerCmd(), newUpCmd(), newTokenCmd())
+	return root
+}
+
+// daemonLogger is the logger every daemon command uses.
+func daemonLogger(verbose bool) *slog.Logger {
+	level := slog.LevelInfo
+	if verbose {
+		level = slog.LevelDebug
+	}
+	l := daemon.NewLogger(os.Stderr, level)
+	slog.SetDefault(l)
+	return l
+}
+
+// defaultDataDir is /var/lib/pier for root and ~/.local/share/pier for
+// others, unless PIER_DATA_DIR says otherwise.
+func defaultDataDir() string {
+	if d := os.Getenv("PIER_DATA_DIR"); d != "" {
+		return d
+	}
+	if os.Geteuid() == 0 {
+		return "/var/lib/pier"
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return ".pier"
+	}
+	return filepath.Join(home, ".local", "share", "pier")
+}

@@ -1,0 +1,254 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/pierpaas/pier/internal/daemon"
+	"github.com/pierpaas/pier/internal/join"
+	"github.com/pierpaas/pier/internal/pki"
+	"github.com/pierpaas/pier/store"
+)
+
+// Server is a running server role.
+type Server struct {
+	cfg    Config
+	member *store.Member // nil with an external etcd
+	CA     *pki.CA
+	Creds  *pki.Credentials
+	// Client is this server's etcd client, for the loops that run here.
+	Client      *clientv3.Client
+	ServerToken pki.Token
+	HostToken   pki.Token
+	Health      *daemon.Health
+
+	api       *http.Server
+	apiLn     net.Listener
+	stop      context.CancelFunc
+	stopped   chan struct{}
+	closeOnce sync.Once
+}
+
+// Start brings the server up: credentials first (creating a cluster or
+// joining one on first start), then the etcd member, then the endpoints.
+// It returns once etcd answers.
+func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, Health: &daemon.Health{}, stopped: make(chan struct{})}
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+	st, err := s.prepareCredentials(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if s.Creds, err = pki.LoadCredentials(cfg.pkiDir()); err != nil {
+		return nil, err
+	}
+	if s.CA, err = pki.LoadCA(cfg.pkiDir()); err != nil {
+		return nil, err
+	}
+	if s.ServerToken, err = pki.LoadOrCreateToken(cfg.pkiDir(), s.CA, pki.RoleServer); err != nil {
+		return nil, err
+	}
+	if s.HostToken, err = pki.LoadOrCreateToken(cfg.pkiDir(), s.CA, pki.RoleHost); err != nil {
+		return nil, err
+	}
+
+	endpoints := cfg.EtcdEndpoints
+	if len(endpoints) == 0 {
+		s.member, err = store.StartMember(ctx, store.MemberConfig{
+			Name:           st.Name,
+			DataDir:        cfg.etcdDir(),
+			Creds:          s.Creds,
+			ClientURL:      cfg.clientURL(),
+			PeerURL:        cfg.peerURL(),
+			InitialCluster: st.InitialCluster,
+			ClusterState:   st.ClusterState,
+			LogLevel:       cfg.EtcdLogLevel,
+		})
+		if err != nil {
+			return nil, err
+		}
+		endpoints = append([]string{cfg.clientURL()}, st.Endpoints...)
+	}
+	clientCreds := s.Creds
+	if cfg.EtcdCA != "" {
+		if clientCreds, err = s.Creds.WithCA(cfg.EtcdCA); err != nil {
+			return nil, err
+		}
+	}
+	if s.Client, err = store.Dial(endpoints, clientCreds); err != nil {
+		return nil, err
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	s.stop = cancel
+	if s.member != nil {
+		// A learner cannot serve clients; promotion waits until it has
+		// caught up with the leader, which can take a while for big stores.
+		if err := s.promote(ctx); err != nil {
+			return nil, err
+		}
+		// Learn the other members now, so this server's loops survive the
+		// loss of its own member; the client keeps the list fresh after.
+		syncCtx, cancelSync := context.WithTimeout(ctx, 5*time.Second)
+		s.Client.Sync(syncCtx)
+		cancelSync()
+	}
+	readyCtx, cancelReady := context.WithTimeout(ctx, time.Minute)
+	defer cancelReady()
+	if err := store.WaitReady(readyCtx, s.Client); err != nil {
+		return nil, err
+	}
+	s.Health.AddReadyCheck("etcd", func(ctx context.Context) error {
+		_, err := s.Client.Get(ctx, "/pier/ready-probe")
+		return err
+	})
+	if err := s.serveAPI(); err != nil {
+		return nil, err
+	}
+	cfg.Log.Info("server ready", "name", st.Name, "api", "https://"+s.apiLn.Addr().String(),
+		"etcd", endpoints, "embedded", s.member != nil)
+	go func() {
+		defer close(s.stopped)
+		select {
+		case <-runCtx.Done():
+		case err := <-s.memberErr():
+			cfg.Log.Error("etcd member failed", "err", err)
+		}
+	}()
+	return s, nil
+}
+
+// prepareCredentials makes sure the data directory holds credentials and
+// the member's start-up state, creating a cluster or joining one.
+func (s *Server) prepareCredentials(ctx context.Context) (*state, error) {
+	cfg := &s.cfg
+	st, err := cfg.loadState()
+	if err != nil {
+		return nil, err
+	}
+	if st != nil && pki.HasCredentials(cfg.pkiDir()) {
+		if st.Name != cfg.Name {
+			cfg.Log.Warn("keeping the name this data directory was created with", "name", st.Name, "flag", cfg.Name)
+		}
+		return st, nil
+	}
+	st = &state{Name: cfg.Name, ClusterState: "new"}
+	ips := []string{cfg.AdvertiseIP}
+	if cfg.AdvertiseIP != "127.0.0.1" {
+		ips = append(ips, "127.0.0.1")
+	}
+	if len(cfg.Join) > 0 {
+		tok, err := pki.ParseToken(cfg.Token)
+		if err != nil {
+			return nil, err
+		}
+		resp, err := join.Join(ctx, cfg.Join, tok, join.Request{
+			Role: pki.RoleServer, Name: cfg.Name, IPs: ips, DNSNames: []string{"localhost"}, PeerURL: cfg.peerURL(),
+		}, cfg.pkiDir())
+		if err != nil {
+			return nil, err
+		}
+		st.InitialCluster, st.ClusterState, st.Endpoints = resp.InitialCluster, "existing", resp.EtcdEndpoints
+		cfg.Log.Info("joined cluster", "via", cfg.Join)
+	} else {
+		ca, err := pki.LoadCA(cfg.pkiDir())
+		if errors.Is(err, pki.ErrNoCA) {
+			if ca, err = pki.NewCA(cfg.Name); err == nil {
+				err = ca.Save(cfg.pkiDir())
+			}
+			cfg.Log.Info("created cluster CA", "fingerprint", ca.Fingerprint())
+		}
+		if err != nil {
+			return nil, err
+		}
+		req := pki.Request{CommonName: cfg.Name, Role: pki.RoleServer, DNSNames: []string{"localhost"}}
+		for _, ip := range ips {
+			req.IPs = append(req.IPs, net.ParseIP(ip))
+		}
+		if err := ca.Issue(cfg.pkiDir(), req); err != nil {
+			return nil, err
+		}
+	}
+	return st, cfg.saveState(st)
+}
+
+func (s *Server) memberErr() <-chan error {
+	if s.member == nil {
+		return nil
+	}
+	return s.member.Err()
+}
+
+// Addr returns the API listener's address.
+func (s *Server) Addr() string { return s.apiLn.Addr().String() }
+
+// Name returns the server's name.
+func (s *Server) Name() string { return s.cfg.Name }
+
+// Member returns the embedded etcd member, or nil with an external etcd.
+func (s *Server) Member() *store.Member { return s.member }
+
+// Done is closed when the server stops by itself (its etcd member failed)
+// or has been closed.
+func (s *Server) Done() <-chan struct{} { return s.stopped }
+
+// Close stops the endpoints, then the etcd member; closing twice is harmless.
+func (s *Server) Close() error {
+	s.closeOnce.Do(s.close)
+	return nil
+}
+
+func (s *Server) close() {
+	if s.api != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		s.api.Shutdown(ctx)
+		cancel()
+	}
+	if s.stop != nil {
+		s.stop()
+	}
+	if s.Client != nil {
+		s.Client.Close()
+	}
+	if s.member != nil {
+		s.member.Close()
+	}
+}
+
+func (s *Server) serveAPI() error {
+	ln, err := net.Listen("tcp", s.cfg.APIAddr())
+	if err != nil {
+		return fmt.Errorf("server: API listener: %w", err)
+	}
+	s.apiLn = ln
+	mux := http.NewServeMux()
+	mux.Handle(join.Path, &join.Handler{
+		CA: s.CA, ServerToken: s.ServerToken, HostToken: s.HostToken,
+		Members: membership{s.Client}, Log: s.cfg.Log,
+	})
+	ops := s.Health.Handler(s.cfg.Registry)
+	for _, p := range []string{"/livez", "/readyz", "/metrics"} {
+		mux.Handle(p, ops)
+	}
+	s.api = &http.Server{
+		Handler:           mux,
+		TLSConfig:         s.Creds.ServerConfig(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          nil,
+	}
+	go s.api.ServeTLS(ln, "", "")
+	return nil
+}
