@@ -25,6 +25,9 @@ const (
 	DefaultDNSPort    = 8053 // discovery DNS
 )
 
+// DNSDomain is the zone the discovery DNS server answers for.
+const DNSDomain = "pier.internal."
+
 // Config configures a server.
 type Config struct {
 	DataDir string

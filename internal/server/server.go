@@ -11,6 +11,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/pierpaas/pier/discovery"
 	"github.com/pierpaas/pier/internal/daemon"
 	"github.com/pierpaas/pier/internal/join"
 	"github.com/pierpaas/pier/internal/pki"
@@ -28,6 +29,9 @@ type Server struct {
 	ServerToken pki.Token
 	HostToken   pki.Token
 	Health      *daemon.Health
+
+	// DNS answers discovery queries for programs without the Go client.
+	DNS *discovery.DNSServer
 
 	api       *http.Server
 	apiLn     net.Listener
@@ -117,6 +121,12 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	})
 	if err := s.serveAPI(); err != nil {
 		return nil, err
+	}
+	if s.DNS, err = discovery.NewDNSServer(s.Client, DNSDomain, discovery.WithLogger(cfg.Log)); err != nil {
+		return nil, err
+	}
+	if err := s.DNS.Start(runCtx, cfg.addr(cfg.DNSPort)); err != nil {
+		return nil, fmt.Errorf("server: DNS: %w", err)
 	}
 	cfg.Log.Info("server ready", "name", st.Name, "api", "https://"+s.apiLn.Addr().String(),
 		"etcd", endpoints, "embedded", s.member != nil)
@@ -219,6 +229,9 @@ func (s *Server) close() {
 	}
 	if s.stop != nil {
 		s.stop()
+	}
+	if s.DNS != nil {
+		s.DNS.Close()
 	}
 	if s.Client != nil {
 		s.Client.Close()

@@ -15,6 +15,9 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/miekg/dns"
+
+	"github.com/pierpaas/pier/discovery"
 	"github.com/pierpaas/pier/internal/join"
 	"github.com/pierpaas/pier/internal/pki"
 	"github.com/pierpaas/pier/store"
@@ -271,3 +274,27 @@ func freePort(t *testing.T) int {
 }
 
 var _ = clientv3.WithPrefix
+
+func TestDNSFollowsRegistrations(t *testing.T) {
+	s := start(t, testConfig(t, "dns"))
+	reg := discovery.New(s.Client)
+	r, err := reg.Register(ctxT(t), "web", discovery.Instance{Addr: "127.0.0.7:8080", Proto: "http"}, discovery.WithTTL(2*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(s.cfg.DNSPort))
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		m := new(dns.Msg)
+		m.SetQuestion("web."+DNSDomain, dns.TypeA)
+		in, err := dns.Exchange(m, addr)
+		if err == nil && len(in.Answer) == 1 && in.Answer[0].(*dns.A).A.String() == "127.0.0.7" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no A record for web: %v %v", in, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
