@@ -1,0 +1,172 @@
+package cli_test
+
+import (
+	"context"
+	"crypto/tls"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pierpaas/pier/client"
+	"github.com/pierpaas/pier/internal/server"
+)
+
+var pierBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "pier-bin")
+	if err != nil {
+		panic(err)
+	}
+	pierBin = filepath.Join(dir, "pier")
+	out, err := exec.Command("go", "build", "-o", pierBin, "../../cmd/pier").CombinedOutput()
+	if err != nil {
+		panic("build pier: " + err.Error() + "\n" + string(out))
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+type upProc struct {
+	cmd     *exec.Cmd
+	apiPort int
+	etcdURL string
+	stderr  *strings.Builder
+	exited  chan struct{} // closed once the process has exited
+	waitErr error
+}
+
+func startUp(t *testing.T, dataDir string, ports [4]int) *upProc {
+	t.Helper()
+	cmd := exec.Command(pierBin, "up", "--data-dir", dataDir,
+		"--etcd-client-port", strconv.Itoa(ports[0]), "--etcd-peer-port", strconv.Itoa(ports[1]),
+		"--api-port", strconv.Itoa(ports[2]), "--dns-port", strconv.Itoa(ports[3]))
+	p := &upProc{cmd: cmd, apiPort: ports[2], stderr: &strings.Builder{}, exited: make(chan struct{}),
+		etcdURL: "https://127.0.0.1:" + strconv.Itoa(ports[0])}
+	cmd.Stderr = p.stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		p.waitErr = cmd.Wait()
+		close(p.exited)
+	}()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-p.exited
+	})
+	hc := &http.Client{Timeout: time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	begin := time.Now()
+	for {
+		resp, err := hc.Get("https://127.0.0.1:" + strconv.Itoa(p.apiPort) + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				t.Logf("pier up ready after %s", time.Since(begin).Round(time.Millisecond))
+				return p
+			}
+		}
+		select {
+		case <-p.exited:
+			t.Fatalf("pier up exited: %v\n%s", p.waitErr, p.stderr)
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Since(begin) > 30*time.Second {
+			t.Fatalf("pier up not ready after 30s\n%s", p.stderr)
+		}
+	}
+}
+
+// TestUpRestartKeepsData drives the real binary as `make run` does: it
+// becomes ready, stops cleanly on an interrupt, and comes back with its data.
+func TestUpRestartKeepsData(t *testing.T) {
+	dataDir := filepath.Join(t.TempDir(), "data")
+	ports := [4]int{freePort(t), freePort(t), freePort(t), freePort(t)}
+	p := startUp(t, dataDir, ports)
+
+	cl, err := client.Connect(client.Config{Endpoints: []string{p.etcdURL}, CredentialsDir: server.PKIDir(dataDir)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := cl.Etcd.Put(ctx, "/pier/test/kept", "yes"); err != nil {
+		t.Fatal(err)
+	}
+	tok1, err := exec.Command(pierBin, "token", "--data-dir", dataDir).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	p.cmd.Process.Signal(syscall.SIGINT)
+	select {
+	case <-p.exited:
+		if p.waitErr != nil {
+			t.Fatalf("pier up exited with %v after Ctrl-C\n%s", p.waitErr, p.stderr)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("pier up did not stop within 15s of Ctrl-C")
+	}
+	if strings.Contains(p.stderr.String(), `"level":"error"`) {
+		t.Errorf("errors logged during a clean stop:\n%s", p.stderr)
+	}
+
+	startUp(t, dataDir, ports)
+	resp, err := cl.Etcd.Get(ctx, "/pier/test/kept")
+	if err != nil || len(resp.Kvs) != 1 || string(resp.Kvs[0].Value) != "yes" {
+		t.Fatalf("data lost across restart: %v %v", resp, err)
+	}
+	tok2, _ := exec.Command(pierBin, "token", "--data-dir", dataDir).Output()
+	if string(tok1) != string(tok2) || !strings.HasPrefix(string(tok1), "PIER1-") {
+		t.Fatalf("token %q then %q", tok1, tok2)
+	}
+}
+
+func TestBadInvocationsFail(t *testing.T) {
+	cases := [][]string{
+		{"token", "--data-dir", t.TempDir()},                                                 // no cluster there
+		{"token", "--role", "admin", "--data-dir", t.TempDir()},                              // unknown role
+		{"server", "--data-dir", t.TempDir(), "--join", "127.0.0.1:1"},                       // join without a token
+		{"server", "--data-dir", t.TempDir(), "--name", "Bad Name"},                          // invalid name
+		{"server", "--data-dir", t.TempDir(), "--advertise-ip", "0.0.0.0"},                   // not a concrete IP
+		{"server", "--data-dir", t.TempDir(), "--join", "127.0.0.1:1", "--token", "garbage"}, // malformed token
+		{"no-such-command"},
+	}
+	for _, args := range cases {
+		out, err := exec.Command(pierBin, args...).CombinedOutput()
+		var ee *exec.ExitError
+		if !errAs(err, &ee) || ee.ExitCode() == 0 {
+			t.Errorf("pier %v: err %v, want a non-zero exit\n%s", args, err, out)
+			continue
+		}
+		if !strings.Contains(string(out), "pier:") {
+			t.Errorf("pier %v: no error message:\n%s", args, out)
+		}
+	}
+}
+
+func errAs(err error, target **exec.ExitError) bool {
+	e, ok := err.(*exec.ExitError)
+	if ok {
+		*target = e
+	}
+	return ok
+}
+
+func freePort(t *testing.T) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}

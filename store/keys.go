@@ -1,0 +1,50 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// The keyspace: one prefix per object, each ending in '/' so that a prefix
+// never matches a sibling (/pier/apps/ vs /pier/apps-old/).
+const (
+	Root              = "/pier/"
+	HostsPrefix       = "/pier/hosts/"       // <host>
+	AppsPrefix        = "/pier/apps/"        // <app>
+	ReleasesPrefix    = "/pier/releases/"    // <release>
+	FormationsPrefix  = "/pier/formations/"  // <app>
+	JobsPrefix        = "/pier/jobs/"        // <host>/<job>: spec + desired state
+	JobStatusPrefix   = "/pier/job-status/"  // <job>: observed state
+	ServicesPrefix    = "/pier/services/"    // <service>/<instance>
+	RoutesPrefix      = "/pier/routes/"      // <route>
+	DeploymentsPrefix = "/pier/deployments/" // <deployment>
+)
+
+// ErrBadKey reports a key part that would change the key's shape.
+var ErrBadKey = errors.New("store: bad key")
+
+// Key joins parts under prefix: Key(JobsPrefix, host, job). A part may be
+// neither empty nor contain '/', so that a user-supplied id can never reach
+// into another object's subtree.
+func Key(prefix string, parts ...string) (string, error) {
+	if len(parts) == 0 {
+		return "", fmt.Errorf("%w: no parts under %q", ErrBadKey, prefix)
+	}
+	for _, p := range parts {
+		if p == "" || strings.Contains(p, "/") {
+			return "", fmt.Errorf("%w: part %q under %q", ErrBadKey, p, prefix)
+		}
+	}
+	return strings.TrimSuffix(prefix, "/") + "/" + strings.Join(parts, "/"), nil
+}
+
+// Prefix is Key with a trailing '/': the prefix of a subtree, such as one
+// host's jobs, to List or cache without matching host10 for host1.
+func Prefix(prefix string, parts ...string) (string, error) {
+	k, err := Key(prefix, parts...)
+	if err != nil {
+		return "", err
+	}
+	return k + "/", nil
+}
