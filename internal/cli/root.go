@@ -49,7 +49,7 @@ func newRoot() *cobra.Command {
 		SilenceErrors: true,
 		Version:       Version,
 	}
-	root.AddCommand(newServerCmd(), newUpCmd(), newTokenCmd())
+	root.AddCommand(newServerCmd(), newUpCmd(), newTokenCmd(), newHostCmd(), newShimCmd())
 	return root
 }
 

@@ -1,0 +1,18 @@
+package api
+
+import "time"
+
+// Host is a machine that runs jobs, written by its host agent and bound to
+// the agent's lease: it vanishes when the agent dies or is cut off.
+type Host struct {
+	ID      string            `json:"id"`
+	Addr    string            `json:"addr"`     // IP address jobs' ports are reached at
+	APIAddr string            `json:"api_addr"` // host:port of the agent's API
+	Tags    map[string]string `json:"tags,omitempty"`
+	// Resources the host offers to jobs.
+	CPUMillis int64     `json:"cpu_millis"`
+	MemoryMB  int64     `json:"memory_mb"`
+	Version   string    `json:"version"`
+	Runtime   string    `json:"runtime"`
+	StartedAt time.Time `json:"started_at"`
+}

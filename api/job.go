@@ -1,0 +1,164 @@
+package api
+
+import (
+	"fmt"
+	"regexp"
+	"time"
+)
+
+// JobState is a job's observed state (SwarmKit's task model). States only
+// move forward, in the order of the constants below; the terminal states
+// are Complete, Failed, Shutdown, Rejected and Lost.
+type JobState string
+
+const (
+	JobPending  JobState = "pending"  // waiting for a host
+	JobAssigned JobState = "assigned" // placed on a host, not yet seen by it
+	JobStarting JobState = "starting" // the host is preparing it
+	JobRunning  JobState = "running"
+	JobComplete JobState = "complete" // exited 0 on its own
+	JobFailed   JobState = "failed"   // exited non-zero, was killed, or could not start
+	JobShutdown JobState = "shutdown" // stopped because its desired state became shutdown
+	JobRejected JobState = "rejected" // the host refused it (bad spec, artifact, ports)
+	JobLost     JobState = "lost"     // its host vanished
+)
+
+var stateOrder = map[JobState]int{
+	JobPending: 0, JobAssigned: 1, JobStarting: 2, JobRunning: 3,
+	JobComplete: 4, JobFailed: 4, JobShutdown: 4, JobRejected: 4, JobLost: 4,
+}
+
+// Terminal reports whether no further state can follow.
+func (s JobState) Terminal() bool { return stateOrder[s] == 4 }
+
+// CanMoveTo reports whether a status may go from s to next.
+func (s JobState) CanMoveTo(next JobState) bool {
+	a, ok1 := stateOrder[s]
+	b, ok2 := stateOrder[next]
+	return ok1 && ok2 && b > a
+}
+
+// Desired is what the scheduler wants of a job.
+type Desired string
+
+const (
+	DesiredRunning  Desired = "running"
+	DesiredShutdown Desired = "shutdown"
+)
+
+// Job is a job's spec and desired state, written by its scheduler (or the
+// controller for one-off jobs) under /pier/jobs/<host>/<job>.
+type Job struct {
+	ID     string `json:"id"`
+	HostID string `json:"host_id"`
+	// Labels for layer 1; layer 0 only carries them.
+	App         string `json:"app,omitempty"`
+	Release     string `json:"release,omitempty"`
+	ProcessType string `json:"process_type,omitempty"`
+
+	Args     []string          `json:"args"`
+	Env      map[string]string `json:"env,omitempty"`
+	Artifact *Artifact         `json:"artifact,omitempty"`
+	Ports    []Port            `json:"ports,omitempty"`
+	// Resources bound the job; the scheduler places by them too.
+	Resources Resources `json:"resources"`
+	// StopGrace is how long a stopping job gets between SIGTERM and SIGKILL.
+	StopGrace Duration `json:"stop_grace,omitempty"`
+	// KillUnhealthy kills a job whose health check keeps failing.
+	KillUnhealthy bool `json:"kill_unhealthy,omitempty"`
+
+	Desired   Desired   `json:"desired"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// Artifact is what a job runs from: a slug (gzipped tar of /app) or an
+// unpacked image, content-addressed.
+type Artifact struct {
+	Type   string `json:"type"` // "slug"
+	URI    string `json:"uri"`
+	SHA256 string `json:"sha256"`
+	Size   int64  `json:"size,omitempty"`
+}
+
+// Port is a port a job listens on. The host allocates the number and
+// passes it as PORT (the first) and PORT_1, PORT_2, ... (all).
+type Port struct {
+	Proto   string       `json:"proto"` // "http" or "tcp"
+	Service string       `json:"service,omitempty"`
+	Health  *HealthCheck `json:"health,omitempty"`
+}
+
+// HealthCheck says how to tell a port is serving.
+type HealthCheck struct {
+	Kind       string   `json:"kind"` // "tcp" or "http"
+	Path       string   `json:"path,omitempty"`
+	Interval   Duration `json:"interval,omitempty"`
+	Timeout    Duration `json:"timeout,omitempty"`
+	Threshold  int      `json:"threshold,omitempty"`
+	StartGrace Duration `json:"start_grace,omitempty"`
+}
+
+// Resources a job requests and is limited to.
+type Resources struct {
+	CPUMillis int64 `json:"cpu_millis,omitempty"`
+	MemoryMB  int64 `json:"memory_mb,omitempty"`
+	PIDs      int64 `json:"pids,omitempty"`
+	DiskMB    int64 `json:"disk_mb,omitempty"`
+}
+
+// JobStatus is a job's observed state, written only by the host agent
+// under /pier/job-status/<job>.
+type JobStatus struct {
+	ID     string   `json:"id"`
+	HostID string   `json:"host_id"`
+	State  JobState `json:"state"`
+	PID    int      `json:"pid,omitempty"`
+	// HostPorts are the allocated port numbers, in the order of Job.Ports.
+	HostPorts []int  `json:"host_ports,omitempty"`
+	ExitCode  *int   `json:"exit_code,omitempty"`
+	Signal    string `json:"signal,omitempty"`
+	OOMKilled bool   `json:"oom_killed,omitempty"`
+	// Error says why a job failed or was rejected ("out of memory",
+	// "exit status 3", "artifact: digest mismatch").
+	Error      string    `json:"error,omitempty"`
+	Healthy    *bool     `json:"healthy,omitempty"`
+	StartedAt  time.Time `json:"started_at,omitzero"`
+	FinishedAt time.Time `json:"finished_at,omitzero"`
+	UpdatedAt  time.Time `json:"updated_at"`
+}
+
+var idRE = regexp.MustCompile(`^[a-z0-9]+(-[a-z0-9]+)*$`)
+
+// ValidID reports whether s can be a host or job id: a DNS label, so it is
+// safe in keys, paths, cgroup names and DNS names.
+func ValidID(s string) bool { return len(s) <= 63 && idRE.MatchString(s) }
+
+// Validate checks a job spec before a host runs it.
+func (j *Job) Validate() error {
+	switch {
+	case !ValidID(j.ID):
+		return fmt.Errorf("invalid job id %q", j.ID)
+	case !ValidID(j.HostID):
+		return fmt.Errorf("invalid host id %q", j.HostID)
+	case len(j.Args) == 0:
+		return fmt.Errorf("job %s has no command", j.ID)
+	case j.Desired != DesiredRunning && j.Desired != DesiredShutdown:
+		return fmt.Errorf("job %s: desired state %q", j.ID, j.Desired)
+	}
+	for k := range j.Env {
+		if k == "" || !envKeyRE.MatchString(k) {
+			return fmt.Errorf("job %s: invalid environment variable name %q", j.ID, k)
+		}
+	}
+	for i, p := range j.Ports {
+		if p.Proto != "http" && p.Proto != "tcp" {
+			return fmt.Errorf("job %s: port %d: proto %q must be http or tcp", j.ID, i, p.Proto)
+		}
+	}
+	if a := j.Artifact; a != nil && (a.URI == "" || len(a.SHA256) != 64) {
+		return fmt.Errorf("job %s: artifact needs a URI and a sha256", j.ID)
+	}
+	return nil
+}
+
+var envKeyRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)

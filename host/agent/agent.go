@@ -1,0 +1,230 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/pierpaas/pier/api"
+	"github.com/pierpaas/pier/discovery"
+	"github.com/pierpaas/pier/host/artifact"
+	"github.com/pierpaas/pier/internal/join"
+	"github.com/pierpaas/pier/internal/pki"
+	"github.com/pierpaas/pier/store"
+)
+
+// Agent is a running host agent.
+type Agent struct {
+	cfg       Config
+	Client    *clientv3.Client
+	Creds     *pki.Credentials
+	reg       *discovery.Registry
+	local     *localState
+	ports     *ports
+	artifacts *artifact.Cache
+	jobs      *store.Cache[api.Job]
+	startedAt time.Time
+
+	mu      sync.Mutex
+	workers map[string]*worker // jobs with a live shim (or being started)
+	ended   map[string]bool    // jobs that ran here and ended
+	session *discovery.Session
+
+	stop context.CancelFunc
+	wg   sync.WaitGroup
+}
+
+// joinState remembers where the cluster is, written at the first join.
+type joinState struct {
+	Endpoints []string `json:"etcd_endpoints"`
+}
+
+// Start joins the cluster on first start, registers the host, re-adopts
+// the jobs a previous agent left running, and begins converging.
+func Start(ctx context.Context, cfg Config) (_ *Agent, err error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	for _, d := range []string{cfg.DataDir, cfg.jobsDir(), cfg.artifactDir(), cfg.ShimSocketDir} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, err
+		}
+	}
+	a := &Agent{cfg: cfg, workers: map[string]*worker{}, ended: map[string]bool{}, startedAt: time.Now()}
+	defer func() {
+		if err != nil {
+			a.Close()
+		}
+	}()
+	endpoints, err := a.credentials(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if a.Creds, err = pki.LoadCredentials(cfg.pkiDir()); err != nil {
+		return nil, err
+	}
+	if a.Client, err = store.Dial(endpoints, a.Creds); err != nil {
+		return nil, err
+	}
+	if a.local, err = openLocalState(cfg.statePath()); err != nil {
+		return nil, err
+	}
+	a.reg = discovery.New(a.Client, discovery.WithLogger(cfg.Log))
+	a.ports = newPorts("", cfg.PortLow, cfg.PortHigh)
+	a.artifacts = &artifact.Cache{Dir: cfg.artifactDir()}
+	prefix, err := store.Prefix(store.JobsPrefix, cfg.ID)
+	if err != nil {
+		return nil, err
+	}
+	a.jobs = store.NewCache[api.Job](a.Client, prefix)
+
+	runCtx, cancel := context.WithCancel(context.Background())
+	a.stop = cancel
+	if err := a.adopt(runCtx); err != nil {
+		return nil, err
+	}
+	a.goRun(func() { a.jobs.Run(runCtx) })
+	select {
+	case <-a.jobs.Synced():
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	sessionUp := make(chan struct{})
+	a.goRun(func() { a.keepPresence(runCtx, sessionUp) })
+	select {
+	case <-sessionUp:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	a.goRun(func() { a.reconcileLoop(runCtx) })
+	cfg.Log.Info("host agent ready", "host", cfg.ID, "runtime", cfg.Runtime, "adopted", len(a.workers))
+	return a, nil
+}
+
+func (a *Agent) goRun(f func()) {
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		f()
+	}()
+}
+
+// credentials joins the cluster if this data directory has no
+// credentials yet, and returns the etcd endpoints.
+func (a *Agent) credentials(ctx context.Context) ([]string, error) {
+	cfg := &a.cfg
+	var st joinState
+	if pki.HasCredentials(cfg.pkiDir()) {
+		b, err := os.ReadFile(cfg.joinPath())
+		if err != nil {
+			return nil, fmt.Errorf("agent: %w", err)
+		}
+		if err := json.Unmarshal(b, &st); err != nil {
+			return nil, fmt.Errorf("agent: corrupt %s: %w", cfg.joinPath(), err)
+		}
+		return st.Endpoints, nil
+	}
+	if len(cfg.Servers) == 0 || cfg.Token == "" {
+		return nil, errors.New("agent: first start needs --join SERVER and --token (pier token on a server)")
+	}
+	tok, err := pki.ParseToken(cfg.Token)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := join.Join(ctx, cfg.Servers, tok, join.Request{
+		Role: pki.RoleHost, Name: cfg.ID, IPs: []string{cfg.AdvertiseIP},
+	}, cfg.pkiDir())
+	if err != nil {
+		return nil, err
+	}
+	st.Endpoints = resp.EtcdEndpoints
+	b, _ := json.Marshal(st)
+	if err := pki.WriteFile(cfg.joinPath(), b); err != nil {
+		return nil, err
+	}
+	cfg.Log.Info("joined cluster", "host", cfg.ID, "via", cfg.Servers)
+	return st.Endpoints, nil
+}
+
+// keepPresence keeps the Host record alive on a lease, and makes a new
+// lease and record whenever the old lease is lost (a partition longer
+// than the TTL, an etcd outage).
+func (a *Agent) keepPresence(ctx context.Context, up chan struct{}) {
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		sess, err := a.reg.NewSession(ctx, a.cfg.LeaseTTL)
+		if err == nil {
+			if err = a.putHost(ctx, sess); err != nil {
+				sess.Close()
+			}
+		}
+		if err != nil {
+			a.cfg.Log.Warn("cannot register host; retrying", "err", err, "in", backoff)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(backoff*2, 5*time.Second)
+			continue
+		}
+		backoff = 100 * time.Millisecond
+		a.mu.Lock()
+		a.session = sess
+		a.mu.Unlock()
+		if up != nil {
+			close(up)
+			up = nil
+		}
+		a.cfg.Log.Debug("host registered", "lease", sess.Lease())
+		select {
+		case <-ctx.Done():
+			// Leave the lease to expire: an agent restarting for an
+			// upgrade re-registers before it does, and its jobs stay.
+			return
+		case <-sess.Done():
+			a.cfg.Log.Warn("host lease lost; registering again")
+		}
+	}
+}
+
+func (a *Agent) putHost(ctx context.Context, sess *discovery.Session) error {
+	key, err := store.Key(store.HostsPrefix, a.cfg.ID)
+	if err != nil {
+		return err
+	}
+	h := api.Host{
+		ID: a.cfg.ID, Addr: a.cfg.AdvertiseIP, APIAddr: a.cfg.apiAddr(), Tags: a.cfg.Tags,
+		CPUMillis: a.cfg.CPUMillis, MemoryMB: a.cfg.MemoryMB, Version: a.cfg.Version,
+		Runtime: a.cfg.Runtime, StartedAt: a.startedAt,
+	}
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	_, err = store.Put(wctx, a.Client, key, h, store.WithLease(sess.Lease()))
+	return err
+}
+
+// ID returns the host's id.
+func (a *Agent) ID() string { return a.cfg.ID }
+
+// Close stops the agent but not its jobs: their shims keep running and a
+// new agent on the same data directory re-adopts them.
+func (a *Agent) Close() error {
+	if a.stop != nil {
+		a.stop()
+	}
+	a.wg.Wait()
+	if a.Client != nil {
+		a.Client.Close()
+	}
+	if a.local != nil {
+		a.local.close()
+	}
+	return nil
+}

@@ -1,0 +1,135 @@
+package agent
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	goruntime "runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pierpaas/pier/api"
+	"github.com/pierpaas/pier/runtime"
+)
+
+// DefaultAPIPort is the host agent's API port.
+const DefaultAPIPort = 7301
+
+// Config configures a host agent.
+type Config struct {
+	ID      string // host id; the host name by default
+	DataDir string
+	// AdvertiseIP is where jobs' ports and the agent's API are reached.
+	AdvertiseIP string
+	APIPort     int
+	// Servers are the API addresses (host:port) of servers to join; with
+	// Token they are needed on the first start only.
+	Servers []string
+	Token   string
+	Tags    map[string]string
+	// CPUMillis and MemoryMB offered to jobs; detected when zero.
+	CPUMillis, MemoryMB int64
+	// Runtime names the container driver ("runc" or "process"); Launcher
+	// and RuntimeImpl override how shims run (tests use the fake runtime
+	// in-process).
+	Runtime     string
+	RuntimeImpl runtime.Runtime
+	Launcher    Launcher
+	// ShimSocketDir holds the shims' sockets; it must be a short path.
+	ShimSocketDir string
+	// PortLow and PortHigh bound the ports allocated to jobs.
+	PortLow, PortHigh int
+	// LeaseTTL is how long the host outlives a silent agent.
+	LeaseTTL time.Duration
+	Version  string
+	Log      *slog.Logger
+}
+
+func (c *Config) setDefaults() error {
+	if c.DataDir == "" {
+		return errors.New("agent: no data directory")
+	}
+	if c.ID == "" {
+		h, _ := os.Hostname()
+		c.ID = strings.Trim(strings.ToLower(strings.Split(h, ".")[0]), "-")
+	}
+	if !api.ValidID(c.ID) {
+		return fmt.Errorf("agent: host id %q must be lower-case letters, digits and dashes", c.ID)
+	}
+	if c.AdvertiseIP == "" {
+		c.AdvertiseIP = "127.0.0.1"
+	}
+	if ip := net.ParseIP(c.AdvertiseIP); ip == nil || ip.IsUnspecified() {
+		return fmt.Errorf("agent: advertise address %q must be a concrete IP", c.AdvertiseIP)
+	}
+	if c.APIPort == 0 {
+		c.APIPort = DefaultAPIPort
+	}
+	if c.PortLow == 0 {
+		c.PortLow, c.PortHigh = 30000, 39999
+	}
+	if c.PortLow > c.PortHigh || c.PortLow < 1 || c.PortHigh > 65535 {
+		return fmt.Errorf("agent: bad port range %d-%d", c.PortLow, c.PortHigh)
+	}
+	if c.LeaseTTL == 0 {
+		c.LeaseTTL = 5 * time.Second
+	}
+	if c.Runtime == "" {
+		c.Runtime = "runc"
+	}
+	if c.ShimSocketDir == "" {
+		c.ShimSocketDir = "/run/pier/shims"
+	}
+	if c.CPUMillis == 0 {
+		c.CPUMillis = int64(goruntime.NumCPU()) * 1000
+	}
+	if c.MemoryMB == 0 {
+		c.MemoryMB = detectMemoryMB()
+	}
+	if c.Log == nil {
+		c.Log = slog.Default()
+	}
+	if c.Launcher == nil {
+		if c.RuntimeImpl != nil {
+			c.Launcher = InProcessLauncher{Runtime: c.RuntimeImpl, Log: c.Log}
+		} else {
+			c.Launcher = ExecLauncher{}
+		}
+	}
+	return nil
+}
+
+func (c *Config) pkiDir() string     { return filepath.Join(c.DataDir, "pki") }
+func (c *Config) jobsDir() string    { return filepath.Join(c.DataDir, "jobs") }
+func (c *Config) runtimeDir() string { return filepath.Join(c.DataDir, "runtime") }
+func (c *Config) artifactDir() string {
+	return filepath.Join(c.DataDir, "artifacts")
+}
+func (c *Config) statePath() string { return filepath.Join(c.DataDir, "host.db") }
+func (c *Config) joinPath() string  { return filepath.Join(c.DataDir, "host.json") }
+func (c *Config) apiAddr() string {
+	return net.JoinHostPort(c.AdvertiseIP, strconv.Itoa(c.APIPort))
+}
+
+// detectMemoryMB reads MemTotal from /proc/meminfo.
+func detectMemoryMB() int64 {
+	f, err := os.Open("/proc/meminfo")
+	if err != nil {
+		return 1024
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) >= 2 && fields[0] == "MemTotal:" {
+			kb, _ := strconv.ParseInt(fields[1], 10, 64)
+			return kb / 1024
+		}
+	}
+	return 1024
+}
