@@ -164,7 +164,7 @@ func (a *Agent) writeStatus(ctx context.Context, st api.JobStatus) bool {
 		if err == nil {
 			return true
 		}
-		if !errors.Is(err, store.ErrConflict) {
+		if !errors.Is(err, store.ErrConflict) && ctx.Err() == nil {
 			a.cfg.Log.Warn("cannot write job status; retrying", "job", st.ID, "state", st.State, "err", err)
 		}
 		select {
