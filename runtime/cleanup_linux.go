@@ -37,8 +37,11 @@ func (r *Runc) Delete(id string) error {
 	dir := r.bundle(id)
 	if err := unmountUnder(dir); err != nil {
 		errs = append(errs, err)
-	} else if err := os.RemoveAll(dir); err != nil {
-		errs = append(errs, err)
+	}
+	if len(errs) == 0 {
+		if err := os.RemoveAll(dir); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("runtime: delete %s: %w", id, err)

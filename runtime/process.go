@@ -53,6 +53,9 @@ func (p *Process) Run(ctx context.Context, spec Spec, sio IO, started func(pid i
 	if len(spec.RootFS) > 0 || len(spec.Mounts) > 0 {
 		return Exit{}, fmt.Errorf("%w: the process driver cannot provide image layers or mounts", ErrUnsupported)
 	}
+	if err := ctx.Err(); err != nil {
+		return Exit{}, err
+	}
 	// On the host, the caller's PATH finds what the developer installed,
 	// and /app, the container's HOME, does not exist.
 	spec.Env = setDefault(slices.Clone(spec.Env), "PATH", os.Getenv("PATH"))

@@ -196,3 +196,36 @@ func TestOCISpec(t *testing.T) {
 		t.Errorf("defaults: %+v", d)
 	}
 }
+
+// TestRuncDeleteWithoutRuncState loses runc's state of a running job, as a
+// crash in the middle of runc could, and expects Delete to find and kill
+// the job's processes through its cgroups all the same.
+func TestRuncDeleteWithoutRuncState(t *testing.T) {
+	r := newTestRunc(t)
+	id := testID(t)
+	expectClean(t, r, id)
+	started := make(chan int, 1)
+	done := make(chan result, 1)
+	go func() {
+		var res result
+		// A child as well as pid 1, to be killed through the cgroup too.
+		res.exit, res.err = r.Run(context.Background(), Spec{ID: id, Args: []string{"/bin/sh", "-c", "sleep 60 & sleep 60"}},
+			IO{}, func(pid int) { started <- pid })
+		done <- res
+	}()
+	pid := <-started
+	if err := os.RemoveAll(filepath.Join(r.root, id)); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Delete(id); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case res := <-done:
+		if res.err != nil || res.exit.Signal != "SIGKILL" || alive(pid) {
+			t.Errorf("after Delete: %+v %v", res.exit, res.err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Run did not return after Delete")
+	}
+}

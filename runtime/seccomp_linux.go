@@ -60,9 +60,9 @@ func seccompProfile() *specs.LinuxSeccomp {
 	syscalls = append(syscalls, specs.LinuxSyscall{Names: []string{"clone3"}, Action: specs.ActErrno, ErrnoRet: &enosys})
 	return &specs.LinuxSeccomp{
 		DefaultAction: specs.ActAllow,
-		// Every architecture the CPU can execute syscalls for is listed,
-		// since the rules are compiled per architecture; libseccomp kills a
-		// process that makes a syscall through any other ABI.
+		// Every ABI the CPU can make syscalls through is listed, since the
+		// rules are compiled per architecture and a 32-bit syscall on a
+		// 64-bit kernel would otherwise slip past them.
 		Architectures: seccompArches(),
 		Syscalls:      syscalls,
 	}

@@ -29,6 +29,7 @@ type Agent struct {
 	ports     *ports
 	artifacts *artifact.Cache
 	jobs      *store.Cache[api.Job]
+	services  *services
 	startedAt time.Time
 
 	mu      sync.Mutex
@@ -76,6 +77,7 @@ func Start(ctx context.Context, cfg Config) (_ *Agent, err error) {
 		return nil, err
 	}
 	a.reg = discovery.New(a.Client, discovery.WithLogger(cfg.Log))
+	a.services = newServices(a.reg, cfg.Log)
 	a.ports = newPorts("", cfg.PortLow, cfg.PortHigh)
 	a.artifacts = &artifact.Cache{Dir: cfg.artifactDir()}
 	prefix, err := store.Prefix(store.JobsPrefix, cfg.ID)
@@ -178,6 +180,7 @@ func (a *Agent) keepPresence(ctx context.Context, up chan struct{}) {
 		a.mu.Lock()
 		a.session = sess
 		a.mu.Unlock()
+		a.services.newSession(sess)
 		if up != nil {
 			close(up)
 			up = nil

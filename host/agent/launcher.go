@@ -93,7 +93,11 @@ func RunShim(ctx context.Context, jobDir string, log *slog.Logger) error {
 func NewRuntime(name, stateDir string, log *slog.Logger) (runtime.Runtime, error) {
 	switch name {
 	case "runc":
-		return runtime.NewRunc(runtime.RuncOptions{StateDir: stateDir})
+		rt, err := runtime.NewRunc(runtime.RuncOptions{StateDir: stateDir, Log: log})
+		if err != nil {
+			return nil, err
+		}
+		return rt, nil
 	case "process":
 		return runtime.NewProcess(log), nil
 	}

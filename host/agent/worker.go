@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -30,6 +31,8 @@ type worker struct {
 
 	stopOnce sync.Once
 	stopping chan struct{} // closed once the job should stop
+	// killReason says why the agent killed the job itself, if it did.
+	killReason atomic.Value // string
 }
 
 func newWorker(a *Agent, lj *localJob) *worker {
@@ -85,10 +88,18 @@ func (w *worker) run(ctx context.Context, adopted bool) {
 		a.local.put(w.lj)
 	}
 	if res == nil {
+		running := w.status(api.JobRunning)
+		running.PID, running.StartedAt = started.PID, started.Time
+		healthCtx, stopHealth := context.WithCancel(ctx)
+		w.watchHealth(healthCtx, running)
 		stopped := make(chan struct{})
-		go w.stopWhenAsked(ctx, stopped)
+		go w.stopWhenAsked(ctx, stopped, stopHealth)
 		res, err = w.waitExit(ctx)
 		close(stopped)
+		stopHealth()
+		if ctx.Err() == nil {
+			w.deregister()
+		}
 		if ctx.Err() != nil {
 			return
 		}
@@ -217,7 +228,7 @@ func (w *worker) waitExit(ctx context.Context) (*shim.Result, error) {
 
 // stopWhenAsked stops the job gracefully once asked: SIGTERM, then SIGKILL
 // after the grace period.
-func (w *worker) stopWhenAsked(ctx context.Context, exited chan struct{}) {
+func (w *worker) stopWhenAsked(ctx context.Context, exited chan struct{}, stopHealth func()) {
 	select {
 	case <-w.stopping:
 	case <-exited:
@@ -225,6 +236,9 @@ func (w *worker) stopWhenAsked(ctx context.Context, exited chan struct{}) {
 	case <-ctx.Done():
 		return
 	}
+	// Leave discovery first, so routers stop sending requests, then stop.
+	stopHealth()
+	w.deregister()
 	grace := w.lj.Job.StopGrace.Or(defaultStopGrace)
 	w.shim.Signal(ctx, syscall.SIGTERM)
 	select {
@@ -251,7 +265,10 @@ func (w *worker) exitStatus(started *shim.Started, res *shim.Result) api.JobStat
 		return st
 	default:
 	}
+	reason, _ := w.killReason.Load().(string)
 	switch {
+	case reason != "":
+		st.Error = reason
 	case res.Error != "":
 		st.Error = res.Error
 	case res.Exit.OOMKilled:

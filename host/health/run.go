@@ -1,0 +1,128 @@
+package health
+
+import (
+	"context"
+	"time"
+)
+
+// State is what the checks say of a port.
+type State string
+
+const (
+	Unknown   State = "unknown" // no probe has succeeded, and not enough have failed
+	Healthy   State = "healthy"
+	Unhealthy State = "unhealthy"
+)
+
+// Status is a transition reported by Run.
+type Status struct {
+	State State
+	// Err is the last failed probe's error; empty when Healthy.
+	Err string
+	// Failures is how many probes in a row have failed, grace excepted.
+	Failures int
+	// Time is when the probe that caused the transition ended.
+	Time time.Time
+}
+
+// firstInterval is the pause after the first probe while the state is
+// Unknown; it doubles up to Interval. A job that boots in a second is then
+// in discovery about a second after it starts, not an Interval later, and
+// one that boots slowly is not probed much more often than asked.
+var firstInterval = 100 * time.Millisecond
+
+// Run probes c until ctx ends and calls report on each change of state,
+// from Run's goroutine; it returns ctx's error, or an error wrapping
+// ErrInvalid at once if c is not valid. The first probe is made at once,
+// and StartGrace counts from the call, so the agent calls Run when it has
+// started the job. Pass c through WithDefaults to fill what a spec left out.
+func Run(ctx context.Context, c Check, report func(Status)) error {
+	if err := Validate(c); err != nil {
+		return err
+	}
+	p := newProber(c)
+	defer p.close()
+	return run(ctx, c, p.probe, report)
+}
+
+// run is Run with the probe injected, for tests.
+func run(ctx context.Context, c Check, probe func(context.Context) error, report func(Status)) error {
+	start := time.Now()
+	m := machine{threshold: c.Threshold, state: Unknown}
+	backoff := min(firstInterval, c.Interval)
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-timer.C:
+		}
+		began := time.Now()
+		err := probe(ctx)
+		if ctx.Err() != nil {
+			// The probe failed because we are stopping, not because the
+			// job did: report nothing.
+			return ctx.Err()
+		}
+		ended := time.Now()
+		errMsg := ""
+		if err != nil {
+			errMsg = errText(err, c.Timeout)
+		}
+		// A probe counts as in the grace period if it began in it: the
+		// job was still allowed to be booting when it was asked.
+		if st, changed := m.observe(err == nil, errMsg, began.Sub(start) < c.StartGrace); changed {
+			st.Time = ended
+			report(st)
+		}
+		wait := c.Interval
+		if m.state == Unknown {
+			wait = backoff
+			backoff = min(backoff*2, c.Interval)
+		}
+		timer.Reset(max(0, wait-ended.Sub(began)))
+	}
+}
+
+// machine turns probe results into states. It does no I/O and reads no
+// clock, so every path through it is a table test.
+type machine struct {
+	threshold int
+	state     State
+	failures  int // in a row, outside the grace period
+	successes int // in a row
+	lastErr   string
+}
+
+// observe records one probe and returns the new status, and whether the
+// state changed.
+func (m *machine) observe(ok bool, errMsg string, inGrace bool) (Status, bool) {
+	old := m.state
+	if ok {
+		m.failures = 0
+		m.successes++
+		switch {
+		case m.state == Unknown:
+			// One success is enough to start: waiting for Threshold
+			// of them would only slow deploys down.
+			m.state = Healthy
+		case m.state == Unhealthy && m.successes >= m.threshold:
+			m.state = Healthy
+		}
+	} else {
+		m.successes = 0
+		m.lastErr = errMsg
+		if !inGrace {
+			m.failures++
+			if m.state != Unhealthy && m.failures >= m.threshold {
+				m.state = Unhealthy
+			}
+		}
+	}
+	st := Status{State: m.state, Failures: m.failures}
+	if m.state != Healthy {
+		st.Err = m.lastErr
+	}
+	return st, m.state != old
+}
