@@ -9,11 +9,13 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/pierpaas/pier/api"
 	"github.com/pierpaas/pier/discovery"
 	"github.com/pierpaas/pier/host/artifact"
+	"github.com/pierpaas/pier/internal/daemon"
 	"github.com/pierpaas/pier/internal/join"
 	"github.com/pierpaas/pier/internal/pki"
 	"github.com/pierpaas/pier/store"
@@ -31,6 +33,11 @@ type Agent struct {
 	jobs      *store.Cache[api.Job]
 	services  *services
 	startedAt time.Time
+
+	// Health and Metrics back the API's /readyz and /metrics (httpapi.go).
+	Health  *daemon.Health
+	Metrics *prometheus.Registry
+	api     *apiServer
 
 	mu      sync.Mutex
 	workers map[string]*worker // jobs with a live shim (or being started)
@@ -105,6 +112,16 @@ func Start(ctx context.Context, cfg Config) (_ *Agent, err error) {
 		return nil, ctx.Err()
 	}
 	a.goRun(func() { a.reconcileLoop(runCtx) })
+	if err := a.startAPI(); err != nil {
+		return nil, err
+	}
+	gcRuntime := cfg.RuntimeImpl
+	if gcRuntime == nil {
+		if gcRuntime, err = NewRuntime(cfg.Runtime, cfg.runtimeDir(), cfg.Log); err != nil {
+			return nil, err
+		}
+	}
+	a.goRun(func() { a.collectGarbage(runCtx, gcRuntime) })
 	cfg.Log.Info("host agent ready", "host", cfg.ID, "runtime", cfg.Runtime, "adopted", len(a.workers))
 	return a, nil
 }
@@ -219,6 +236,7 @@ func (a *Agent) ID() string { return a.cfg.ID }
 // Close stops the agent but not its jobs: their shims keep running and a
 // new agent on the same data directory re-adopts them.
 func (a *Agent) Close() error {
+	a.stopAPI()
 	if a.stop != nil {
 		a.stop()
 	}

@@ -49,9 +49,16 @@ type Check struct {
 }
 
 // WithDefaults returns c with zero Interval, Timeout and Threshold, and an
-// empty http Path, set to the defaults; a spec may leave them out, but Run
-// takes only explicit values.
+// empty http Path, set to the defaults, and an empty Kind set to http if
+// there is a Path and tcp if not; a spec may leave them out, but Run takes
+// only explicit values.
 func (c Check) WithDefaults() Check {
+	if c.Kind == "" {
+		c.Kind = KindTCP
+		if c.Path != "" {
+			c.Kind = KindHTTP
+		}
+	}
 	if c.Interval == 0 {
 		c.Interval = DefaultInterval
 	}

@@ -70,6 +70,10 @@ func TestWithDefaults(t *testing.T) {
 			Check{Kind: KindHTTP, Addr: "h:1", Path: "/", Interval: DefaultInterval, Timeout: DefaultTimeout, Threshold: DefaultThreshold}},
 		{"tcp keeps an empty path", Check{Kind: KindTCP, Addr: "h:1"},
 			Check{Kind: KindTCP, Addr: "h:1", Interval: DefaultInterval, Timeout: DefaultTimeout, Threshold: DefaultThreshold}},
+		{"no kind, no path", Check{Addr: "h:1"},
+			Check{Kind: KindTCP, Addr: "h:1", Interval: DefaultInterval, Timeout: DefaultTimeout, Threshold: DefaultThreshold}},
+		{"no kind, a path", Check{Addr: "h:1", Path: "/up"},
+			Check{Kind: KindHTTP, Addr: "h:1", Path: "/up", Interval: DefaultInterval, Timeout: DefaultTimeout, Threshold: DefaultThreshold}},
 		{"explicit values stay", Check{Kind: KindHTTP, Addr: "h:1", Path: "/x", Interval: 1, Timeout: 2, Threshold: 7},
 			Check{Kind: KindHTTP, Addr: "h:1", Path: "/x", Interval: 1, Timeout: 2, Threshold: 7}},
 	}

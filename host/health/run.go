@@ -19,23 +19,28 @@ type Status struct {
 	State State
 	// Err is the last failed probe's error; empty when Healthy.
 	Err string
-	// Failures is how many probes in a row have failed, grace excepted.
+	// Failures is how many counted probes in a row have failed.
 	Failures int
 	// Time is when the probe that caused the transition ended.
 	Time time.Time
 }
 
-// firstInterval is the pause after the first probe while the state is
-// Unknown; it doubles up to Interval. A job that boots in a second is then
-// in discovery about a second after it starts, not an Interval later, and
-// one that boots slowly is not probed much more often than asked.
+// firstInterval is the pause before the first extra probe while the state
+// is Unknown; it doubles up to Interval. A job that boots in a second is
+// then in discovery about a second after it starts, not an Interval later.
 var firstInterval = 100 * time.Millisecond
 
 // Run probes c until ctx ends and calls report on each change of state,
 // from Run's goroutine; it returns ctx's error, or an error wrapping
-// ErrInvalid at once if c is not valid. The first probe is made at once,
-// and StartGrace counts from the call, so the agent calls Run when it has
-// started the job. Pass c through WithDefaults to fill what a spec left out.
+// ErrInvalid at once if c is not valid. Pass c through WithDefaults to fill
+// what a spec left out.
+//
+// The first probe is made at once and the regular ones follow every
+// Interval. StartGrace counts from the call, so the agent calls Run when it
+// has started the job. While the state is Unknown, extra probes are made in
+// between, 100ms after the last one and then doubling: they can make the
+// job Healthy, but their failures do not count, so a job that is slow to
+// start is declared Unhealthy no sooner than without them.
 func Run(ctx context.Context, c Check, report func(Status)) error {
 	if err := Validate(c); err != nil {
 		return err
@@ -48,8 +53,9 @@ func Run(ctx context.Context, c Check, report func(Status)) error {
 // run is Run with the probe injected, for tests.
 func run(ctx context.Context, c Check, probe func(context.Context) error, report func(Status)) error {
 	start := time.Now()
-	m := machine{threshold: c.Threshold, state: Unknown}
+	nextRegular := start
 	backoff := min(firstInterval, c.Interval)
+	m := machine{threshold: c.Threshold, state: Unknown}
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
@@ -59,6 +65,12 @@ func run(ctx context.Context, c Check, probe func(context.Context) error, report
 		case <-timer.C:
 		}
 		began := time.Now()
+		// Timers do not fire early, so this is exact for a probe made
+		// when the regular one was due.
+		regular := !began.Before(nextRegular)
+		if regular {
+			nextRegular = began.Add(c.Interval)
+		}
 		err := probe(ctx)
 		if ctx.Err() != nil {
 			// The probe failed because we are stopping, not because the
@@ -70,18 +82,21 @@ func run(ctx context.Context, c Check, probe func(context.Context) error, report
 		if err != nil {
 			errMsg = errText(err, c.Timeout)
 		}
-		// A probe counts as in the grace period if it began in it: the
-		// job was still allowed to be booting when it was asked.
-		if st, changed := m.observe(err == nil, errMsg, began.Sub(start) < c.StartGrace); changed {
+		// A probe is in the grace period if it began in it: the job was
+		// still allowed to be booting when it was asked.
+		counts := regular && began.Sub(start) >= c.StartGrace
+		if st, changed := m.observe(err == nil, errMsg, counts); changed {
 			st.Time = ended
 			report(st)
 		}
-		wait := c.Interval
+		next := nextRegular
 		if m.state == Unknown {
-			wait = backoff
+			if extra := began.Add(backoff); extra.Before(next) {
+				next = extra
+			}
 			backoff = min(backoff*2, c.Interval)
 		}
-		timer.Reset(max(0, wait-ended.Sub(began)))
+		timer.Reset(max(0, time.Until(next)))
 	}
 }
 
@@ -96,8 +111,9 @@ type machine struct {
 }
 
 // observe records one probe and returns the new status, and whether the
-// state changed.
-func (m *machine) observe(ok bool, errMsg string, inGrace bool) (Status, bool) {
+// state changed. A failure that does not count (in the grace period, or an
+// extra probe) still resets the successes in a row.
+func (m *machine) observe(ok bool, errMsg string, counts bool) (Status, bool) {
 	old := m.state
 	if ok {
 		m.failures = 0
@@ -113,7 +129,7 @@ func (m *machine) observe(ok bool, errMsg string, inGrace bool) (Status, bool) {
 	} else {
 		m.successes = 0
 		m.lastErr = errMsg
-		if !inGrace {
+		if counts {
 			m.failures++
 			if m.state != Unhealthy && m.failures >= m.threshold {
 				m.state = Unhealthy

@@ -12,8 +12,9 @@ import (
 )
 
 func TestMachine(t *testing.T) {
-	// Each probe is "+" (success), "-" (failure) or "g" (failure in the
-	// grace period); want lists the transitions as state/failures.
+	// Each probe is "+" (success), "-" (failure) or "g" (failure that does
+	// not count: grace period or extra probe); want lists the transitions
+	// as state/failures.
 	tests := []struct {
 		name      string
 		threshold int
@@ -33,6 +34,7 @@ func TestMachine(t *testing.T) {
 		{"unhealthy stays until threshold successes", 2, "+--+-+", []string{"healthy/0", "unhealthy/2"}},
 		{"recovers", 2, "+--++", []string{"healthy/0", "unhealthy/2", "healthy/0"}},
 		{"failures keep counting while unhealthy", 2, "+----++", []string{"healthy/0", "unhealthy/2", "healthy/0"}},
+		{"uncounted failure breaks a recovery", 2, "+--+g+", []string{"healthy/0", "unhealthy/2"}},
 		{"threshold one flaps", 1, "+-+-", []string{"healthy/0", "unhealthy/1", "healthy/0", "unhealthy/1"}},
 	}
 	for _, tt := range tests {
@@ -40,7 +42,7 @@ func TestMachine(t *testing.T) {
 			m := machine{threshold: tt.threshold, state: Unknown}
 			var got []string
 			for i, p := range tt.probes {
-				st, changed := m.observe(p == '+', fmt.Sprintf("err %d", i), p == 'g')
+				st, changed := m.observe(p == '+', fmt.Sprintf("err %d", i), p != 'g')
 				if !changed {
 					continue
 				}
@@ -163,6 +165,29 @@ func TestRunFastStart(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	if probes.Load() != n {
 		t.Fatalf("probed %d more times within 300ms of a 1m interval", probes.Load()-n)
+	}
+}
+
+func TestRunExtraProbesDoNotCountFailures(t *testing.T) {
+	// Regular probes at 0, 200 and 400ms fail the job with a threshold
+	// of 3; the extra probes at 100ms and after do not hasten that.
+	const interval = 200 * time.Millisecond
+	c := Check{Kind: KindTCP, Addr: "x:1", Interval: interval, Timeout: time.Second, Threshold: 3}
+	var probes atomic.Int32
+	start := time.Now()
+	r := startRun(t, c, func(context.Context) error {
+		probes.Add(1)
+		return errors.New("refused")
+	})
+	st := r.next(t, 5*time.Second)
+	if elapsed := time.Since(start); elapsed < 2*interval {
+		t.Fatalf("unhealthy after %v, before 3 regular probes", elapsed)
+	}
+	if st.State != Unhealthy || st.Failures != 3 {
+		t.Fatalf("status %+v", st)
+	}
+	if n := probes.Load(); n < 4 {
+		t.Fatalf("%d probes: no extra ones", n)
 	}
 }
 

@@ -339,3 +339,32 @@ func TestFollowTailThenFollow(t *testing.T) {
 		t.Fatalf("followed %s", seqs(rest))
 	}
 }
+
+func TestRecordLongerThanReadBuffer(t *testing.T) {
+	// A full-length line of control characters is escaped to six bytes
+	// each: a record several times the readers' 64 KiB buffer.
+	withPollInterval(t, 5*time.Millisecond)
+	dir := t.TempDir()
+	w, err := NewWriter(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	long := strings.Repeat("\x01", DefaultMaxLine)
+	fmt.Fprintf(w.Stream("stdout"), "before\n%s\nafter\n", long)
+	w.Close()
+	check := func(how string, lines []Line) {
+		t.Helper()
+		if len(lines) != 3 || lines[0].Text != "before" || lines[1].Text != long || lines[2].Text != "after" {
+			t.Fatalf("%s: %d lines", how, len(lines))
+		}
+	}
+	check("Read", readAll(t, dir, 0))
+	tail, err := Tail(dir, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("Tail", tail)
+	f := startFollower(dir, 0, nil)
+	f.waitFor(t, 3)
+	check("Follow", f.finish(t))
+}

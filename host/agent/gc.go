@@ -1,0 +1,65 @@
+package agent
+
+import (
+	"context"
+	"time"
+
+	"github.com/pierpaas/pier/runtime"
+)
+
+// gcInterval is how often the agent collects what no job needs any more.
+const gcInterval = time.Minute
+
+// collectGarbage periodically removes artifacts no local job uses and
+// container state the agent does not know (left by a crash between a
+// shim's death and its cleanup). Job directories go when the job's record
+// is removed (see reconcile), so disk use stays bounded by the jobs the
+// schedulers keep.
+func (a *Agent) collectGarbage(ctx context.Context, rt runtime.Runtime) {
+	t := time.NewTicker(gcInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		a.gcOnce(rt)
+	}
+}
+
+func (a *Agent) gcOnce(rt runtime.Runtime) {
+	local, err := a.local.all()
+	if err != nil {
+		return
+	}
+	inUse := map[string]bool{}
+	known := map[string]bool{}
+	for _, lj := range local {
+		known[lj.Job.ID] = true
+		if art := lj.Job.Artifact; art != nil {
+			inUse[art.SHA256] = true
+		}
+	}
+	// Jobs being launched are in the local state before their shim
+	// exists, so nothing in use is missed.
+	if removed, err := a.artifacts.GC(func(d string) bool { return inUse[d] }); err == nil && len(removed) > 0 {
+		a.cfg.Log.Info("removed unused artifacts", "count", len(removed))
+	}
+	if rt == nil {
+		return
+	}
+	ids, err := rt.List()
+	if err != nil {
+		return
+	}
+	for _, id := range ids {
+		a.mu.Lock()
+		live := a.workers[id] != nil
+		a.mu.Unlock()
+		if !live && !known[id] {
+			a.cfg.Log.Info("removing leftover container state", "id", id)
+			rt.Delete(id)
+		}
+	}
+}
