@@ -122,7 +122,10 @@ func Start(ctx context.Context, cfg Config) (_ *Agent, err error) {
 		}
 	}
 	a.goRun(func() { a.collectGarbage(runCtx, gcRuntime) })
-	cfg.Log.Info("host agent ready", "host", cfg.ID, "runtime", cfg.Runtime, "adopted", len(a.workers))
+	a.mu.Lock()
+	adopted := len(a.workers)
+	a.mu.Unlock()
+	cfg.Log.Info("host agent ready", "host", cfg.ID, "runtime", cfg.Runtime, "adopted", adopted)
 	return a, nil
 }
 

@@ -43,7 +43,7 @@ func testHost(t *testing.T, c *storetest.Cluster, id string) Config {
 	t.Cleanup(func() { os.RemoveAll(sockDir) })
 	return Config{
 		ID: id, DataDir: dir, ShimSocketDir: sockDir, LeaseTTL: 2 * time.Second,
-		PortLow: 41000, PortHigh: 41999,
+		PortLow: 41000, PortHigh: 41999, APIPort: freePort(t),
 		Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	}
 }

@@ -430,8 +430,10 @@ func (a *Agent) jobDone(id string) bool {
 	return !ok || it.Value.Desired != api.DesiredRunning
 }
 
-// serveLogs writes the job's output as JSON lines. With follow it goes on
-// until the job has ended and its output is all sent, or the client goes.
+// serveLogs writes the job's output as JSON lines: all of it, the last
+// `lines` lines, or the lines from number `from` on. With follow it goes
+// on until the job has ended and its output is all sent, or the client
+// goes.
 func (a *Agent) serveLogs(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	q := r.URL.Query()
@@ -451,6 +453,15 @@ func (a *Agent) serveLogs(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		lines = n
+	}
+	var from uint64 // 0: the oldest line kept
+	if v := q.Get("from"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil || lines >= 0 {
+			writeError(w, http.StatusBadRequest, api.ErrCodeBadRequest, "from must be a line number, and not given with lines")
+			return
+		}
+		from = n
 	}
 	if _, ok := a.hostJob(r.Context(), id); !ok {
 		writeError(w, http.StatusNotFound, api.ErrCodeNotFound, "no job %q on host %s", id, a.cfg.ID)
@@ -472,7 +483,6 @@ func (a *Agent) serveLogs(w http.ResponseWriter, r *http.Request) {
 		return nil
 	}
 
-	var from uint64
 	if lines >= 0 {
 		tail, err := joblog.Tail(dir, lines)
 		if err != nil {

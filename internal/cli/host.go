@@ -88,6 +88,7 @@ resume from the data directory and re-adopt the jobs that kept running.`,
 		},
 	}
 	f.register(cmd, true)
+	cmd.AddCommand(newHostAdminCmds()...) // ps, run, stop, signal, logs, status
 	return cmd
 }
 

@@ -44,11 +44,12 @@ type upProc struct {
 	waitErr error
 }
 
-func startUp(t *testing.T, dataDir string, ports [4]int) *upProc {
+func startUp(t *testing.T, dataDir string, ports [5]int) *upProc {
 	t.Helper()
 	cmd := exec.Command(pierBin, "up", "--data-dir", dataDir,
 		"--etcd-client-port", strconv.Itoa(ports[0]), "--etcd-peer-port", strconv.Itoa(ports[1]),
-		"--api-port", strconv.Itoa(ports[2]), "--dns-port", strconv.Itoa(ports[3]))
+		"--api-port", strconv.Itoa(ports[2]), "--dns-port", strconv.Itoa(ports[3]),
+		"--host-api-port", strconv.Itoa(ports[4]))
 	p := &upProc{cmd: cmd, apiPort: ports[2], stderr: &strings.Builder{}, exited: make(chan struct{}),
 		etcdURL: "https://127.0.0.1:" + strconv.Itoa(ports[0])}
 	cmd.Stderr = p.stderr
@@ -89,7 +90,7 @@ func startUp(t *testing.T, dataDir string, ports [4]int) *upProc {
 // becomes ready, stops cleanly on an interrupt, and comes back with its data.
 func TestUpRestartKeepsData(t *testing.T) {
 	dataDir := filepath.Join(t.TempDir(), "data")
-	ports := [4]int{freePort(t), freePort(t), freePort(t), freePort(t)}
+	ports := [5]int{freePort(t), freePort(t), freePort(t), freePort(t), freePort(t)}
 	p := startUp(t, dataDir, ports)
 
 	cl, err := client.Connect(client.Config{Endpoints: []string{p.etcdURL}, CredentialsDir: server.PKIDir(dataDir)})
