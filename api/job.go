@@ -66,9 +66,27 @@ type Job struct {
 	StopGrace Duration `json:"stop_grace,omitempty"`
 	// KillUnhealthy kills a job whose health check keeps failing.
 	KillUnhealthy bool `json:"kill_unhealthy,omitempty"`
+	// TTY gives the job a terminal as its stdin, stdout and stderr, and
+	// Stdin an input stream; both are reached by attaching to the job
+	// (GET /v1/jobs/{id}/attach on its host). A job with either waits for
+	// its first attach, up to AttachWait, before it starts, so that the
+	// one who attaches misses none of its output.
+	TTY   bool `json:"tty,omitempty"`
+	Stdin bool `json:"stdin,omitempty"`
 
 	Desired   Desired   `json:"desired"`
 	CreatedAt time.Time `json:"created_at"`
+
+	// Scheduler names the scheduler that owns the job ("service"); each
+	// scheduler reconciles only its own jobs, though all count toward a
+	// host's resources.
+	Scheduler string `json:"scheduler,omitempty"`
+	// Restarts counts the jobs this one's slot had before it: a job that
+	// replaces a crashed or lost one carries its count plus one.
+	Restarts int `json:"restarts,omitempty"`
+	// Backoff is how long the slot waited after the previous job ended
+	// before this one was created; a quick crash doubles it.
+	Backoff Duration `json:"backoff,omitempty"`
 }
 
 // Artifact is what a job runs from: a slug (gzipped tar of /app) or an
@@ -107,7 +125,9 @@ type Resources struct {
 }
 
 // JobStatus is a job's observed state, written only by the host agent
-// under /pier/job-status/<job>.
+// under /pier/job-status/<job>, with one exception: the job's scheduler
+// writes state lost for a job whose host vanished, since the host cannot,
+// and the agent never moves a status back from a terminal state.
 type JobStatus struct {
 	ID     string   `json:"id"`
 	HostID string   `json:"host_id"`

@@ -1,0 +1,100 @@
+package api
+
+import (
+	"fmt"
+	"time"
+)
+
+// Release is an immutable, numbered version of an app (v1, v2, ...): what
+// to run and how, written once by the controller under
+// /pier/releases/<release>. A new build, env change or scale of resources
+// makes a new release; formations point at releases.
+type Release struct {
+	ID       string            `json:"id"`
+	App      string            `json:"app"`
+	Version  int               `json:"version"`
+	Artifact *Artifact         `json:"artifact,omitempty"`
+	Env      map[string]string `json:"env,omitempty"`
+	// Processes are the release's process types by name ("web", "worker").
+	Processes map[string]ProcessType `json:"processes"`
+	CreatedAt time.Time              `json:"created_at"`
+}
+
+// RestartPolicy says which ends of a job of a process type the scheduler
+// answers with a replacement (after a backoff).
+type RestartPolicy string
+
+const (
+	// RestartAlways replaces a job however it ended: a service that exits
+	// 0 is still down. The default.
+	RestartAlways RestartPolicy = "always"
+	// RestartOnFailure replaces a job that failed or was rejected, and
+	// lets one that completed keep its slot.
+	RestartOnFailure RestartPolicy = "on-failure"
+	// RestartNever lets a job that ended keep its slot however it ended.
+	RestartNever RestartPolicy = "never"
+)
+
+// ProcessType is one kind of process of a release: a line of the Procfile
+// plus how the scheduler may place and restart it. A job whose host
+// vanished is replaced whatever the policy: it did not end, it was lost.
+type ProcessType struct {
+	Args  []string          `json:"args"`
+	Env   map[string]string `json:"env,omitempty"` // over the release's
+	Ports []Port            `json:"ports,omitempty"`
+	// Resources one job requests; placement only picks hosts with that
+	// much CPU and memory not yet requested by jobs placed there.
+	Resources Resources `json:"resources"`
+	// Tags are constraints: a host must carry every tag=value ("disk=ssd").
+	Tags map[string]string `json:"tags,omitempty"`
+	// MaxPerHost caps the jobs of this app and process type (of any of
+	// its releases) on one host; 0 is no cap.
+	MaxPerHost int `json:"max_per_host,omitempty"`
+	// Omni runs one job on every host that satisfies Tags; a formation's
+	// count for an omni process type only switches it on (> 0) or off.
+	Omni      bool          `json:"omni,omitempty"`
+	Restart   RestartPolicy `json:"restart,omitempty"`
+	StopGrace Duration      `json:"stop_grace,omitempty"`
+}
+
+// RestartPolicy returns the policy, RestartAlways when unset.
+func (p *ProcessType) RestartPolicy() RestartPolicy {
+	if p.Restart == "" {
+		return RestartAlways
+	}
+	return p.Restart
+}
+
+// Validate checks a process type before a release holding it is stored.
+func (p *ProcessType) Validate(name string) error {
+	switch {
+	case len(p.Args) == 0:
+		return fmt.Errorf("process type %s has no command", name)
+	case p.MaxPerHost < 0:
+		return fmt.Errorf("process type %s: max_per_host %d", name, p.MaxPerHost)
+	case p.Resources.CPUMillis < 0 || p.Resources.MemoryMB < 0:
+		return fmt.Errorf("process type %s: negative resources", name)
+	}
+	switch p.Restart {
+	case "", RestartAlways, RestartOnFailure, RestartNever:
+	default:
+		return fmt.Errorf("process type %s: restart policy %q (always, on-failure, never)", name, p.Restart)
+	}
+	return nil
+}
+
+// Validate checks a release before it is stored.
+func (r *Release) Validate() error {
+	if !ValidID(r.ID) || !ValidID(r.App) {
+		return fmt.Errorf("release %q of app %q: invalid id", r.ID, r.App)
+	}
+	for name, p := range r.Processes {
+		if name == "" {
+			return fmt.Errorf("release %s: process type with no name", r.ID)
+		}
+		if err := p.Validate(name); err != nil {
+			return fmt.Errorf("release %s: %w", r.ID, err)
+		}
+	}
+	return nil
+}
