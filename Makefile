@@ -34,9 +34,10 @@ test: setup
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 20m ./...
 
-## bench: run Go benchmarks, then every executable script in bench/
+## bench: run Go benchmarks, the host agent benchmark, then every executable script in bench/
 bench: setup
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+	$(GO) run ./bench/host
 	@for s in bench/*; do \
 		[ -f "$$s" ] && [ -x "$$s" ] || continue; \
 		echo "== $$s"; "$$s"; \

@@ -14,6 +14,7 @@ import (
 //	POST /v1/jobs/{id}/stop          HostJob (202)
 //	POST /v1/jobs/{id}/signal?signal=N       (204)
 //	GET  /v1/jobs/{id}/logs?follow=true&lines=N|from=SEQ   LogLine, one JSON per line
+//	GET  /v1/jobs/{id}/attach?rows=R&cols=C  101, then attach frames (attach.go)
 //
 // Errors are an Error body with a 4xx or 5xx status.
 
@@ -60,9 +61,10 @@ type RunJobRequest struct {
 	Env       map[string]string `json:"env,omitempty"`
 	MemoryMB  int64             `json:"memory_mb,omitempty"`
 	CPUMillis int64             `json:"cpu_millis,omitempty"`
-	// TTY asks for an interactive terminal; it needs attach, which the
-	// agent does not offer yet (501).
-	TTY bool `json:"tty,omitempty"`
+	// TTY asks for an interactive terminal and Stdin for an input stream
+	// (see Job); the job waits for its first attach before it starts.
+	TTY   bool `json:"tty,omitempty"`
+	Stdin bool `json:"stdin,omitempty"`
 }
 
 // LogLine is one line of a job's output.

@@ -24,6 +24,8 @@ import (
 type HostClient struct {
 	base string
 	hc   *http.Client
+	addr string
+	tls  *tls.Config // for attach, which upgrades an HTTP/1.1 connection
 }
 
 // NewHostClient returns a client of the agent at addr (host:port) that
@@ -45,7 +47,7 @@ func NewHostClientTLS(addr string, cfg *tls.Config) *HostClient {
 	tr.TLSClientConfig = cfg.Clone()
 	tr.ForceAttemptHTTP2 = true
 	// No overall timeout: log streams last as long as their jobs.
-	return &HostClient{base: "https://" + addr, hc: &http.Client{Transport: tr}}
+	return &HostClient{base: "https://" + addr, hc: &http.Client{Transport: tr}, addr: addr, tls: cfg.Clone()}
 }
 
 // Close releases idle connections.
@@ -199,13 +201,18 @@ func (c *HostClient) send(ctx context.Context, method, path string, body any) (*
 		return resp, nil
 	}
 	defer resp.Body.Close()
+	return nil, responseError(resp)
+}
+
+// responseError turns an error answer into *api.Error.
+func responseError(resp *http.Response) error {
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	apiErr := &api.Error{}
 	if json.Unmarshal(b, apiErr) != nil || apiErr.Code == "" {
 		apiErr = &api.Error{Code: codeFor(resp.StatusCode), Message: fmt.Sprintf("%s: %s", resp.Status, bytes.TrimSpace(b))}
 	}
 	apiErr.Status = resp.StatusCode
-	return nil, apiErr
+	return apiErr
 }
 
 // codeFor guesses the code of an error answer that is not an api.Error

@@ -100,6 +100,10 @@ func (p *Process) Run(ctx context.Context, spec Spec, sio IO, started func(pid i
 			return Exit{}, err
 		}
 		defer slave.Close()
+		if err := setConsoleSize(master, spec.ConsoleSize); err != nil {
+			master.Close()
+			return Exit{}, err
+		}
 		cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
 		// A session of its own makes the pty its controlling terminal, so
 		// that ^C and job control work as in a shell.

@@ -148,6 +148,14 @@ func TestProcessTTY(t *testing.T) {
 	}
 }
 
+func TestProcessTTYSize(t *testing.T) {
+	p := newTestProcess(t)
+	res := run(t, p, Spec{ID: testID(t), TTY: true, ConsoleSize: ConsoleSize{Rows: 40, Cols: 100}, Args: []string{"stty", "size"}})
+	if res.err != nil || strings.TrimSpace(res.stdout) != "40 100" {
+		t.Errorf("%+v", res)
+	}
+}
+
 // syncWriter is a buffer the job writes to while the test reads it.
 type syncWriter struct {
 	mu sync.Mutex

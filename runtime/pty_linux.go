@@ -31,3 +31,24 @@ func openPTY() (master, slave *os.File, err error) {
 	}
 	return master, slave, nil
 }
+
+// setConsoleSize sets a pty's window size, unless size is zero.
+func setConsoleSize(master *os.File, size ConsoleSize) error {
+	if size.Rows == 0 || size.Cols == 0 {
+		return nil
+	}
+	// Through SyscallConn, not Fd, which would make the file blocking and
+	// so no longer interruptible by Close.
+	rc, err := master.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("runtime: set console size: %w", err)
+	}
+	ws := &unix.Winsize{Row: size.Rows, Col: size.Cols}
+	if cerr := rc.Control(func(fd uintptr) { err = unix.IoctlSetWinsize(int(fd), unix.TIOCSWINSZ, ws) }); cerr != nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("runtime: set console size: %w", err)
+	}
+	return nil
+}

@@ -12,3 +12,5 @@ import (
 func openPTY() (master, slave *os.File, err error) {
 	return nil, nil, fmt.Errorf("%w: a TTY outside Linux", ErrUnsupported)
 }
+
+func setConsoleSize(*os.File, ConsoleSize) error { return nil }

@@ -338,6 +338,13 @@ func TestRuncTTY(t *testing.T) {
 		t.Errorf("tty output %q", res.stdout)
 	}
 
+	t.Run("size", func(t *testing.T) {
+		res := sh(t, r, "stty size", func(s *Spec) { s.TTY, s.ConsoleSize = true, ConsoleSize{Rows: 40, Cols: 100} })
+		if strings.TrimSpace(res.stdout) != "40 100" {
+			t.Errorf("stty size %q", res.stdout)
+		}
+	})
+
 	t.Run("console", func(t *testing.T) {
 		id := testID(t)
 		expectClean(t, r, id)

@@ -112,16 +112,21 @@ func (r *Runc) ociSpec(s Spec, p bundlePaths) *specs.Spec {
 		nofile = min(nofile, lim.Max)
 	}
 	pids := s.Limits.PIDs
+	var consoleSize *specs.Box
+	if s.TTY && s.ConsoleSize.Rows > 0 && s.ConsoleSize.Cols > 0 {
+		consoleSize = &specs.Box{Height: uint(s.ConsoleSize.Rows), Width: uint(s.ConsoleSize.Cols)}
+	}
 	return &specs.Spec{
 		Version:  specs.Version,
 		Hostname: s.Hostname,
 		Root:     &specs.Root{Path: "rootfs", Readonly: !s.Writable},
 		Process: &specs.Process{
-			Terminal: s.TTY,
-			User:     specs.User{UID: uid, GID: gid},
-			Args:     s.Args,
-			Env:      s.Env,
-			Cwd:      s.Dir,
+			Terminal:    s.TTY,
+			ConsoleSize: consoleSize,
+			User:        specs.User{UID: uid, GID: gid},
+			Args:        s.Args,
+			Env:         s.Env,
+			Cwd:         s.Dir,
 			Capabilities: &specs.LinuxCapabilities{
 				Bounding:  capabilities,
 				Effective: capabilities,

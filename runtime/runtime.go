@@ -88,6 +88,11 @@ type Spec struct {
 	RootFS   []string
 	Hostname string // defaults to ID
 	TTY      bool   // give the process a pty as its stdio (see IO.Console)
+	// ConsoleSize is the pty's size from the start, with TTY; zero leaves
+	// it 0×0 until the caller resizes it. Set here rather than by the
+	// caller with TIOCSWINSZ, which could only come after the process
+	// has already started and asked.
+	ConsoleSize ConsoleSize
 	// Root runs the process as uid 0 instead of the unprivileged "app" user
 	// (uid and gid 1000). Root in a container still has only the small
 	// capability set, no_new_privs and the seccomp filter.
@@ -100,6 +105,11 @@ type Spec struct {
 	Writable bool
 	Limits   Limits
 	Mounts   []Mount // extra bind mounts, e.g. build cache directories
+}
+
+// ConsoleSize is a terminal's size in character cells.
+type ConsoleSize struct {
+	Rows, Cols uint16
 }
 
 // Limits are the job's resource limits. Zero means the default.

@@ -2,47 +2,84 @@ package scheduler
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"log/slog"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/pierpaas/pier/api"
 	"github.com/pierpaas/pier/store"
 )
 
-// Load reads a snapshot straight from the store, for a one-shot pass, a
-// test or a scheduler of one's own; a long-running scheduler builds its
-// snapshots from store.Caches instead. Each prefix is read as of one
-// revision, not all of them as of the same one: the commit's guards
-// catch what moved in between. Now is the current time and Seed the
-// jobs' revision; cfg is carried into the snapshot. A job record whose key
-// is not /pier/jobs/<its host>/<its id> is left out (and logged): a
-// snapshot built another way must do the same.
+// State is the raw material of a snapshot, read from the store at one
+// revision.
+type State struct {
+	Hosts      []store.Item[api.Host]
+	Jobs       []store.Item[api.Job]
+	JobStatus  []store.Item[api.JobStatus]
+	Formations []store.Item[api.Formation]
+	Releases   []store.Item[api.Release]
+	Statuses   []store.Item[api.FormationStatus]
+	// Revision is the store revision the state reflects; it seeds the plan.
+	Revision int64
+}
+
+// Load reads a snapshot straight from etcd in one transaction, so every
+// prefix is read at the same revision. A plan must come from such a
+// consistent read: separate reads (or separate watch caches) can show a
+// formation status that already counts a commit beside a job list that
+// does not yet hold its jobs, and the status guard would then let the
+// same slots be filled twice.
 func Load(ctx context.Context, kv clientv3.KV, cfg Config) (Snapshot, error) {
-	s := Snapshot{Now: time.Now(), Config: cfg}
-	hosts, _, err := store.List[api.Host](ctx, kv, store.HostsPrefix)
-	if err != nil {
-		return s, err
+	prefixes := []string{store.HostsPrefix, store.JobsPrefix, store.JobStatusPrefix,
+		store.FormationsPrefix, store.ReleasesPrefix, FormationStatusPrefix}
+	ops := make([]clientv3.Op, len(prefixes))
+	for i, p := range prefixes {
+		ops[i] = clientv3.OpGet(p, clientv3.WithPrefix())
 	}
-	for _, it := range hosts {
+	resp, err := kv.Txn(ctx).Then(ops...).Commit()
+	if err != nil {
+		return Snapshot{}, fmt.Errorf("scheduler: load: %w", err)
+	}
+	st := State{Revision: resp.Header.Revision}
+	r := resp.Responses
+	st.Hosts = decode[api.Host](r[0].GetResponseRange().Kvs)
+	st.Jobs = decode[api.Job](r[1].GetResponseRange().Kvs)
+	st.JobStatus = decode[api.JobStatus](r[2].GetResponseRange().Kvs)
+	st.Formations = decode[api.Formation](r[3].GetResponseRange().Kvs)
+	st.Releases = decode[api.Release](r[4].GetResponseRange().Kvs)
+	st.Statuses = decode[api.FormationStatus](r[5].GetResponseRange().Kvs)
+	return st.Snapshot(time.Now(), cfg), nil
+}
+
+func decode[T any](kvs []*mvccpb.KeyValue) []store.Item[T] {
+	out := make([]store.Item[T], 0, len(kvs))
+	for _, kv := range kvs {
+		var v T
+		if err := json.Unmarshal(kv.Value, &v); err != nil {
+			slog.Warn("scheduler: skipping unreadable value", "key", string(kv.Key), "err", err)
+			continue
+		}
+		out = append(out, store.Item[T]{Key: string(kv.Key), Value: v, ModRevision: kv.ModRevision, CreateRevision: kv.CreateRevision})
+	}
+	return out
+}
+
+// Snapshot assembles the state into a snapshot taken at now.
+func (st *State) Snapshot(now time.Time, cfg Config) Snapshot {
+	s := Snapshot{Now: now, Config: cfg, Seed: st.Revision}
+	for _, it := range st.Hosts {
 		s.Hosts = append(s.Hosts, it.Value)
 	}
-	jobs, rev, err := store.List[api.Job](ctx, kv, store.JobsPrefix)
-	if err != nil {
-		return s, err
-	}
-	s.Seed = rev
-	statuses, _, err := store.List[api.JobStatus](ctx, kv, store.JobStatusPrefix)
-	if err != nil {
-		return s, err
-	}
-	byID := make(map[string]store.Item[api.JobStatus], len(statuses))
-	for _, it := range statuses {
+	byID := make(map[string]store.Item[api.JobStatus], len(st.JobStatus))
+	for _, it := range st.JobStatus {
 		byID[it.Value.ID] = it
 	}
-	s.Jobs = make([]JobView, 0, len(jobs))
-	for _, it := range jobs {
+	s.Jobs = make([]JobView, 0, len(st.Jobs))
+	for _, it := range st.Jobs {
 		// Commit addresses a job by its host and id: a record whose key
 		// says otherwise could never be stopped, only conflicted on.
 		if k, err := store.Key(store.JobsPrefix, it.Value.HostID, it.Value.ID); err != nil || k != it.Key {
@@ -50,31 +87,19 @@ func Load(ctx context.Context, kv clientv3.KV, cfg Config) (Snapshot, error) {
 			continue
 		}
 		jv := JobView{Job: it.Value, Rev: it.ModRevision}
-		if st, ok := byID[it.Value.ID]; ok {
-			jv.Status, jv.StatusRev = &st.Value, st.ModRevision
+		if stt, ok := byID[it.Value.ID]; ok {
+			jv.Status, jv.StatusRev = &stt.Value, stt.ModRevision
 		}
 		s.Jobs = append(s.Jobs, jv)
 	}
-	forms, _, err := store.List[api.Formation](ctx, kv, store.FormationsPrefix)
-	if err != nil {
-		return s, err
-	}
-	for _, it := range forms {
+	for _, it := range st.Formations {
 		s.Formations = append(s.Formations, FormationView{Formation: it.Value, Rev: it.ModRevision})
 	}
-	rels, _, err := store.List[api.Release](ctx, kv, store.ReleasesPrefix)
-	if err != nil {
-		return s, err
-	}
-	for _, it := range rels {
+	for _, it := range st.Releases {
 		s.Releases = append(s.Releases, it.Value)
 	}
-	fstats, _, err := store.List[api.FormationStatus](ctx, kv, FormationStatusPrefix)
-	if err != nil {
-		return s, err
-	}
-	for _, it := range fstats {
+	for _, it := range st.Statuses {
 		s.Statuses = append(s.Statuses, StatusView{Status: it.Value, Rev: it.ModRevision})
 	}
-	return s, nil
+	return s
 }

@@ -142,6 +142,9 @@ func (a *Agent) goRun(f func()) {
 func (a *Agent) credentials(ctx context.Context) ([]string, error) {
 	cfg := &a.cfg
 	var st joinState
+	if len(cfg.Endpoints) > 0 {
+		return cfg.Endpoints, nil
+	}
 	if pki.HasCredentials(cfg.pkiDir()) {
 		b, err := os.ReadFile(cfg.joinPath())
 		if err != nil {

@@ -31,7 +31,12 @@ type Config struct {
 	// Token they are needed on the first start only.
 	Servers []string
 	Token   string
-	Tags    map[string]string
+	// Endpoints and CredentialsDir, when set, skip the join: the agent
+	// uses these etcd endpoints and the credentials in that directory
+	// (in-process clusters for tests).
+	Endpoints      []string
+	CredentialsDir string
+	Tags           map[string]string
 	// CPUMillis and MemoryMB offered to jobs; detected when zero.
 	CPUMillis, MemoryMB int64
 	// Runtime names the container driver ("runc" or "process"); Launcher
@@ -83,7 +88,7 @@ func (c *Config) setDefaults() error {
 		c.Runtime = "runc"
 	}
 	if c.ShimSocketDir == "" {
-		c.ShimSocketDir = "/run/pier/shims"
+		c.ShimSocketDir = filepath.Join("/run/pier/shims", shortHash(c.DataDir))
 	}
 	if c.CPUMillis == 0 {
 		c.CPUMillis = int64(goruntime.NumCPU()) * 1000
@@ -104,7 +109,12 @@ func (c *Config) setDefaults() error {
 	return nil
 }
 
-func (c *Config) pkiDir() string     { return filepath.Join(c.DataDir, "pki") }
+func (c *Config) pkiDir() string {
+	if c.CredentialsDir != "" {
+		return c.CredentialsDir
+	}
+	return filepath.Join(c.DataDir, "pki")
+}
 func (c *Config) jobsDir() string    { return filepath.Join(c.DataDir, "jobs") }
 func (c *Config) runtimeDir() string { return filepath.Join(c.DataDir, "runtime") }
 func (c *Config) artifactDir() string {

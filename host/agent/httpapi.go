@@ -59,6 +59,7 @@ type apiServer struct {
 	mu       sync.Mutex
 	closed   bool
 	inflight sync.WaitGroup
+	hijacked map[net.Conn]struct{} // attachments (attach.go)
 }
 
 // startAPI begins serving the API on the advertise address.
@@ -129,6 +130,7 @@ func (a *Agent) stopAPI() {
 	if s.srv.Shutdown(ctx) != nil {
 		s.srv.Close()
 	}
+	s.closeHijacked()
 	s.inflight.Wait()
 }
 
@@ -156,6 +158,7 @@ func (a *Agent) apiHandler(s *apiServer) http.Handler {
 	route("POST /v1/jobs/{id}/stop", true, http.HandlerFunc(a.serveStop))
 	route("POST /v1/jobs/{id}/signal", true, http.HandlerFunc(a.serveSignal))
 	route("GET /v1/jobs/{id}/logs", true, http.HandlerFunc(a.serveLogs))
+	route("GET /v1/jobs/{id}/attach", true, http.HandlerFunc(a.serveAttach))
 	route("/", true, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, api.ErrCodeNotFound, "no such endpoint: %s %s", r.Method, r.URL.Path)
 	}))
@@ -565,10 +568,6 @@ func (a *Agent) serveRun(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, api.ErrCodeBadRequest, "bad request body: %v", err)
 		return
 	}
-	if req.TTY {
-		writeError(w, http.StatusNotImplemented, api.ErrCodeNotImplemented, "interactive jobs (tty) need attach, which this host agent does not offer yet")
-		return
-	}
 	if req.MemoryMB < 0 || req.CPUMillis < 0 {
 		writeError(w, http.StatusBadRequest, api.ErrCodeBadRequest, "memory and cpu must not be negative")
 		return
@@ -582,6 +581,7 @@ func (a *Agent) serveRun(w http.ResponseWriter, r *http.Request) {
 		ID: id, HostID: a.cfg.ID, Args: req.Args, Env: req.Env,
 		Resources: api.Resources{MemoryMB: req.MemoryMB, CPUMillis: req.CPUMillis},
 		Desired:   api.DesiredRunning, CreatedAt: time.Now().UTC(),
+		TTY: req.TTY, Stdin: req.Stdin,
 	}
 	if err := job.Validate(); err != nil {
 		writeError(w, http.StatusBadRequest, api.ErrCodeBadRequest, "%v", err)

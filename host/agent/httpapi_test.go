@@ -99,7 +99,7 @@ func TestAPIRequiresClusterCertificate(t *testing.T) {
 	endpoints := []struct{ method, path string }{
 		{"GET", "/v1/status"}, {"GET", "/v1/jobs"}, {"POST", "/v1/jobs"}, {"GET", "/v1/jobs/web-1"},
 		{"POST", "/v1/jobs/web-1/stop"}, {"POST", "/v1/jobs/web-1/signal?signal=1"},
-		{"GET", "/v1/jobs/web-1/logs?follow=true"}, {"GET", "/metrics"}, {"GET", "/no/such/thing"},
+		{"GET", "/v1/jobs/web-1/logs?follow=true"}, {"GET", "/v1/jobs/web-1/attach"}, {"GET", "/metrics"}, {"GET", "/no/such/thing"},
 	}
 	for _, ep := range endpoints {
 		code, e, err := rawRequest(t, noCert, ep.method, base+ep.path, strings.NewReader(`{"args":["x"]}`))
@@ -412,9 +412,6 @@ func TestAPIRun(t *testing.T) {
 	}
 	if _, err := hc.Run(ctx, api.RunJobRequest{Args: []string{"x"}, MemoryMB: -1}); !isAPIError(err, http.StatusBadRequest, api.ErrCodeBadRequest) {
 		t.Fatalf("run with negative memory: %v", err)
-	}
-	if _, err := hc.Run(ctx, api.RunJobRequest{Args: []string{"sh"}, TTY: true}); !isAPIError(err, http.StatusNotImplemented, api.ErrCodeNotImplemented) {
-		t.Fatalf("run with a tty: %v", err)
 	}
 	cc := c.Credentials().ClientConfig()
 	url := "https://" + a.APIAddr() + "/v1/jobs"

@@ -2,10 +2,13 @@ package agent
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"syscall"
 
 	"github.com/pierpaas/pier/host/joblog"
@@ -93,7 +96,10 @@ func RunShim(ctx context.Context, jobDir string, log *slog.Logger) error {
 func NewRuntime(name, stateDir string, log *slog.Logger) (runtime.Runtime, error) {
 	switch name {
 	case "runc":
-		rt, err := runtime.NewRunc(runtime.RuncOptions{StateDir: stateDir, Log: log})
+		// Each state directory gets its own runc root, so agents sharing a
+		// machine (pier up beside tests, several hosts in end-to-end tests)
+		// never see, let alone garbage-collect, each other's containers.
+		rt, err := runtime.NewRunc(runtime.RuncOptions{StateDir: stateDir, Root: filepath.Join("/run/pier/runc", shortHash(stateDir)), Log: log})
 		if err != nil {
 			return nil, err
 		}
@@ -102,4 +108,11 @@ func NewRuntime(name, stateDir string, log *slog.Logger) (runtime.Runtime, error
 		return runtime.NewProcess(log), nil
 	}
 	return nil, fmt.Errorf("agent: unknown runtime %q (runc or process)", name)
+}
+
+// shortHash names per-directory state kept elsewhere (runc roots, shim
+// sockets) where paths must stay short.
+func shortHash(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:6])
 }

@@ -5,6 +5,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -58,9 +59,26 @@ func runcHost(t *testing.T, c *storetest.Cluster, id string) Config {
 		for _, id := range ids {
 			rt.Delete(id)
 		}
-		exec.Command("pkill", "-KILL", "-f", "pier shim "+cfg.jobsDir()).Run()
+		killShims(cfg.jobsDir())
 	})
 	return cfg
+}
+
+// killShims kills, by pid, the shims supervising jobs under jobsDir.
+func killShims(jobsDir string) {
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+		if len(args) == 3 && args[1] == "shim" && strings.HasPrefix(args[2], jobsDir+"/") {
+			if pid, err := strconv.Atoi(filepath.Base(filepath.Dir(p))); err == nil {
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	}
 }
 
 // TestAgentRestartsKeepJobsRunning kills the agent ten times while a real

@@ -114,7 +114,7 @@ func (w *worker) run(ctx context.Context, adopted bool) {
 // launch prepares the job's directory and starts its shim.
 func (w *worker) launch(ctx context.Context) error {
 	a, job := w.a, &w.lj.Job
-	spec := runtime.Spec{ID: job.ID, Args: job.Args, Limits: runtime.Limits{
+	spec := runtime.Spec{ID: job.ID, Args: job.Args, TTY: job.TTY, Limits: runtime.Limits{
 		MemoryMB: job.Resources.MemoryMB, CPUMillis: job.Resources.CPUMillis,
 		PIDs: job.Resources.PIDs, DiskMB: job.Resources.DiskMB,
 	}}
@@ -136,7 +136,8 @@ func (w *worker) launch(ctx context.Context) error {
 	if err := os.MkdirAll(w.lj.Dir, 0o700); err != nil {
 		return err
 	}
-	cfg := &shim.Config{Runtime: a.cfg.Runtime, RuntimeStateDir: a.cfg.runtimeDir(), Spec: spec, Socket: a.socketPath(job.ID)}
+	cfg := &shim.Config{Runtime: a.cfg.Runtime, RuntimeStateDir: a.cfg.runtimeDir(), Spec: spec, Socket: a.socketPath(job.ID),
+		Stdin: job.Stdin}
 	if err := shim.WriteConfig(w.lj.Dir, cfg); err != nil {
 		return err
 	}

@@ -20,6 +20,12 @@ type Config struct {
 	Spec            runtime.Spec `json:"spec"`
 	// Socket is the path of the unix socket the shim serves.
 	Socket string `json:"socket"`
+	// Stdin gives the job an input stream fed by attached clients (with
+	// Spec.TTY the terminal is one anyway). A job with either waits for
+	// its first attach, up to AttachWait (default api.AttachWait), before
+	// it starts.
+	Stdin      bool          `json:"stdin,omitempty"`
+	AttachWait time.Duration `json:"attach_wait,omitempty"`
 }
 
 // Started records the job's process once it runs.

@@ -32,13 +32,14 @@ type server struct {
 	log  *slog.Logger
 	http *http.Server
 	path string
+	att  *attacher
 
 	mu     sync.Mutex
 	status Status
 	done   chan struct{}
 }
 
-func listen(path, id string, rt runtime.Runtime, log *slog.Logger) (*server, error) {
+func listen(path, id string, rt runtime.Runtime, att *attacher, log *slog.Logger) (*server, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, err
 	}
@@ -49,11 +50,12 @@ func listen(path, id string, rt runtime.Runtime, log *slog.Logger) (*server, err
 	if err != nil {
 		return nil, fmt.Errorf("shim: listen %s: %w", path, err)
 	}
-	s := &server{id: id, rt: rt, log: log, path: path, done: make(chan struct{})}
+	s := &server{id: id, rt: rt, log: log, path: path, att: att, done: make(chan struct{})}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /status", s.serveStatus)
 	mux.HandleFunc("POST /signal", s.serveSignal)
 	mux.HandleFunc("GET /wait", s.serveWait)
+	mux.HandleFunc("GET /attach", s.serveAttach)
 	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go s.http.Serve(ln)
 	return s, nil

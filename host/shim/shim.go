@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/pierpaas/pier/api"
 	"github.com/pierpaas/pier/runtime"
 )
 
@@ -41,20 +42,79 @@ func Run(ctx context.Context, jobDir string, rt runtime.Runtime, logs LogSink, l
 			Error: "the job's supervisor died",
 		})
 	}
-	srv, err := listen(cfg.Socket, cfg.Spec.ID, rt, log)
+	att := newAttacher(cfg.Spec.TTY, log)
+	stdout, stderr := logs.Stream("stdout"), logs.Stream("stderr")
+	sio := runtime.IO{Stdout: att.output(stdout, api.FrameStdout), Stderr: att.output(stderr, api.FrameStderr)}
+	var stdinR *os.File
+	closeStdinR := func() {
+		if stdinR != nil {
+			stdinR.Close()
+			stdinR = nil
+		}
+	}
+	defer closeStdinR()
+	if cfg.Stdin && !cfg.Spec.TTY {
+		// Before the socket is served, so that no input can come first.
+		r, w, err := os.Pipe()
+		if err != nil {
+			return fmt.Errorf("shim: stdin: %w", err)
+		}
+		stdinR, sio.Stdin = r, r
+		att.setStdin(w)
+	}
+	srv, err := listen(cfg.Socket, cfg.Spec.ID, rt, att, log)
 	if err != nil {
+		att.closeStdin()
 		return err
 	}
 	defer srv.close()
 
-	stdout, stderr := logs.Stream("stdout"), logs.Stream("stderr")
-	exit, runErr := rt.Run(ctx, cfg.Spec, runtime.IO{Stdout: stdout, Stderr: stderr}, func(pid int) {
+	if cfg.Stdin || cfg.Spec.TTY {
+		wait := cfg.AttachWait
+		if wait <= 0 {
+			wait = api.AttachWait
+		}
+		if !att.waitFirst(ctx, wait) {
+			log.Info("nobody attached in time; starting without", "job", cfg.Spec.ID, "waited", wait)
+			if !cfg.Spec.TTY {
+				att.closeStdin()
+			}
+		}
+		cfg.Spec.ConsoleSize = att.initialSize()
+	}
+	var consoleDone chan struct{}
+	if cfg.Spec.TTY {
+		// The terminal's output is the job's stdout; the pty master is
+		// ours from here on.
+		out := sio.Stdout
+		sio.Console = func(master *os.File) {
+			att.setConsole(master)
+			consoleDone = make(chan struct{})
+			go func() {
+				defer close(consoleDone)
+				_, _ = io.Copy(out, master) // ends with EIO once the job is gone
+			}()
+		}
+	}
+	exit, runErr := rt.Run(ctx, cfg.Spec, sio, func(pid int) {
+		closeStdinR() // the job has it now
 		st := &Started{PID: pid, Time: time.Now()}
 		if err := writeJSON(filepath.Join(jobDir, startedFile), st); err != nil {
 			log.Error("record start", "job", cfg.Spec.ID, "err", err)
 		}
 		srv.setStarted(st)
 	})
+	closeStdinR()
+	if consoleDone != nil {
+		// The master reads EIO as soon as the last process holding the
+		// terminal is gone; one that escaped the job is not waited for.
+		select {
+		case <-consoleDone:
+		case <-time.After(5 * time.Second):
+		}
+		att.closeConsole()
+		<-consoleDone
+	}
 	stdout.Close()
 	stderr.Close()
 	logs.Close()
@@ -70,6 +130,7 @@ func Run(ctx context.Context, jobDir string, rt runtime.Runtime, logs LogSink, l
 	if err := writeJSON(filepath.Join(jobDir, exitFile), res); err != nil {
 		return err
 	}
+	att.finish(attachExit(res))
 	srv.finish(res)
 	return nil
 }

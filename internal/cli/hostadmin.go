@@ -18,6 +18,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
+	"golang.org/x/term"
 
 	"github.com/pierpaas/pier/api"
 	"github.com/pierpaas/pier/client"
@@ -140,17 +141,24 @@ func newHostPsCmd() *cobra.Command {
 
 func newHostRunCmd() *cobra.Command {
 	var (
-		memory, cpu int64
-		env         []string
-		detach      bool
+		memory, cpu         int64
+		env                 []string
+		detach, interactive bool
+		tty                 bool
 	)
-	cmd := adminCmd(&cobra.Command{
+	var cmd *cobra.Command
+	cmd = adminCmd(&cobra.Command{
 		Use:   "run [flags] -- CMD [ARG...]",
 		Short: "Run a command as a job on this host and follow its output",
 		Long: `Run a command as an ad-hoc job on this host. The job's id goes to stderr,
 its output to stdout and stderr as it comes, and pier exits with the job's
-exit code. Ctrl-C stops the job (SIGTERM, then SIGKILL). Interactive
-terminals (attach) are not offered yet.`,
+exit code. Ctrl-C stops the job (SIGTERM, then SIGKILL).
+
+When stdin and stdout are terminals the job gets a terminal of its own, and
+pier attaches to it: the local terminal is in raw mode (keys, Ctrl-C
+included, go to the job), the job's terminal follows the local window's
+size, and both are one until the job ends. With -i the job reads pier's
+stdin without a terminal, as in "echo hello | pier host run -i -- cat".`,
 		Args: cobra.MinimumNArgs(1),
 	}, func(ctx context.Context, c *client.HostClient, _ *hostAdminFlags, args []string) error {
 		req := api.RunJobRequest{Args: args, MemoryMB: memory, CPUMillis: cpu}
@@ -163,6 +171,20 @@ terminals (attach) are not offered yet.`,
 				return fmt.Errorf("-e %q: want KEY=VALUE", e)
 			}
 			req.Env[k] = v
+		}
+		stdinTerm := term.IsTerminal(int(os.Stdin.Fd()))
+		useTTY := stdinTerm && term.IsTerminal(int(os.Stdout.Fd())) && !detach
+		if cmd.Flags().Changed("tty") {
+			useTTY = tty
+			if tty && !stdinTerm {
+				return errors.New("--tty: stdin is not a terminal")
+			}
+		}
+		if detach && (interactive || useTTY) {
+			return errors.New("-d cannot be combined with -i or --tty: nobody would be attached")
+		}
+		if useTTY || interactive {
+			return runAttached(ctx, c, req, useTTY)
 		}
 		job, err := c.Run(ctx, req)
 		if err != nil {
@@ -181,6 +203,8 @@ terminals (attach) are not offered yet.`,
 	fl.Int64Var(&cpu, "cpu", 0, "CPU limit in millicores")
 	fl.StringArrayVarP(&env, "env", "e", nil, "environment variable KEY=VALUE (repeatable)")
 	fl.BoolVarP(&detach, "detach", "d", false, "print the job's id and return at once")
+	fl.BoolVarP(&interactive, "interactive", "i", false, "attach stdin: the job reads what pier reads")
+	fl.BoolVarP(&tty, "tty", "t", false, "give the job a terminal (default: when stdin and stdout are terminals)")
 	return cmd
 }
 
