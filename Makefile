@@ -37,6 +37,7 @@ test: setup
 ## bench: run Go benchmarks, the host agent benchmark, then every executable script in bench/
 bench: setup
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+	$(GO) run ./bench/scheduler
 	$(GO) run ./bench/host
 	@for s in bench/*; do \
 		[ -f "$$s" ] && [ -x "$$s" ] || continue; \

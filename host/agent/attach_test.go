@@ -177,10 +177,21 @@ func TestAPIAttachRefusals(t *testing.T) {
 	if code := upgrade(creds.ClientConfig(), "/v1/jobs/"+job.ID+"/attach?rows=x"); code != http.StatusBadRequest {
 		t.Fatalf("attach with a bad size: %d", code)
 	}
-	// Not an upgrade: refused, over HTTP/2 as over HTTP/1.1.
+	// Not an upgrade: refused, over HTTP/1.1 and over HTTP/2, which has no
+	// upgrades.
 	code, e, err := rawRequest(t, creds.ClientConfig(), "GET", "https://"+a.APIAddr()+"/v1/jobs/"+job.ID+"/attach", nil)
 	if err != nil || code != http.StatusBadRequest || e.Code != api.ErrCodeBadRequest {
 		t.Fatalf("attach without an upgrade: %d %+v %v", code, e, err)
+	}
+	h2 := &http.Client{Transport: &http.Transport{TLSClientConfig: creds.ClientConfig(), ForceAttemptHTTP2: true}}
+	defer h2.CloseIdleConnections()
+	resp, err := h2.Get("https://" + a.APIAddr() + "/v1/jobs/" + job.ID + "/attach")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.ProtoMajor != 2 || resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("attach over HTTP/2: %s %d", resp.Proto, resp.StatusCode)
 	}
 
 	// An attachment ends with the agent; the job does not.

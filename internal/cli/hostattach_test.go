@@ -45,6 +45,11 @@ func TestHostRunInteractive(t *testing.T) {
 	if res.code != 6 || strings.TrimSpace(res.stdout) != "320000" || !strings.Contains(res.stderr, "to-stderr\n") {
 		t.Fatalf("run -i wc: %+v", res)
 	}
+	t.Logf("XX %q", runIn("x\n", "-i", "--", "/no/such/command").stderr)
+	// A job that cannot start: an error, not a hang.
+	if res := runIn("x\n", "-i", "--", "/no/such/command"); res.code == 0 || !strings.Contains(res.stderr, "pier: job") {
+		t.Fatalf("run -i of a missing command: %+v", res)
+	}
 	// Without -i and without a terminal, stdin is not the job's.
 	if res := runIn("ignored\n", "--", "cat"); res.code != 0 || res.stdout != "" {
 		t.Fatalf("run cat without -i: %+v", res)

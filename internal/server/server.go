@@ -15,6 +15,7 @@ import (
 	"github.com/pierpaas/pier/internal/daemon"
 	"github.com/pierpaas/pier/internal/join"
 	"github.com/pierpaas/pier/internal/pki"
+	"github.com/pierpaas/pier/scheduler"
 	"github.com/pierpaas/pier/store"
 )
 
@@ -128,6 +129,9 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err := s.DNS.Start(runCtx, cfg.addr(cfg.DNSPort)); err != nil {
 		return nil, fmt.Errorf("server: DNS: %w", err)
 	}
+	// Every server campaigns; the elected one schedules.
+	sched := &scheduler.Loop{Client: s.Client, Name: st.Name, Log: cfg.Log}
+	go sched.Run(runCtx)
 	cfg.Log.Info("server ready", "name", st.Name, "api", "https://"+s.apiLn.Addr().String(),
 		"etcd", endpoints, "embedded", s.member != nil)
 	go func() {
