@@ -45,7 +45,6 @@ func TestHostRunInteractive(t *testing.T) {
 	if res.code != 6 || strings.TrimSpace(res.stdout) != "320000" || !strings.Contains(res.stderr, "to-stderr\n") {
 		t.Fatalf("run -i wc: %+v", res)
 	}
-	t.Logf("XX %q", runIn("x\n", "-i", "--", "/no/such/command").stderr)
 	// A job that cannot start: an error, not a hang.
 	if res := runIn("x\n", "-i", "--", "/no/such/command"); res.code == 0 || !strings.Contains(res.stderr, "pier: job") {
 		t.Fatalf("run -i of a missing command: %+v", res)
