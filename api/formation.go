@@ -47,8 +47,34 @@ func (f *Formation) Validate() error {
 type FormationStatus struct {
 	App       string    `json:"app"`
 	Release   string    `json:"release"`
-	Pending   []Pending `json:"pending,omitempty"`
-	UpdatedAt time.Time `json:"updated_at"`
+	Pending []Pending `json:"pending,omitempty"`
+	// Cron is the state of the formation's enabled cron process types,
+	// sorted by process type: the scheduler's memory of which ticks it
+	// ran, so that a new leader neither runs a tick twice nor skips one
+	// silently.
+	Cron      []CronStatus `json:"cron,omitempty"`
+	UpdatedAt time.Time    `json:"updated_at"`
+}
+
+// CronStatus is what the scheduler knows of one cron process type of a
+// formation.
+type CronStatus struct {
+	ProcessType string `json:"process_type"`
+	Schedule    string `json:"schedule"`
+	// LastTick is the latest tick dealt with: run, skipped, or (when the
+	// process type was enabled) the moment ticks start being counted from.
+	LastTick time.Time `json:"last_tick"`
+	// LastJob is the job the latest run started, and LastRun its tick.
+	LastJob string    `json:"last_job,omitempty"`
+	LastRun time.Time `json:"last_run,omitzero"`
+	// NextTick is when the next run is due.
+	NextTick time.Time `json:"next_tick,omitzero"`
+	// Skipped counts the ticks not run: the previous run still going, or
+	// no scheduler running at the time.
+	Skipped int `json:"skipped,omitempty"`
+	// Note says why the latest tick not run was skipped ("tick 10:05:00
+	// skipped: previous run web-cron-x still running").
+	Note string `json:"note,omitempty"`
 }
 
 // Pending is a number of jobs of a process type the scheduler wants but

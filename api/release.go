@@ -3,6 +3,8 @@ package api
 import (
 	"fmt"
 	"time"
+
+	"github.com/pierpaas/pier/scheduler/cron"
 )
 
 // Release is an immutable, numbered version of an app (v1, v2, ...): what
@@ -55,6 +57,13 @@ type ProcessType struct {
 	Omni      bool          `json:"omni,omitempty"`
 	Restart   RestartPolicy `json:"restart,omitempty"`
 	StopGrace Duration      `json:"stop_grace,omitempty"`
+	// Schedule makes the process type a cron job: a standard five-field
+	// cron expression ("*/5 * * * *", in UTC), a shorthand (@hourly,
+	// @daily, ...) or "@every <duration>". A formation's count > 0 enables
+	// it: each tick runs one job, never restarted, and a tick that comes
+	// while the previous run still goes is skipped. Count, Omni, MaxPerHost
+	// and Restart do not apply.
+	Schedule string `json:"schedule,omitempty"`
 }
 
 // RestartPolicy returns the policy, RestartAlways when unset.
@@ -79,6 +88,14 @@ func (p *ProcessType) Validate(name string) error {
 	case "", RestartAlways, RestartOnFailure, RestartNever:
 	default:
 		return fmt.Errorf("process type %s: restart policy %q (always, on-failure, never)", name, p.Restart)
+	}
+	if p.Schedule != "" {
+		if p.Omni {
+			return fmt.Errorf("process type %s: a cron process type cannot be omni", name)
+		}
+		if _, err := cron.Parse(p.Schedule); err != nil {
+			return fmt.Errorf("process type %s: %w", name, err)
+		}
 	}
 	return nil
 }

@@ -347,9 +347,6 @@ func TestCacheMemberRestart(t *testing.T) {
 	// The same as TestCache/CompactionWhileWatchDown, through etcd's own
 	// watch resumption rather than the cache's.
 	t.Run("CompactedWhileMemberDown", func(t *testing.T) {
-		if testing.Short() {
-			t.Skip("another member restart")
-		}
 		ctx := testCtx(t)
 		const p = "/test/restart/compact/"
 		c := store.NewCache[app](cluster.ClientOf(eps[f]), p)
