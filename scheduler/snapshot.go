@@ -29,6 +29,9 @@ type Snapshot struct {
 	Releases   []api.Release
 	// Statuses are the formation statuses this scheduler wrote before.
 	Statuses []StatusView
+	// OneOffs are the one-off requests and the statuses this scheduler
+	// wrote for them.
+	OneOffs []OneOffView
 	// Now is the time of the decision: backoffs, garbage collection and
 	// new jobs' CreatedAt are reckoned from it.
 	Now time.Time
@@ -71,6 +74,10 @@ type Config struct {
 	BackoffBase, BackoffMax, BackoffReset time.Duration
 	// Retention is how long a stopped job's record (and result) is kept.
 	Retention time.Duration
+	// ResultRetention is how long a one-off or cron job's record and
+	// status (its result), and a one-off's request, are kept after the
+	// job ended.
+	ResultRetention time.Duration
 }
 
 func (c Config) withDefaults() Config {
@@ -91,6 +98,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Retention <= 0 {
 		c.Retention = 15 * time.Minute
+	}
+	if c.ResultRetention <= 0 {
+		c.ResultRetention = time.Hour
 	}
 	return c
 }
