@@ -11,6 +11,11 @@ func (pl *planner) newID(g *group) string {
 	if g.idBase == "" {
 		g.idBase = idBase(g.key.app, g.key.ptype)
 	}
+	return pl.newIDFrom(g.idBase)
+}
+
+// newIDFrom is newID for a prefix made by idBase.
+func (pl *planner) newIDFrom(base string) string {
 	const digits = "0123456789abcdefghijklmnopqrstuvwxyz"
 	for {
 		var b [10]byte
@@ -19,7 +24,7 @@ func (pl *planner) newID(g *group) string {
 			b[i] = digits[x%36]
 			x /= 36
 		}
-		id := g.idBase + "-" + string(b[:])
+		id := base + "-" + string(b[:])
 		if !pl.ids[id] {
 			pl.ids[id] = true
 			return id

@@ -4,11 +4,21 @@ import (
 	"context"
 	"time"
 
+	"github.com/pierpaas/pier/api"
 	"github.com/pierpaas/pier/runtime"
+	"github.com/pierpaas/pier/store"
 )
 
 // gcInterval is how often the agent collects what no job needs any more.
 const gcInterval = time.Minute
+
+// AdHocScheduler owns the jobs created through the host API (`pier host
+// run`). No scheduler removes their records, so the agent does, once they
+// have been over for AdHocRetention: their result stays readable until then.
+const (
+	AdHocScheduler = "adhoc"
+	AdHocRetention = time.Hour
+)
 
 // collectGarbage periodically removes artifacts no local job uses and
 // container state the agent does not know (left by a crash between a
@@ -36,6 +46,9 @@ func (a *Agent) gcOnce(rt runtime.Runtime) {
 	inUse := map[string]bool{}
 	known := map[string]bool{}
 	for _, lj := range local {
+		if lj.Job.Scheduler == AdHocScheduler && lj.Reported.Terminal() && !lj.EndedAt.IsZero() && time.Since(lj.EndedAt) > AdHocRetention {
+			a.removeRecords(lj.Job)
+		}
 		known[lj.Job.ID] = true
 		if art := lj.Job.Artifact; art != nil {
 			inUse[art.SHA256] = true
@@ -61,5 +74,18 @@ func (a *Agent) gcOnce(rt runtime.Runtime) {
 			a.cfg.Log.Info("removing leftover container state", "id", id)
 			rt.Delete(id)
 		}
+	}
+}
+
+// removeRecords deletes a job's spec and status from the store; the
+// reconcile loop then forgets the job and removes its files.
+func (a *Agent) removeRecords(job api.Job) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if key, err := store.Key(store.JobsPrefix, job.HostID, job.ID); err == nil {
+		store.Delete(ctx, a.Client, key)
+	}
+	if key, err := store.Key(store.JobStatusPrefix, job.ID); err == nil {
+		store.Delete(ctx, a.Client, key)
 	}
 }

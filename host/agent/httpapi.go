@@ -581,7 +581,7 @@ func (a *Agent) serveRun(w http.ResponseWriter, r *http.Request) {
 		ID: id, HostID: a.cfg.ID, Args: req.Args, Env: req.Env,
 		Resources: api.Resources{MemoryMB: req.MemoryMB, CPUMillis: req.CPUMillis},
 		Desired:   api.DesiredRunning, CreatedAt: time.Now().UTC(),
-		TTY: req.TTY, Stdin: req.Stdin,
+		TTY: req.TTY, Stdin: req.Stdin, Scheduler: AdHocScheduler,
 	}
 	if err := job.Validate(); err != nil {
 		writeError(w, http.StatusBadRequest, api.ErrCodeBadRequest, "%v", err)

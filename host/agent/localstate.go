@@ -3,6 +3,7 @@ package agent
 import (
 	"encoding/json"
 	"fmt"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -17,6 +18,8 @@ type localJob struct {
 	// Reported is the last state the agent wrote for the job, so a
 	// restarted agent does not report a job's end twice.
 	Reported api.JobState `json:"reported"`
+	// EndedAt is when the agent saw the job end.
+	EndedAt time.Time `json:"ended_at,omitzero"`
 }
 
 var jobsBucket = []byte("jobs")

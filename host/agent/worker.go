@@ -294,7 +294,7 @@ func (w *worker) finish(ctx context.Context, st api.JobStatus) {
 	if !a.writeStatus(ctx, st) && ctx.Err() != nil {
 		return // the agent is stopping; the next one reports it
 	}
-	w.lj.Reported = st.State
+	w.lj.Reported, w.lj.EndedAt = st.State, time.Now()
 	a.local.put(w.lj)
 	a.ports.release(w.lj.HostPorts)
 	a.markEnded(w.lj.Job.ID)
