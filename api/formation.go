@@ -45,8 +45,8 @@ func (f *Formation) Validate() error {
 // formation rewrites it, so that two schedulers planning from the same
 // revision cannot both place the formation's jobs.
 type FormationStatus struct {
-	App       string    `json:"app"`
-	Release   string    `json:"release"`
+	App     string    `json:"app"`
+	Release string    `json:"release"`
 	Pending []Pending `json:"pending,omitempty"`
 	// Cron is the state of the formation's enabled cron process types,
 	// sorted by process type: the scheduler's memory of which ticks it

@@ -174,15 +174,29 @@ func planUnits(p *Plan) ([]unit, error) {
 		order = append(order, f)
 	}
 	byF := map[*formationState][]unit{}
-	formationOf := func(app, release string) (*formationState, error) {
+	var loose []unit // changes guarded by their own Guards, not a formation
+	formationOf := func(app, release string, guards []Guard) (*formationState, error) {
 		if f := fs[fkey{app, release}]; f != nil {
 			return f, nil
 		}
+		if len(guards) > 0 {
+			return nil, nil
+		}
 		return nil, fmt.Errorf("scheduler: plan changes jobs of %s/%s but does not guard its formation", app, release)
+	}
+	add := func(f *formationState, u unit, first bool) {
+		switch {
+		case f == nil:
+			loose = append(loose, u)
+		case first:
+			byF[f] = append([]unit{u}, byF[f]...)
+		default:
+			byF[f] = append(byF[f], u)
+		}
 	}
 	for i := range p.Start {
 		s := &p.Start[i]
-		f, err := formationOf(s.Job.App, s.Job.Release)
+		f, err := formationOf(s.Job.App, s.Job.Release, s.Guards)
 		if err != nil {
 			return nil, err
 		}
@@ -190,25 +204,29 @@ func planUnits(p *Plan) ([]unit, error) {
 		if err != nil {
 			return nil, err
 		}
-		u := unit{f: f, guards: 1, ops: 1}
+		u := unit{f: f, guards: 1 + len(s.Guards), ops: 1}
 		var oldKey string
 		if r := s.Replaces; r != nil {
 			if oldKey, err = store.Key(store.JobsPrefix, r.Job.HostID, r.Job.ID); err != nil {
 				return nil, err
 			}
-			u.guards, u.ops = 2, 2
+			u.guards, u.ops = u.guards+1, 2
 		}
 		u.add = func(tx *store.Tx) {
+			addGuards(tx, s.Guards)
 			tx.Create(key, &s.Job)
 			if r := s.Replaces; r != nil {
 				tx.Update(oldKey, &r.Job, r.Rev)
 			}
 		}
-		byF[f] = append(byF[f], u)
+		// A cron run commits in the formation's first transaction, the
+		// one whose status records it: were it in a later one that
+		// failed, the status would claim a run that never started.
+		add(f, u, s.Job.Scheduler == CronScheduler)
 	}
 	for i := range p.Stop {
 		s := &p.Stop[i]
-		f, err := formationOf(s.Job.App, s.Job.Release)
+		f, err := formationOf(s.Job.App, s.Job.Release, s.Guards)
 		if err != nil {
 			return nil, err
 		}
@@ -216,7 +234,10 @@ func planUnits(p *Plan) ([]unit, error) {
 		if err != nil {
 			return nil, err
 		}
-		byF[f] = append(byF[f], unit{f: f, guards: 1, ops: 1, add: func(tx *store.Tx) { tx.Update(key, &s.Job, s.Rev) }})
+		add(f, unit{f: f, guards: 1 + len(s.Guards), ops: 1, add: func(tx *store.Tx) {
+			addGuards(tx, s.Guards)
+			tx.Update(key, &s.Job, s.Rev)
+		}}, false)
 	}
 	var units []unit
 	for _, f := range order {
@@ -226,6 +247,12 @@ func planUnits(p *Plan) ([]unit, error) {
 		}
 		units = append(units, us...)
 	}
+	units = append(units, loose...)
+	ou, err := oneOffUnits(p)
+	if err != nil {
+		return nil, err
+	}
+	units = append(units, ou...)
 	for i := range p.MarkLost {
 		l := &p.MarkLost[i]
 		key, err := store.Key(store.JobStatusPrefix, l.Status.ID)
@@ -253,4 +280,10 @@ func planUnits(p *Plan) ([]unit, error) {
 		}})
 	}
 	return units, nil
+}
+
+func addGuards(tx *store.Tx, guards []Guard) {
+	for _, g := range guards {
+		tx.Unchanged(g.Key, g.Rev)
+	}
 }

@@ -23,6 +23,8 @@ type State struct {
 	Formations []store.Item[api.Formation]
 	Releases   []store.Item[api.Release]
 	Statuses   []store.Item[api.FormationStatus]
+	OneOffs    []store.Item[api.OneOff]
+	OneOffStat []store.Item[api.OneOffStatus]
 	// Revision is the store revision the state reflects; it seeds the plan.
 	Revision int64
 }
@@ -35,7 +37,7 @@ type State struct {
 // same slots be filled twice.
 func Load(ctx context.Context, kv clientv3.KV, cfg Config) (Snapshot, error) {
 	prefixes := []string{store.HostsPrefix, store.JobsPrefix, store.JobStatusPrefix,
-		store.FormationsPrefix, store.ReleasesPrefix, FormationStatusPrefix}
+		store.FormationsPrefix, store.ReleasesPrefix, FormationStatusPrefix, OneOffPrefix, OneOffStatusPrefix}
 	ops := make([]clientv3.Op, len(prefixes))
 	for i, p := range prefixes {
 		ops[i] = clientv3.OpGet(p, clientv3.WithPrefix())
@@ -52,6 +54,8 @@ func Load(ctx context.Context, kv clientv3.KV, cfg Config) (Snapshot, error) {
 	st.Formations = decode[api.Formation](r[3].GetResponseRange().Kvs)
 	st.Releases = decode[api.Release](r[4].GetResponseRange().Kvs)
 	st.Statuses = decode[api.FormationStatus](r[5].GetResponseRange().Kvs)
+	st.OneOffs = decode[api.OneOff](r[6].GetResponseRange().Kvs)
+	st.OneOffStat = decode[api.OneOffStatus](r[7].GetResponseRange().Kvs)
 	return st.Snapshot(time.Now(), cfg), nil
 }
 
@@ -101,5 +105,6 @@ func (st *State) Snapshot(now time.Time, cfg Config) Snapshot {
 	for _, it := range st.Statuses {
 		s.Statuses = append(s.Statuses, StatusView{Status: it.Value, Rev: it.ModRevision})
 	}
+	s.OneOffs = oneOffViews(st.OneOffs, st.OneOffStat)
 	return s
 }

@@ -1,13 +1,13 @@
 package scheduler
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"log/slog"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.etcd.io/etcd/client/v3/concurrency"
 
 	"github.com/pierpaas/pier/api"
 	"github.com/pierpaas/pier/store"
@@ -22,7 +22,9 @@ const resync = 5 * time.Second
 
 // Loop is a leader-elected scheduler: every server runs one, the elected
 // one plans and commits. Watch caches tell it when something changed; each
-// plan is made from one consistent read of the store (see Load).
+// plan is made from one consistent read of the store (see Load). One loop
+// schedules services, cron ticks and one-off requests: they share the
+// hosts, and one plan charges them all to one placement table.
 type Loop struct {
 	Client *clientv3.Client
 	Name   string // this server's name, for the election
@@ -30,6 +32,9 @@ type Loop struct {
 	Log    *slog.Logger
 	// LeaseTTL is how long a dead leader blocks its successor.
 	LeaseTTL time.Duration
+	// Election is the prefix the loops campaign under; ElectionPrefix if
+	// empty.
+	Election string
 
 	caches caches
 }
@@ -41,6 +46,13 @@ type caches struct {
 	formations *store.Cache[api.Formation]
 	releases   *store.Cache[api.Release]
 	statuses   *store.Cache[api.FormationStatus]
+	oneOffs    *store.Cache[api.OneOff]
+	oneOffStat *store.Cache[api.OneOffStatus]
+}
+
+func (c *caches) synced() []<-chan struct{} {
+	return []<-chan struct{}{c.hosts.Synced(), c.jobs.Synced(), c.jobStatus.Synced(), c.formations.Synced(),
+		c.releases.Synced(), c.statuses.Synced(), c.oneOffs.Synced(), c.oneOffStat.Synced()}
 }
 
 // Run campaigns and schedules until ctx ends.
@@ -58,11 +70,15 @@ func (l *Loop) Run(ctx context.Context) error {
 	c.formations = store.NewCache[api.Formation](l.Client, store.FormationsPrefix)
 	c.releases = store.NewCache[api.Release](l.Client, store.ReleasesPrefix)
 	c.statuses = store.NewCache[api.FormationStatus](l.Client, FormationStatusPrefix)
+	c.oneOffs = store.NewCache[api.OneOff](l.Client, OneOffPrefix)
+	c.oneOffStat = store.NewCache[api.OneOffStatus](l.Client, OneOffStatusPrefix)
 	changed := make(chan struct{}, 1)
-	for _, run := range []func(context.Context) error{c.hosts.Run, c.jobs.Run, c.jobStatus.Run, c.formations.Run, c.releases.Run, c.statuses.Run} {
+	for _, run := range []func(context.Context) error{c.hosts.Run, c.jobs.Run, c.jobStatus.Run, c.formations.Run,
+		c.releases.Run, c.statuses.Run, c.oneOffs.Run, c.oneOffStat.Run} {
 		go run(ctx)
 	}
-	for _, sub := range []func() (<-chan struct{}, func()){c.hosts.Subscribe, c.jobs.Subscribe, c.jobStatus.Subscribe, c.formations.Subscribe, c.releases.Subscribe, c.statuses.Subscribe} {
+	for _, sub := range []func() (<-chan struct{}, func()){c.hosts.Subscribe, c.jobs.Subscribe, c.jobStatus.Subscribe,
+		c.formations.Subscribe, c.releases.Subscribe, c.statuses.Subscribe, c.oneOffs.Subscribe, c.oneOffStat.Subscribe} {
 		ch, cancel := sub()
 		defer cancel()
 		go forward(ctx, ch, changed)
@@ -97,19 +113,14 @@ func forward(ctx context.Context, in <-chan struct{}, out chan struct{}) {
 // commit is guarded by the leader key, so a leader that lost its lease
 // without noticing (paused past its TTL) commits nothing.
 func (l *Loop) lead(ctx context.Context, changed chan struct{}) error {
-	sess, err := concurrency.NewSession(l.Client, concurrency.WithTTL(int(max(l.LeaseTTL/time.Second, 1))))
+	leader, err := Elect(ctx, l.Client, cmp.Or(l.Election, ElectionPrefix), l.Name, l.LeaseTTL)
 	if err != nil {
 		return err
 	}
-	defer sess.Close()
-	el := concurrency.NewElection(sess, ElectionPrefix)
-	if err := el.Campaign(ctx, l.Name); err != nil {
-		return err
-	}
-	guard := Guard{Key: el.Key(), Rev: el.Rev()}
+	defer leader.Close()
+	guard := leader.Guard
 	l.Log.Info("scheduler: elected leader", "name", l.Name)
-	for _, synced := range []<-chan struct{}{l.caches.hosts.Synced(), l.caches.jobs.Synced(), l.caches.jobStatus.Synced(),
-		l.caches.formations.Synced(), l.caches.releases.Synced(), l.caches.statuses.Synced()} {
+	for _, synced := range l.caches.synced() {
 		select {
 		case <-synced:
 		case <-ctx.Done():
@@ -131,7 +142,7 @@ func (l *Loop) lead(ctx context.Context, changed chan struct{}) error {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-sess.Done():
+		case <-leader.Done():
 			return errors.New("lease lost")
 		case <-changed:
 		case <-time.After(wait):
@@ -141,21 +152,56 @@ func (l *Loop) lead(ctx context.Context, changed chan struct{}) error {
 
 // pass plans once from a consistent read and commits the plan.
 func (l *Loop) pass(ctx context.Context, guard Guard) (time.Time, error) {
+	plan, err := Pass(ctx, l.Client, l.Config, guard)
+	if err == nil && !plan.Empty() {
+		l.Log.Debug("scheduler: committed plan", "start", len(plan.Start), "stop", len(plan.Stop), "lost", len(plan.MarkLost), "oneoffs", len(plan.OneOffs))
+		logEphemeral(l.Log, &plan)
+	}
+	return plan.NextWake, err
+}
+
+// Pass is one scheduler pass, as a leader's loop makes it: Load a
+// snapshot, Reconcile it, and Commit the plan guarded by guards (the
+// leader's). It returns the plan, committed unless err says otherwise;
+// store.ErrConflict means the state moved (or the leadership is gone):
+// re-read and re-plan.
+func Pass(ctx context.Context, cli *clientv3.Client, cfg Config, guards ...Guard) (Plan, error) {
 	lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	snap, err := Load(lctx, l.Client, l.Config)
+	snap, err := Load(lctx, cli, cfg)
 	cancel()
 	if err != nil {
-		return time.Time{}, err
+		return Plan{}, err
 	}
 	plan := Reconcile(snap)
 	if plan.Empty() {
-		return plan.NextWake, nil
+		return plan, nil
 	}
 	cctx, cancelCommit := context.WithTimeout(ctx, 30*time.Second)
 	defer cancelCommit()
-	err = Commit(cctx, l.Client, plan, guard)
-	if err == nil {
-		l.Log.Debug("scheduler: committed plan", "start", len(plan.Start), "stop", len(plan.Stop), "lost", len(plan.MarkLost))
+	return plan, Commit(cctx, cli, plan, guards...)
+}
+
+// logEphemeral says what a committed plan did with one-offs and cron.
+func logEphemeral(log *slog.Logger, p *Plan) {
+	for _, s := range p.Skips {
+		log.Info("scheduler: cron tick skipped", "app", s.App, "release", s.Release, "process_type", s.ProcessType,
+			"tick", s.Tick, "reason", s.Reason)
 	}
-	return plan.NextWake, err
+	for _, s := range p.Start {
+		if s.Job.Scheduler == CronScheduler {
+			log.Info("scheduler: cron run started", "job", s.Job.ID, "host", s.Job.HostID, "app", s.Job.App, "process_type", s.Job.ProcessType)
+		}
+	}
+	for _, o := range p.OneOffs {
+		switch {
+		case o.Start != nil:
+			log.Info("scheduler: one-off placed", "id", o.ID, "host", o.Start.HostID)
+		case o.Stop != nil:
+			log.Info("scheduler: one-off cancelled", "id", o.ID)
+		case o.Remove:
+			log.Debug("scheduler: one-off removed after retention", "id", o.ID)
+		case o.Status != nil:
+			log.Info("scheduler: one-off pending", "id", o.ID, "reason", o.Status.Pending)
+		}
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -99,7 +100,7 @@ func CancelOneOff(ctx context.Context, kv clientv3.KV, id string) error {
 
 // OneOffState is everything known of a one-off at one revision.
 type OneOffState struct {
-	Request *api.OneOff     // nil once cancelled or removed
+	Request *api.OneOff       // nil once cancelled or removed
 	Status  *api.OneOffStatus // nil until the scheduler saw it
 	Job     *api.JobStatus    // the result: nil until the host reports
 }
@@ -434,4 +435,42 @@ func deleteIf(tx *store.Tx, key string, rev int64) {
 	} else {
 		tx.Delete(key, rev)
 	}
+}
+
+// oneOffViews pairs requests with statuses by the id in their keys: a
+// request's id is also its job's, so a value that disagrees with its key
+// is skipped rather than trusted.
+func oneOffViews(reqs []store.Item[api.OneOff], stats []store.Item[api.OneOffStatus]) []OneOffView {
+	byID := map[string]*OneOffView{}
+	var order []string
+	view := func(id string) *OneOffView {
+		v := byID[id]
+		if v == nil {
+			v = &OneOffView{ID: id}
+			byID[id] = v
+			order = append(order, id)
+		}
+		return v
+	}
+	for i := range reqs {
+		it := &reqs[i]
+		if k, err := store.Key(OneOffPrefix, it.Value.ID); err != nil || k != it.Key || !api.ValidID(it.Value.ID) {
+			slog.Warn("scheduler: skipping one-off whose key does not match its id", "key", it.Key)
+			continue
+		}
+		v := view(it.Value.ID)
+		v.OneOff, v.Rev = &it.Value, it.ModRevision
+	}
+	for i := range stats {
+		it := &stats[i]
+		if k, err := store.Key(OneOffStatusPrefix, it.Value.ID); err == nil && k == it.Key && api.ValidID(it.Value.ID) {
+			v := view(it.Value.ID)
+			v.Status, v.StatusRev = &it.Value, it.ModRevision
+		}
+	}
+	out := make([]OneOffView, 0, len(order))
+	for _, id := range order {
+		out = append(out, *byID[id])
+	}
+	return out
 }

@@ -30,8 +30,15 @@ type Plan struct {
 	// Formations are the formations the plan's starts and stops depend
 	// on, each to be guarded by its revision, with the status to write.
 	Formations []FormationUpdate
+	// OneOffs are the one-off requests placed, waiting, cancelled or
+	// removed after their retention.
+	OneOffs []OneOffUpdate
+	// Skips are the cron ticks not run because the previous run still
+	// goes; each is also noted in its formation's status.
+	Skips []Skip
 	// NextWake is when the plan would change with nothing else changing
-	// (the earliest end of a restart backoff); zero if never.
+	// (the earliest end of a restart backoff, the next cron tick, the end
+	// of a result's retention); zero if never.
 	NextWake time.Time
 }
 
@@ -40,6 +47,10 @@ type Plan struct {
 type Start struct {
 	Job      api.Job
 	Replaces *Stop
+	// Guards are further conditions of this start alone. A start whose
+	// formation the plan does not list must have some: a custom
+	// scheduler guards its own state, or the host it read.
+	Guards []Guard
 }
 
 // Stop is a job to write back with desired state shutdown, guarded by the
@@ -48,6 +59,8 @@ type Stop struct {
 	Job    api.Job // as it is to be written
 	Rev    int64
 	Reason string
+	// Guards are as Start's.
+	Guards []Guard
 }
 
 // Lost is the status of a job whose host vanished, to be written in place
@@ -78,7 +91,7 @@ type FormationUpdate struct {
 
 // Empty reports whether committing the plan would write nothing.
 func (p *Plan) Empty() bool {
-	if len(p.Start)+len(p.Stop)+len(p.MarkLost)+len(p.Delete) > 0 {
+	if len(p.Start)+len(p.Stop)+len(p.MarkLost)+len(p.Delete)+len(p.OneOffs) > 0 {
 		return false
 	}
 	for _, f := range p.Formations {
@@ -138,6 +151,7 @@ type planner struct {
 	ids       map[string]bool
 	touched   map[fkey]bool
 	pending   map[fkey][]api.Pending
+	eph       ephemeral
 	plan      Plan
 }
 
@@ -168,6 +182,7 @@ func Reconcile(s Snapshot) Plan {
 		ids:        make(map[string]bool, len(s.Jobs)),
 		touched:    map[fkey]bool{},
 		pending:    map[fkey][]api.Pending{},
+		eph:        ephemeral{oneOffJobs: map[string]*JobView{}, going: map[tkey]*JobView{}},
 	}
 	pl.indexHosts()
 	pl.indexJobs()
@@ -190,6 +205,11 @@ func Reconcile(s Snapshot) Plan {
 	for _, k := range keys {
 		pl.place(pl.groups[k])
 	}
+	// Then the ephemeral jobs, on what services left: cron ticks, then
+	// one-off requests, oldest first.
+	pl.crons()
+	pl.cronJobs()
+	pl.oneOffs()
 	pl.formationUpdates()
 	return pl.plan
 }
@@ -226,6 +246,9 @@ func (pl *planner) indexJobs() {
 			hosts[hi].MemUsed += j.Resources.MemoryMB
 		}
 		if j.Scheduler != pl.cfg.Name {
+			if isEphemeral(j.Scheduler) {
+				pl.indexEphemeral(jv, present, ended)
+			}
 			continue
 		}
 		if present && !ended {
@@ -279,9 +302,15 @@ func (pl *planner) indexFormations() {
 		f := &fv.Formation
 		pl.formations[fkey{f.App, f.Release}] = fv
 		for ptype, n := range f.Processes {
-			if n > 0 {
-				pl.group(gkey{f.App, f.Release, ptype})
+			if n <= 0 {
+				continue
 			}
+			k := gkey{f.App, f.Release, ptype}
+			if pt := pl.cronType(f.App, f.Release, ptype); pt != nil {
+				pl.eph.crons = append(pl.eph.crons, &cronEntry{key: k, release: pl.releases[f.Release], pt: pt})
+				continue
+			}
+			pl.group(k)
 		}
 	}
 	for k, g := range pl.groups {
@@ -299,6 +328,9 @@ func (pl *planner) indexFormations() {
 				break
 			}
 			g.release, g.pt = r, &pt
+			if pt.Schedule != "" {
+				g.desired = 0 // a cron type runs no service jobs
+			}
 			g.env = mergeEnv(r.Env, pt.Env)
 			g.req = NewRequest(k.app, k.release, k.ptype, g.pt)
 		}

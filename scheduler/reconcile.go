@@ -325,8 +325,13 @@ func (pl *planner) formationUpdates() {
 			continue
 		}
 		u.Rev = fv.Rev
-		u.Changed = !slices.EqualFunc(old, pend, pendingEqual)
-		u.Status = &api.FormationStatus{App: k.app, Release: k.release, Pending: pend, UpdatedAt: pl.s.Now}
+		crons := pl.eph.states[k]
+		var oldCron []api.CronStatus
+		if sv != nil {
+			oldCron = sv.Status.Cron
+		}
+		u.Changed = !slices.EqualFunc(old, pend, pendingEqual) || !slices.EqualFunc(oldCron, crons, cronEqual)
+		u.Status = &api.FormationStatus{App: k.app, Release: k.release, Pending: pend, Cron: crons, UpdatedAt: pl.s.Now}
 		if u.Changed || pl.touched[k] {
 			pl.plan.Formations = append(pl.plan.Formations, u)
 		}

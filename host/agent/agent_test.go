@@ -143,6 +143,13 @@ func TestAgentWithFakeRuntime(t *testing.T) {
 		t.Fatalf("signals %v", sigs)
 	}
 
+	// A job stopped before it ever started is reported shut down.
+	putJob(t, c, api.Job{ID: "never", HostID: "h1", Args: []string{"x"}, Desired: api.DesiredShutdown})
+	waitStatus(t, c, "never", inState(api.JobShutdown))
+	if _, ok := rt.Spec("never"); ok {
+		t.Fatal("a job desired shut down was started")
+	}
+
 	// A bad spec is rejected, not run.
 	putJob(t, c, api.Job{ID: "bad", HostID: "h1"})
 	st = waitStatus(t, c, "bad", inState(api.JobRejected))

@@ -43,7 +43,13 @@ func (a *Agent) reconcile(ctx context.Context) {
 			if job.Desired == api.DesiredShutdown {
 				w.requestStop()
 			}
-		case ended || job.Desired != api.DesiredRunning:
+		case ended:
+		case job.Desired != api.DesiredRunning:
+			// Stopped before it ever started here: say so, so that the
+			// scheduler does not wait for it to end. A terminal status
+			// (lost, say) is left as it is.
+			a.markEnded(job.ID)
+			a.writeStatus(ctx, api.JobStatus{ID: job.ID, State: api.JobShutdown})
 		default:
 			a.startJob(ctx, job)
 		}
@@ -136,9 +142,10 @@ func (a *Agent) forget(id string) {
 	a.local.delete(id)
 }
 
-// writeStatus records a job's observed state. States only move forward:
-// a status that would move one back (a job the scheduler already declared
-// lost, say) is dropped. It retries until etcd takes it or ctx ends.
+// writeStatus records a job's observed state. States only move forward,
+// and a terminal status is final: a status that would move one back or
+// overwrite an end (a job the scheduler already declared lost, say) is
+// dropped. It retries until etcd takes it or ctx ends.
 func (a *Agent) writeStatus(ctx context.Context, st api.JobStatus) bool {
 	key, err := store.Key(store.JobStatusPrefix, st.ID)
 	if err != nil {
@@ -153,7 +160,7 @@ func (a *Agent) writeStatus(ctx context.Context, st api.JobStatus) bool {
 		switch {
 		case errors.Is(err, store.ErrNotFound):
 			_, err = store.Create(wctx, a.Client, key, st)
-		case err == nil && cur.State != st.State && !cur.State.CanMoveTo(st.State):
+		case err == nil && (cur.State.Terminal() || cur.State != st.State && !cur.State.CanMoveTo(st.State)):
 			cancel()
 			a.cfg.Log.Info("not moving job status backwards", "job", st.ID, "from", cur.State, "to", st.State)
 			return false

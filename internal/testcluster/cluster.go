@@ -125,9 +125,13 @@ func (c *Cluster) KillHost(id string) {
 // StartScheduler runs a scheduler loop named name until the test ends or
 // StopScheduler is called.
 func (c *Cluster) StartScheduler(name string) {
+	c.StartSchedulerConfig(name, scheduler.Config{BackoffBase: 100 * time.Millisecond})
+}
+
+// StartSchedulerConfig is StartScheduler with a scheduler configuration.
+func (c *Cluster) StartSchedulerConfig(name string, cfg scheduler.Config) {
 	ctx, cancel := context.WithCancel(context.Background())
-	l := &scheduler.Loop{Client: c.Etcd.Client(), Name: name, Log: c.Log, LeaseTTL: time.Second,
-		Config: scheduler.Config{BackoffBase: 100 * time.Millisecond}}
+	l := &scheduler.Loop{Client: c.Etcd.Client(), Name: name, Log: c.Log, LeaseTTL: time.Second, Config: cfg}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

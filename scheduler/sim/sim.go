@@ -23,6 +23,7 @@ type Cluster struct {
 	Formations map[string]*scheduler.FormationView
 	Releases   map[string]api.Release
 	Statuses   map[string]*scheduler.StatusView
+	OneOffs    map[string]*scheduler.OneOffView
 	Config     scheduler.Config
 }
 
@@ -35,6 +36,7 @@ func New(now time.Time) *Cluster {
 		Formations: map[string]*scheduler.FormationView{},
 		Releases:   map[string]api.Release{},
 		Statuses:   map[string]*scheduler.StatusView{},
+		OneOffs:    map[string]*scheduler.OneOffView{},
 	}
 }
 
@@ -87,6 +89,9 @@ func (c *Cluster) Snapshot(seed int64) scheduler.Snapshot {
 	}
 	for _, k := range slices.Sorted(maps.Keys(c.Statuses)) {
 		s.Statuses = append(s.Statuses, *c.Statuses[k])
+	}
+	for _, k := range slices.Sorted(maps.Keys(c.OneOffs)) {
+		s.OneOffs = append(s.OneOffs, *c.OneOffs[k])
 	}
 	return s
 }
@@ -165,7 +170,7 @@ func (c *Cluster) Apply(p scheduler.Plan, keep func() bool) error {
 			c.Statuses[k] = &scheduler.StatusView{Status: *f.Status, Rev: rev}
 		}
 	}
-	return nil
+	return c.applyOneOffs(p.OneOffs, keep, rev)
 }
 
 func (c *Cluster) checkJob(id string, rev int64) error {
