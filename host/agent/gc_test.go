@@ -58,4 +58,3 @@ func TestAdHocJobsAreCollected(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
-
