@@ -72,9 +72,13 @@ func (f *formationState) committed(rev int64) {
 // operations. Each is guarded by the revisions the plan was decided from
 // (each touched formation's key, each stopped job's key, each lost job's
 // status, a new job's key being absent, a lost job's host being still
-// absent) and by guards. A job's replacement commits with the stop of the
-// job it replaces; a formation's jobs are packed together so that a
-// transaction guards few formations. Transactions commit in order and the
+// absent, a one-off request and its status, each change's own Guards)
+// and by guards. A job's replacement commits with the stop of the job it
+// replaces, a one-off's job with the status that records it, a cron run
+// with the formation status that records its tick; a formation's jobs are
+// packed together so that a transaction guards few formations. A change
+// to a job of no formation the plan lists (a custom scheduler's) must
+// carry Guards of its own. Transactions commit in order and the
 // first that fails ends the commit: the ones before it stay, which is
 // safe because each transaction keeps the invariants on its own (a plan
 // never both starts and stops jobs of one formation, except in pairs).

@@ -17,4 +17,19 @@
 // the host agent owning job status, of the status `lost` for a job whose
 // host vanished: the host cannot report it, and an agent never moves a
 // status back from a terminal state.
+//
+// The same plan runs the ephemeral jobs, which are never restarted: a
+// one-off request (api.OneOff under OneOffPrefix, written by a client
+// with SubmitOneOff) is placed once through the same pipeline, or waits
+// with its reason in its api.OneOffStatus; a cron process type (one with
+// a Schedule, enabled by a formation count > 0) runs one job per tick,
+// skips a tick while its previous run still goes, and keeps its last
+// tick in the formation status, so that a new leader neither runs a tick
+// twice nor skips one silently. Their results, the jobs' statuses, are
+// removed Config.ResultRetention after the jobs end, never before.
+//
+// Nothing here is private to pier's own loop: Elect, LoadState, Commit
+// (with per-change Guards for jobs that belong to no formation) and the
+// Pipeline are what a scheduler of one's own is written with; see
+// examples/scheduler.
 package scheduler

@@ -36,6 +36,17 @@ type State struct {
 // does not yet hold its jobs, and the status guard would then let the
 // same slots be filled twice.
 func Load(ctx context.Context, kv clientv3.KV, cfg Config) (Snapshot, error) {
+	st, err := LoadState(ctx, kv)
+	if err != nil {
+		return Snapshot{}, err
+	}
+	return st.Snapshot(time.Now(), cfg), nil
+}
+
+// LoadState reads the raw state Load makes a snapshot of, every prefix at
+// one revision, with each key's revisions: what a scheduler of its own
+// plans from and guards its commits with.
+func LoadState(ctx context.Context, kv clientv3.KV) (State, error) {
 	prefixes := []string{store.HostsPrefix, store.JobsPrefix, store.JobStatusPrefix,
 		store.FormationsPrefix, store.ReleasesPrefix, FormationStatusPrefix, OneOffPrefix, OneOffStatusPrefix}
 	ops := make([]clientv3.Op, len(prefixes))
@@ -44,7 +55,7 @@ func Load(ctx context.Context, kv clientv3.KV, cfg Config) (Snapshot, error) {
 	}
 	resp, err := kv.Txn(ctx).Then(ops...).Commit()
 	if err != nil {
-		return Snapshot{}, fmt.Errorf("scheduler: load: %w", err)
+		return State{}, fmt.Errorf("scheduler: load: %w", err)
 	}
 	st := State{Revision: resp.Header.Revision}
 	r := resp.Responses
@@ -56,7 +67,7 @@ func Load(ctx context.Context, kv clientv3.KV, cfg Config) (Snapshot, error) {
 	st.Statuses = decode[api.FormationStatus](r[5].GetResponseRange().Kvs)
 	st.OneOffs = decode[api.OneOff](r[6].GetResponseRange().Kvs)
 	st.OneOffStat = decode[api.OneOffStatus](r[7].GetResponseRange().Kvs)
-	return st.Snapshot(time.Now(), cfg), nil
+	return st, nil
 }
 
 func decode[T any](kvs []*mvccpb.KeyValue) []store.Item[T] {

@@ -129,6 +129,11 @@ func (l *Loop) lead(ctx context.Context, changed chan struct{}) error {
 	}
 	for {
 		wake, err := l.pass(ctx, guard)
+		if ce := (*store.ConflictError)(nil); errors.As(err, &ce) && ce.Key == guard.Key {
+			// The leader key is gone: the lease expired before the
+			// session noticed. Campaign again rather than re-plan.
+			return errors.New("leadership lost: " + err.Error())
+		}
 		if err != nil && !errors.Is(err, store.ErrConflict) {
 			l.Log.Warn("scheduler: pass failed", "err", err)
 		}

@@ -157,6 +157,9 @@ type ephemeral struct {
 	going  map[tkey]*JobView
 	crons  []*cronEntry
 	states map[fkey][]api.CronStatus
+	// reserved are the ids of one-off requests not yet placed, kept from
+	// the ids the plan generates for other jobs.
+	reserved map[string]bool
 }
 
 func isEphemeral(owner string) bool { return owner == OneOffScheduler || owner == CronScheduler }
@@ -221,6 +224,20 @@ func (pl *planner) wake(t time.Time) {
 
 func jobDelete(jv *JobView) *Delete {
 	return &Delete{JobID: jv.Job.ID, HostID: jv.Job.HostID, Rev: jv.Rev, StatusRev: jv.StatusRev}
+}
+
+// reserveOneOffIDs keeps the ids of waiting one-off requests, which are
+// their jobs' ids, from being given to new jobs before they are placed.
+func (pl *planner) reserveOneOffIDs() {
+	e := &pl.eph
+	e.reserved = map[string]bool{}
+	for i := range pl.s.OneOffs {
+		id := pl.s.OneOffs[i].ID
+		if pl.s.OneOffs[i].OneOff != nil && !pl.ids[id] {
+			pl.ids[id] = true
+			e.reserved[id] = true
+		}
+	}
 }
 
 // oneOffs places the one-off requests not yet placed, oldest first, stops
@@ -300,6 +317,7 @@ func (pl *planner) placeOneOff(v *OneOffView, u *OneOffUpdate) bool {
 			h := pl.placer.Hosts[chosen[0]].Host
 			job.HostID = h.ID
 			pl.ids[job.ID] = true
+			delete(pl.eph.reserved, job.ID)
 			u.Start = &job
 			u.Status = &api.OneOffStatus{ID: o.ID, JobID: job.ID, HostID: h.ID, PlacedAt: pl.s.Now, UpdatedAt: pl.s.Now}
 			return true
@@ -318,11 +336,13 @@ func (pl *planner) oneOffJob(o *api.OneOff) (api.Job, *Request, string) {
 	pt := api.ProcessType{Args: o.Args, Resources: o.Resources, Tags: o.Tags}
 	env := o.Env
 	art := o.Artifact
+	var relApp string
 	if o.Release != "" {
 		r := pl.releases[o.Release]
 		if r == nil || (o.App != "" && r.App != o.App) {
 			return api.Job{}, nil, "release " + o.Release + " not found"
 		}
+		relApp = r.App
 		base := r.Env
 		if o.ProcessType != "" {
 			rpt, ok := r.Processes[o.ProcessType]
@@ -348,11 +368,11 @@ func (pl *planner) oneOffJob(o *api.OneOff) (api.Job, *Request, string) {
 	if len(pt.Args) == 0 {
 		return api.Job{}, nil, "no command"
 	}
-	if pl.ids[o.ID] {
+	if pl.ids[o.ID] && !pl.eph.reserved[o.ID] {
 		return api.Job{}, nil, "job id " + o.ID + " is in use"
 	}
 	j := api.Job{
-		ID: o.ID, App: o.App, Release: o.Release, ProcessType: o.ProcessType,
+		ID: o.ID, App: cmp.Or(o.App, relApp), Release: o.Release, ProcessType: o.ProcessType,
 		Args: pt.Args, Env: env, Artifact: art, Resources: pt.Resources, StopGrace: o.StopGrace,
 		TTY: o.TTY, Stdin: o.Stdin,
 		Desired: api.DesiredRunning, CreatedAt: pl.s.Now, Scheduler: OneOffScheduler,

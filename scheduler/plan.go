@@ -187,6 +187,7 @@ func Reconcile(s Snapshot) Plan {
 	pl.indexHosts()
 	pl.indexJobs()
 	pl.indexFormations()
+	pl.reserveOneOffIDs()
 	keys := slices.SortedFunc(maps.Keys(pl.groups), func(a, b gkey) int {
 		return cmp.Or(strings.Compare(a.app, b.app), strings.Compare(a.release, b.release), strings.Compare(a.ptype, b.ptype))
 	})

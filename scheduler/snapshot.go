@@ -23,7 +23,8 @@ type Snapshot struct {
 	// lease, so presence is liveness.
 	Hosts []api.Host
 	// Jobs are every scheduler's jobs: all of them use host resources,
-	// only the configured scheduler's own are reconciled.
+	// only the configured scheduler's own, and the one-off and cron jobs,
+	// are reconciled.
 	Jobs       []JobView
 	Formations []FormationView
 	Releases   []api.Release

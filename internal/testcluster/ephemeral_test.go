@@ -131,16 +131,21 @@ func TestOneOffNeverRestarted(t *testing.T) {
 	c.waitRunning("crash").Runtime.Exit("crash", 1)
 	c.waitRunning("killed").Runtime.Kill("killed", 9)
 	lostHost := c.waitRunning("orphan").ID
-	c.KillHost(lostHost)
 	want := map[string]api.JobState{"crash": api.JobFailed, "killed": api.JobFailed, "orphan": api.JobLost}
-	c.WaitFor("every one-off ended", 30*time.Second, func() bool {
-		for id, state := range want {
-			if st := c.oneOff(id); st.Job == nil || st.Job.State != state {
-				return false
+	ended := func(ids ...string) func() bool {
+		return func() bool {
+			for _, id := range ids {
+				if st := c.oneOff(id); st.Job == nil || st.Job.State != want[id] {
+					return false
+				}
 			}
+			return true
 		}
-		return true
-	})
+	}
+	// The failures are reported before a host goes, or they would be lost.
+	c.WaitFor("the failures reported", 30*time.Second, ended("crash", "killed"))
+	c.KillHost(lostHost)
+	c.WaitFor("the orphan lost", 30*time.Second, ended("orphan"))
 	for deadline := time.Now().Add(1500 * time.Millisecond); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		for id := range want {
 			if h := c.runningOn(id); h != nil {
