@@ -64,6 +64,10 @@ type Job struct {
 	Resources Resources `json:"resources"`
 	// StopGrace is how long a stopping job gets between SIGTERM and SIGKILL.
 	StopGrace Duration `json:"stop_grace,omitempty"`
+	// DrainTimeout is how long a stopping job keeps running after it left
+	// discovery and before SIGTERM, so routers can finish the requests they
+	// sent it; only for jobs with service ports (default 1s).
+	DrainTimeout Duration `json:"drain_timeout,omitempty"`
 	// KillUnhealthy kills a job whose health check keeps failing.
 	KillUnhealthy bool `json:"kill_unhealthy,omitempty"`
 	// TTY gives the job a terminal as its stdin, stdout and stderr, and

@@ -81,11 +81,14 @@ func (w *worker) onHealth(ctx context.Context, ph *portHealth, i int, p api.Port
 	}
 }
 
-// deregister removes all of the job's ports from discovery.
-func (w *worker) deregister() {
+// deregister removes all of the job's ports from discovery and reports
+// whether it had any there to remove.
+func (w *worker) deregister() bool {
+	had := false
 	for i, p := range w.lj.Job.Ports {
 		if p.Service != "" {
-			w.a.services.unset(instanceID(w.lj.Job.ID, i))
+			had = w.a.services.unset(instanceID(w.lj.Job.ID, i)) || had
 		}
 	}
+	return had
 }

@@ -67,8 +67,19 @@ func TestDiscoveryFollowsHealth(t *testing.T) {
 	putJob(t, c, api.Job{ID: "web-1", HostID: "h1", Args: []string{"serve"}, Desired: api.DesiredShutdown,
 		StopGrace: api.Duration(time.Second), Ports: []api.Port{{Proto: "http", Service: "web", Health: check}}})
 	waitEvent(t, events, discovery.EventDown)
+	downAt := time.Now()
 	if sigs := rt.Signals("web-1"); len(sigs) > 0 {
-		t.Logf("signals at deregistration: %v", sigs)
+		t.Fatalf("signalled %v before leaving discovery", sigs)
+	}
+	// The job keeps running through the drain period, then gets SIGTERM.
+	for len(rt.Signals("web-1")) == 0 {
+		if time.Since(downAt) > 10*time.Second {
+			t.Fatal("never signalled")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if d := time.Since(downAt); d < 800*time.Millisecond {
+		t.Fatalf("SIGTERM %s after leaving discovery; want the 1s drain first", d)
 	}
 	waitStatus(t, c, "web-1", inState(api.JobShutdown))
 }

@@ -56,8 +56,9 @@ func (s *services) set(service string, inst discovery.Instance) {
 }
 
 // unset deregisters an instance at once: the first step of stopping a job,
-// so routers stop sending it requests before it gets SIGTERM.
-func (s *services) unset(id string) {
+// so routers stop sending it requests before it gets SIGTERM. It reports
+// whether the instance was registered.
+func (s *services) unset(id string) bool {
 	s.mu.Lock()
 	delete(s.want, id)
 	r := s.regs[id]
@@ -66,6 +67,7 @@ func (s *services) unset(id string) {
 	if r != nil {
 		r.Close()
 	}
+	return r != nil
 }
 
 // newSession registers every wanted instance on a new lease.

@@ -21,6 +21,7 @@ import (
 const (
 	startTimeout     = 2 * time.Minute // artifact fetch not included
 	defaultStopGrace = 10 * time.Second
+	defaultDrain     = time.Second
 )
 
 // worker supervises one job from launch (or adoption) to its end.
@@ -237,9 +238,18 @@ func (w *worker) stopWhenAsked(ctx context.Context, exited chan struct{}, stopHe
 	case <-ctx.Done():
 		return
 	}
-	// Leave discovery first, so routers stop sending requests, then stop.
+	// Leave discovery first, so routers stop sending requests, give them
+	// a bounded moment to finish the ones in flight, then stop.
 	stopHealth()
-	w.deregister()
+	if w.deregister() {
+		select {
+		case <-exited:
+			return
+		case <-ctx.Done():
+			return
+		case <-time.After(w.lj.Job.DrainTimeout.Or(defaultDrain)):
+		}
+	}
 	grace := w.lj.Job.StopGrace.Or(defaultStopGrace)
 	w.shim.Signal(ctx, syscall.SIGTERM)
 	select {
