@@ -382,28 +382,16 @@ func (p *Placer) less(a, b int32) bool {
 	return a < b
 }
 
-func (p *Placer) down(i int) {
-	h := p.heap
-	n := len(h)
-	for {
-		l := 2*i + 1
-		if l >= n {
-			return
-		}
-		m := l
-		if r := l + 1; r < n && p.less(h[r], h[l]) {
-			m = r
-		}
-		if !p.less(h[m], h[i]) {
-			return
-		}
-		h[i], h[m] = h[m], h[i]
-		i = m
-	}
-}
+func (p *Placer) down(i int) { p.siftDown(i, p.less) }
 
 // downWorst is down for the heap of kept hosts, whose root is the worst.
 func (p *Placer) downWorst(i int) {
+	p.siftDown(i, func(a, b int32) bool { return p.less(b, a) })
+}
+
+// siftDown restores the heap below i, where before says which of two
+// hosts belongs nearer the root.
+func (p *Placer) siftDown(i int, before func(a, b int32) bool) {
 	h := p.heap
 	n := len(h)
 	for {
@@ -412,10 +400,10 @@ func (p *Placer) downWorst(i int) {
 			return
 		}
 		m := l
-		if r := l + 1; r < n && p.less(h[l], h[r]) {
+		if r := l + 1; r < n && before(h[r], h[l]) {
 			m = r
 		}
-		if !p.less(h[i], h[m]) {
+		if !before(h[m], h[i]) {
 			return
 		}
 		h[i], h[m] = h[m], h[i]
