@@ -3,7 +3,6 @@ package cli_test
 import (
 	"crypto/tls"
 	"encoding/json"
-	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
@@ -15,7 +14,6 @@ import (
 	"time"
 
 	"github.com/pierpaas/pier/api"
-	"github.com/pierpaas/pier/host/agent"
 )
 
 // daemon is a pier process started by a test.
@@ -76,16 +74,7 @@ func TestKillNineAgent(t *testing.T) {
 	waitHTTPS(t, "https://127.0.0.1:"+strconv.Itoa(apiPort)+"/readyz")
 	token := strings.TrimSpace(pier(t, "token", "--data-dir", srvDir).stdout)
 
-	t.Cleanup(func() {
-		log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
-		if rt, err := agent.NewRuntime("runc", filepath.Join(hostDir, "runtime"), log); err == nil {
-			ids, _ := rt.List()
-			for _, id := range ids {
-				rt.Delete(id)
-			}
-		}
-		killShims(filepath.Join(hostDir, "jobs"))
-	})
+	t.Cleanup(func() { cleanupHost(hostDir) })
 	hostArgs := []string{"host", "--data-dir", hostDir, "--id", "h1", "--host-api-port", strconv.Itoa(hostPort),
 		"--port-range", "43000-43099", "--join", "127.0.0.1:" + strconv.Itoa(apiPort), "--token", token}
 	host := startDaemon(t, hostArgs...)

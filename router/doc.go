@@ -1,0 +1,13 @@
+// Package router is pier's ingress: it takes public HTTP, HTTPS and TCP
+// traffic and sends it to the healthy instances of the service a route
+// names (DESIGN.md, "Router"). Its route table (Table) is pure and
+// immutable: built from the controller's routes (api.Route, stored under
+// /pier/routes/), it answers which route a host and path, or a TCP port,
+// belong to, without allocating. The proxy keeps the current table behind
+// an atomic.Pointer and swaps in a whole new one when routes change, so a
+// request always sees one consistent table and the router never restarts.
+// Precedence: an exact domain beats a wildcard ("*.example.com" matches
+// exactly one label in place of the "*", as a TLS wildcard certificate
+// does, so "a.b.example.com" needs "*.b.example.com"); within a domain the
+// longest path prefix wins, matched on segment boundaries.
+package router
