@@ -12,6 +12,7 @@ import (
 
 	"github.com/pierpaas/pier/api"
 	"github.com/pierpaas/pier/internal/pki"
+	"github.com/pierpaas/pier/internal/testutil"
 	"github.com/pierpaas/pier/runtime/fake"
 	"github.com/pierpaas/pier/store"
 	"github.com/pierpaas/pier/store/storetest"
@@ -43,7 +44,7 @@ func testHost(t *testing.T, c *storetest.Cluster, id string) Config {
 	t.Cleanup(func() { os.RemoveAll(sockDir) })
 	return Config{
 		ID: id, DataDir: dir, ShimSocketDir: sockDir, LeaseTTL: 2 * time.Second,
-		PortLow: 41000, PortHigh: 41999, APIPort: freePort(t),
+		PortLow: 41000, PortHigh: 41999, APIPort: testutil.FreePort(t),
 		Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	}
 }

@@ -334,10 +334,22 @@ func (a *Agent) hostJob(ctx context.Context, id string) (api.HostJob, bool) {
 	}
 	jobs, locals := a.knownJobs()
 	i := slices.IndexFunc(jobs, func(hj api.HostJob) bool { return hj.Job.ID == id })
-	if i < 0 {
-		return api.HostJob{}, false
+	var one []api.HostJob
+	if i >= 0 {
+		one = jobs[i : i+1]
+	} else {
+		// A job created a moment ago (pier host run, then at once logs)
+		// may not have reached the watch cache yet: ask the store.
+		key, err := store.Key(store.JobsPrefix, a.cfg.ID, id)
+		if err != nil {
+			return api.HostJob{}, false
+		}
+		job, _, err := store.Get[api.Job](ctx, a.Client, key)
+		if err != nil {
+			return api.HostJob{}, false
+		}
+		one = []api.HostJob{{Job: job, Assigned: true}}
 	}
-	one := jobs[i : i+1]
 	a.withStatuses(ctx, one, locals)
 	return one[0], true
 }

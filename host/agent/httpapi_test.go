@@ -26,16 +26,6 @@ import (
 	"github.com/pierpaas/pier/store/storetest"
 )
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // apiHost is a host with the fake runtime whose certificate names
 // 127.0.0.1, as a join would issue it, so clients can verify the agent.
 func apiHost(t *testing.T, c *storetest.Cluster, id string) (Config, *fake.Runtime) {

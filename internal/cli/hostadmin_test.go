@@ -20,6 +20,7 @@ import (
 	"github.com/pierpaas/pier/api"
 	"github.com/pierpaas/pier/host/agent"
 	"github.com/pierpaas/pier/internal/pki"
+	"github.com/pierpaas/pier/internal/testutil"
 	"github.com/pierpaas/pier/store/storetest"
 )
 
@@ -59,7 +60,7 @@ func startRuncAgent(t *testing.T) (addr, dataDir string) {
 	})
 	cfg := agent.Config{
 		ID: "h1", DataDir: dataDir, ShimSocketDir: sockDir, LeaseTTL: 2 * time.Second,
-		PortLow: 42000, PortHigh: 42999, APIPort: freePort(t), Runtime: "runc",
+		PortLow: 42000, PortHigh: 42999, APIPort: testutil.FreePort(t), Runtime: "runc",
 		Launcher: agent.ExecLauncher{Binary: pierBin}, Version: "test", Log: log,
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -233,7 +234,7 @@ func TestHostAdminCommands(t *testing.T) {
 		{append([]string{"host", "stop"}, append(at, long)...), "not running"},
 		{append([]string{"host", "signal"}, append(at, long, "NOSUCHSIG")...), "unknown signal"},
 		{[]string{"host", "ps", "--host-addr", addr, "--data-dir", t.TempDir()}, "no cluster credentials"},
-		{[]string{"host", "ps", "--host-addr", "127.0.0.1:" + strconv.Itoa(freePort(t)), "--data-dir", dataDir}, "no host agent at"},
+		{[]string{"host", "ps", "--host-addr", "127.0.0.1:" + strconv.Itoa(testutil.FreePort(t)), "--data-dir", dataDir}, "no host agent at"},
 		{append([]string{"host", "run"}, append(at, "-e", "NOEQUALS", "--", "true")...), "KEY=VALUE"},
 		{[]string{"host", "bogus"}, "unknown command"},
 	} {

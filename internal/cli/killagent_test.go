@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/pierpaas/pier/api"
+	"github.com/pierpaas/pier/internal/testutil"
 )
 
 // daemon is a pier process started by a test.
@@ -67,10 +68,10 @@ func waitHTTPS(t *testing.T, url string) {
 // is down is reported with its real exit code once the agent is back.
 func TestKillNineAgent(t *testing.T) {
 	srvDir, hostDir := filepath.Join(t.TempDir(), "srv"), filepath.Join(t.TempDir(), "host")
-	apiPort, hostPort := freePort(t), freePort(t)
+	apiPort, hostPort := testutil.FreePort(t), testutil.FreePort(t)
 	startDaemon(t, "server", "--data-dir", srvDir, "--name", "s1",
-		"--etcd-client-port", strconv.Itoa(freePort(t)), "--etcd-peer-port", strconv.Itoa(freePort(t)),
-		"--api-port", strconv.Itoa(apiPort), "--dns-port", strconv.Itoa(freePort(t)))
+		"--etcd-client-port", strconv.Itoa(testutil.FreePort(t)), "--etcd-peer-port", strconv.Itoa(testutil.FreePort(t)),
+		"--api-port", strconv.Itoa(apiPort), "--dns-port", strconv.Itoa(testutil.FreePort(t)))
 	waitHTTPS(t, "https://127.0.0.1:"+strconv.Itoa(apiPort)+"/readyz")
 	token := strings.TrimSpace(pier(t, "token", "--data-dir", srvDir).stdout)
 

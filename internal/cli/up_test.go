@@ -3,7 +3,6 @@ package cli_test
 import (
 	"context"
 	"crypto/tls"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/pierpaas/pier/client"
 	"github.com/pierpaas/pier/internal/server"
+	"github.com/pierpaas/pier/internal/testutil"
 )
 
 var pierBin string
@@ -90,7 +90,7 @@ func startUp(t *testing.T, dataDir string, ports [5]int) *upProc {
 // becomes ready, stops cleanly on an interrupt, and comes back with its data.
 func TestUpRestartKeepsData(t *testing.T) {
 	dataDir := filepath.Join(t.TempDir(), "data")
-	ports := [5]int{freePort(t), freePort(t), freePort(t), freePort(t), freePort(t)}
+	ports := [5]int{testutil.FreePort(t), testutil.FreePort(t), testutil.FreePort(t), testutil.FreePort(t), testutil.FreePort(t)}
 	p := startUp(t, dataDir, ports)
 
 	cl, err := client.Connect(client.Config{Endpoints: []string{p.etcdURL}, CredentialsDir: server.PKIDir(dataDir)})
@@ -161,13 +161,4 @@ func errAs(err error, target **exec.ExitError) bool {
 		*target = e
 	}
 	return ok
-}
-
-func freePort(t *testing.T) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }

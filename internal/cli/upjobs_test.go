@@ -13,6 +13,7 @@ import (
 	"github.com/pierpaas/pier/client"
 	"github.com/pierpaas/pier/host/agent"
 	"github.com/pierpaas/pier/internal/server"
+	"github.com/pierpaas/pier/internal/testutil"
 	"github.com/pierpaas/pier/scheduler"
 	"github.com/pierpaas/pier/store"
 )
@@ -23,7 +24,7 @@ import (
 // restart count raised.
 func TestUpRunsFormations(t *testing.T) {
 	dataDir := filepath.Join(t.TempDir(), "data")
-	ports := [5]int{freePort(t), freePort(t), freePort(t), freePort(t), freePort(t)}
+	ports := [5]int{testutil.FreePort(t), testutil.FreePort(t), testutil.FreePort(t), testutil.FreePort(t), testutil.FreePort(t)}
 	p := startUp(t, dataDir, ports)
 	t.Cleanup(func() { cleanupHost(filepath.Join(dataDir, "host")) })
 

@@ -20,6 +20,7 @@ import (
 	"github.com/pierpaas/pier/discovery"
 	"github.com/pierpaas/pier/internal/join"
 	"github.com/pierpaas/pier/internal/pki"
+	"github.com/pierpaas/pier/internal/testutil"
 	"github.com/pierpaas/pier/store"
 	"github.com/pierpaas/pier/store/storetest"
 )
@@ -28,7 +29,7 @@ func testConfig(t *testing.T, name string) Config {
 	return Config{
 		DataDir:    filepath.Join(t.TempDir(), name),
 		Name:       name,
-		ClientPort: freePort(t), PeerPort: freePort(t), APIPort: freePort(t), DNSPort: freePort(t),
+		ClientPort: testutil.FreePort(t), PeerPort: testutil.FreePort(t), APIPort: testutil.FreePort(t), DNSPort: testutil.FreePort(t),
 		Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	}
 }
@@ -262,15 +263,6 @@ func TestExternalEtcd(t *testing.T) {
 	if err != nil || len(resp.Kvs) != 1 {
 		t.Fatalf("write did not reach the external etcd: %v %v", resp, err)
 	}
-}
-
-func freePort(t *testing.T) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 var _ = clientv3.WithPrefix

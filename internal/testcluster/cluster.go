@@ -2,9 +2,7 @@ package testcluster
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"sync"
@@ -15,6 +13,7 @@ import (
 
 	"github.com/pierpaas/pier/api"
 	"github.com/pierpaas/pier/host/agent"
+	"github.com/pierpaas/pier/internal/testutil"
 	"github.com/pierpaas/pier/runtime/fake"
 	"github.com/pierpaas/pier/scheduler"
 	"github.com/pierpaas/pier/store"
@@ -83,7 +82,7 @@ func (c *Cluster) AddHost(id string, o HostOptions) *Host {
 		ID: id, DataDir: dir, ShimSocketDir: sockDir, LeaseTTL: time.Second,
 		Endpoints: c.Etcd.Endpoints(), CredentialsDir: c.Etcd.Credentials().Dir,
 		Tags: o.Tags, MemoryMB: o.MemoryMB, CPUMillis: o.CPUMillis,
-		PortLow: low, PortHigh: low + 99, APIPort: freePort(c.t),
+		PortLow: low, PortHigh: low + 99, APIPort: testutil.FreePort(c.t),
 		RuntimeImpl: h.Runtime, Log: c.Log,
 	}
 	c.startAgent(h)
@@ -231,13 +230,4 @@ func (c *Cluster) close() {
 	for _, h := range hosts {
 		h.Agent.Close()
 	}
-}
-
-func freePort(t testing.TB) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(fmt.Sprint(err))
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
