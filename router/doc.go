@@ -10,4 +10,12 @@
 // exactly one label in place of the "*", as a TLS wildcard certificate
 // does, so "a.b.example.com" needs "*.b.example.com"); within a domain the
 // longest path prefix wins, matched on segment boundaries.
+//
+// Proxy is the HTTP handler: it looks the request up in the current
+// table, picks a backend of the route's service from Backends (kept from
+// discovery watches that start on a service's first request and stop when
+// no route names it) by the power of two random choices on in-flight
+// requests, and proxies with httputil.ReverseProxy over one shared
+// transport. A backend that cannot be dialled is retried once on another
+// when the request can be sent again; nothing is retried once it was sent.
 package router

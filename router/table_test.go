@@ -11,7 +11,7 @@ import (
 
 var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 
-func http(id, domain, path string) api.Route {
+func httpRoute(id, domain, path string) api.Route {
 	return api.Route{ID: id, Type: api.RouteHTTP, Domain: domain, Path: path, Service: "svc-" + id, CreatedAt: t0}
 }
 
@@ -30,15 +30,15 @@ func mustTable(t *testing.T, routes ...api.Route) *Table {
 
 func TestLookupPrecedence(t *testing.T) {
 	tab := mustTable(t,
-		http("exact", "a.example.com", ""),
-		http("exact-api", "a.example.com", "/api"),
-		http("exact-api-v2", "a.example.com", "/api/v2/"),
-		http("wild", "*.example.com", "/"),
-		http("wild-only-path", "*.example.com", "/only"),
-		http("deep-wild", "*.a.example.com", "/"),
-		http("apex", "example.com", "/"),
-		http("idn", "xn--bcher-kva.example", "/"),
-		http("paths", "p.example.org", "/api"),
+		httpRoute("exact", "a.example.com", ""),
+		httpRoute("exact-api", "a.example.com", "/api"),
+		httpRoute("exact-api-v2", "a.example.com", "/api/v2/"),
+		httpRoute("wild", "*.example.com", "/"),
+		httpRoute("wild-only-path", "*.example.com", "/only"),
+		httpRoute("deep-wild", "*.a.example.com", "/"),
+		httpRoute("apex", "example.com", "/"),
+		httpRoute("idn", "xn--bcher-kva.example", "/"),
+		httpRoute("paths", "p.example.org", "/api"),
 	)
 	for _, c := range []struct{ host, path, want string }{
 		// Exact beats wildcard.
@@ -95,7 +95,7 @@ func TestLookupPrecedence(t *testing.T) {
 // A wildcard at each depth: the deepest that covers the host's first
 // label is the only one that matches.
 func TestLookupDeeperWildcard(t *testing.T) {
-	tab := mustTable(t, http("w1", "*.example.com", ""), http("w2", "*.a.example.com", ""), http("w3", "*.b.a.example.com", ""))
+	tab := mustTable(t, httpRoute("w1", "*.example.com", ""), httpRoute("w2", "*.a.example.com", ""), httpRoute("w3", "*.b.a.example.com", ""))
 	for host, want := range map[string]string{
 		"x.example.com": "w1", "x.a.example.com": "w2", "x.b.a.example.com": "w3", "a.example.com": "w1", "b.a.example.com": "w2",
 	} {
@@ -106,7 +106,7 @@ func TestLookupDeeperWildcard(t *testing.T) {
 }
 
 func TestLookupTCP(t *testing.T) {
-	tab := mustTable(t, tcp("t1", 5432), tcp("t2", 6379), http("h", "a.b", "/"))
+	tab := mustTable(t, tcp("t1", 5432), tcp("t2", 6379), httpRoute("h", "a.b", "/"))
 	if r, ok := tab.LookupTCP(5432); !ok || r.ID != "t1" {
 		t.Errorf("LookupTCP(5432) = %v", r)
 	}
@@ -127,10 +127,10 @@ func TestLookupTLS(t *testing.T) {
 	// Validation would refuse the fake PEM, so build the table directly
 	// from routes that skip it: only the TLS lookup is under test.
 	routes := []api.Route{
-		withTLS(http("deep", "a.example.com", "/api")),
-		withACME(http("root", "a.example.com", "/")),
-		withTLS(http("wild", "*.example.com", "/")),
-		http("plain", "c.example.com", "/"),
+		withTLS(httpRoute("deep", "a.example.com", "/api")),
+		withACME(httpRoute("root", "a.example.com", "/")),
+		withTLS(httpRoute("wild", "*.example.com", "/")),
+		httpRoute("plain", "c.example.com", "/"),
 	}
 	tab := &Table{exact: map[string]*hostRoutes{}, wild: map[string]*hostRoutes{}}
 	add := func(m map[string]*hostRoutes, d string, rs ...api.Route) {
@@ -158,19 +158,19 @@ func TestLookupTLS(t *testing.T) {
 }
 
 func TestConflicts(t *testing.T) {
-	older := http("zzz", "a.example.com", "/api/")
+	older := httpRoute("zzz", "a.example.com", "/api/")
 	older.CreatedAt = t0.Add(-time.Hour)
-	sameTime1 := http("bbb", "b.example.com", "/")
-	sameTime2 := http("aaa", "b.example.com", "")
+	sameTime1 := httpRoute("bbb", "b.example.com", "/")
+	sameTime2 := httpRoute("aaa", "b.example.com", "")
 	tcpOld := tcp("t-old", 9000)
 	tcpOld.CreatedAt = t0.Add(-time.Minute)
 	dupID := tcp("t-old", 9001)
-	bad := http("bad", "Not_A_Domain", "/")
+	bad := httpRoute("bad", "Not_A_Domain", "/")
 
 	tab, errs := NewTable([]api.Route{
-		http("newer", "a.example.com", "/api"), older, sameTime1, sameTime2,
+		httpRoute("newer", "a.example.com", "/api"), older, sameTime1, sameTime2,
 		tcp("t-new", 9000), tcpOld, dupID, bad,
-		http("wild1", "*.example.com", "/"), http("wild2", "*.example.com", ""),
+		httpRoute("wild1", "*.example.com", "/"), httpRoute("wild2", "*.example.com", ""),
 	})
 	want := map[string]string{"newer": "zzz", "bbb": "aaa", "t-new": "t-old", "t-old": "t-old", "bad": "", "wild2": "wild1"}
 	if len(errs) != len(want) {
@@ -220,7 +220,7 @@ func TestConflicts(t *testing.T) {
 }
 
 func TestTableCopiesRoutes(t *testing.T) {
-	in := []api.Route{http("r", "a.b", "/")}
+	in := []api.Route{httpRoute("r", "a.b", "/")}
 	tab := mustTable(t, in...)
 	in[0].Service = "changed"
 	if r, _ := tab.Lookup("a.b", "/"); r.Service != "svc-r" {
@@ -264,11 +264,11 @@ func bigTable(tb testing.TB, n int) *Table {
 	for i := 0; len(routes) < n; i++ {
 		switch i % 4 {
 		case 0, 1:
-			routes = append(routes, http(fmt.Sprintf("r%d", len(routes)), fmt.Sprintf("app%d.example.com", i), ""))
+			routes = append(routes, httpRoute(fmt.Sprintf("r%d", len(routes)), fmt.Sprintf("app%d.example.com", i), ""))
 		case 2:
-			routes = append(routes, http(fmt.Sprintf("r%d", len(routes)), fmt.Sprintf("app%d.example.com", i-1), fmt.Sprintf("/api/v%d", i%7)))
+			routes = append(routes, httpRoute(fmt.Sprintf("r%d", len(routes)), fmt.Sprintf("app%d.example.com", i-1), fmt.Sprintf("/api/v%d", i%7)))
 		case 3:
-			routes = append(routes, http(fmt.Sprintf("r%d", len(routes)), fmt.Sprintf("*.t%d.example.com", i), ""))
+			routes = append(routes, httpRoute(fmt.Sprintf("r%d", len(routes)), fmt.Sprintf("*.t%d.example.com", i), ""))
 		}
 	}
 	tab, errs := NewTable(routes)

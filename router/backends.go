@@ -1,0 +1,261 @@
+package router
+
+import (
+	"context"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"sync/atomic"
+
+	"github.com/pierpaas/pier/discovery"
+)
+
+// Watcher streams a service's discovery events; *discovery.Registry
+// satisfies it, and tests feed events through a fake.
+type Watcher interface {
+	Watch(ctx context.Context, service string) (<-chan discovery.Event, error)
+}
+
+// Backend is one instance of a service as the proxy sees it, with its
+// count of requests in flight.
+type Backend struct {
+	Instance discovery.Instance
+	// inflight is shared by the Backends that stand for one instance at
+	// one address across updates of its record.
+	inflight *atomic.Int64
+	down     atomic.Bool
+}
+
+func newBackend(inst discovery.Instance, old *Backend) *Backend {
+	b := &Backend{Instance: inst}
+	if old != nil && old.Instance.Addr == inst.Addr {
+		b.inflight = old.inflight
+	} else {
+		b.inflight = new(atomic.Int64)
+	}
+	return b
+}
+
+// InFlight is the number of requests the proxy has in flight to b.
+func (b *Backend) InFlight() int64 { return b.inflight.Load() }
+
+// Backends keeps, per service, the instances a discovery watch lists. A
+// service's watch starts on its first lookup and runs until Retain drops
+// the service or Close; its set is updated in place and an instance is
+// never returned after its down event.
+type Backends struct {
+	w      Watcher
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu       sync.Mutex
+	services map[string]*serviceSet
+}
+
+type serviceSet struct {
+	list   atomic.Pointer[[]*Backend] // replaced whole, never modified
+	ready  chan struct{}              // closed on the first current event, or when the watch fails or ends
+	cancel context.CancelFunc
+}
+
+// NewBackends returns an empty set fed by w.
+func NewBackends(w Watcher) *Backends {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Backends{w: w, ctx: ctx, cancel: cancel, services: make(map[string]*serviceSet)}
+}
+
+// Close stops every watch.
+func (bs *Backends) Close() {
+	bs.cancel()
+	bs.mu.Lock()
+	bs.services = make(map[string]*serviceSet)
+	bs.mu.Unlock()
+}
+
+// Retain stops the watches of services not in keep (the services the
+// current route table references).
+func (bs *Backends) Retain(keep map[string]bool) {
+	bs.mu.Lock()
+	defer bs.mu.Unlock()
+	for name, s := range bs.services {
+		if !keep[name] {
+			s.cancel()
+			delete(bs.services, name)
+		}
+	}
+}
+
+// Watched lists the services whose watch runs, sorted.
+func (bs *Backends) Watched() []string {
+	bs.mu.Lock()
+	defer bs.mu.Unlock()
+	var names []string
+	for n := range bs.services {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// List returns the current backends of service, starting its watch if
+// needed and waiting, until ctx ends, for the watch's first listing.
+func (bs *Backends) List(ctx context.Context, service string) []*Backend {
+	s := bs.set(service)
+	select {
+	case <-s.ready:
+	case <-ctx.Done():
+		return nil
+	}
+	if l := s.list.Load(); l != nil {
+		return *l
+	}
+	return nil
+}
+
+// Pick chooses a backend of service by the power of two random choices
+// on in-flight requests, leaving out exclude (a backend that already
+// failed this request). It returns nil when the service has no backend.
+func (bs *Backends) Pick(ctx context.Context, service string, exclude *Backend) *Backend {
+	return pick(bs.List(ctx, service), exclude)
+}
+
+func pick(list []*Backend, exclude *Backend) *Backend {
+	n := len(list)
+	if n == 0 {
+		return nil
+	}
+	ok := func(b *Backend) bool { return b != exclude && !b.down.Load() }
+	if n == 1 {
+		if ok(list[0]) {
+			return list[0]
+		}
+		return nil
+	}
+	i := rand.IntN(n)
+	j := rand.IntN(n - 1)
+	if j >= i {
+		j++
+	}
+	a, b := list[i], list[j]
+	switch {
+	case ok(a) && ok(b):
+		if b.inflight.Load() < a.inflight.Load() {
+			return b
+		}
+		return a
+	case ok(a):
+		return a
+	case ok(b):
+		return b
+	}
+	// Both unusable: take the least loaded usable one, if any.
+	var best *Backend
+	for _, c := range list {
+		if ok(c) && (best == nil || c.inflight.Load() < best.inflight.Load()) {
+			best = c
+		}
+	}
+	return best
+}
+
+func (bs *Backends) set(service string) *serviceSet {
+	bs.mu.Lock()
+	defer bs.mu.Unlock()
+	if s := bs.services[service]; s != nil {
+		return s
+	}
+	ctx, cancel := context.WithCancel(bs.ctx)
+	s := &serviceSet{ready: make(chan struct{}), cancel: cancel}
+	bs.services[service] = s
+	go bs.run(ctx, service, s)
+	return s
+}
+
+// run follows one service's watch. When the watch fails or ends on its
+// own, the set empties and leaves the map, so the next lookup starts a
+// new watch rather than trusting a stale list.
+func (bs *Backends) run(ctx context.Context, service string, s *serviceSet) {
+	var readyOnce sync.Once
+	markReady := func() { readyOnce.Do(func() { close(s.ready) }) }
+	defer func() {
+		s.setList(nil)
+		markReady()
+		bs.mu.Lock()
+		if bs.services[service] == s {
+			delete(bs.services, service)
+		}
+		bs.mu.Unlock()
+		s.cancel()
+	}()
+	ch, err := bs.w.Watch(ctx, service)
+	if err != nil {
+		return
+	}
+	byID := make(map[string]*Backend)
+	for ev := range ch {
+		switch ev.Type {
+		case discovery.EventCurrent:
+			next := make(map[string]*Backend, len(ev.Instances))
+			for _, inst := range ev.Instances {
+				next[inst.ID] = newBackend(inst, byID[inst.ID])
+			}
+			for id, b := range byID {
+				if n := next[id]; n == nil || n.Instance.Addr != b.Instance.Addr {
+					b.down.Store(true)
+				}
+			}
+			byID = next
+			s.publish(byID)
+			markReady()
+		case discovery.EventUp, discovery.EventUpdate:
+			if ev.Instance == nil {
+				continue
+			}
+			inst := *ev.Instance
+			old := byID[inst.ID]
+			if old != nil && old.Instance.Addr != inst.Addr {
+				old.down.Store(true)
+			}
+			byID[inst.ID] = newBackend(inst, old)
+			s.publish(byID)
+		case discovery.EventDown:
+			if ev.Instance == nil {
+				continue
+			}
+			if b := byID[ev.Instance.ID]; b != nil {
+				// Flag first: a request holding the old list skips it.
+				b.down.Store(true)
+				delete(byID, ev.Instance.ID)
+				s.publish(byID)
+			}
+		}
+	}
+}
+
+func (s *serviceSet) publish(byID map[string]*Backend) {
+	list := make([]*Backend, 0, len(byID))
+	for _, b := range byID {
+		list = append(list, b)
+	}
+	slices.SortFunc(list, func(a, b *Backend) int {
+		if a.Instance.ID < b.Instance.ID {
+			return -1
+		}
+		if a.Instance.ID > b.Instance.ID {
+			return 1
+		}
+		return 0
+	})
+	s.setList(list)
+}
+
+func (s *serviceSet) setList(list []*Backend) {
+	if list == nil {
+		if l := s.list.Load(); l != nil {
+			for _, b := range *l {
+				b.down.Store(true)
+			}
+		}
+	}
+	s.list.Store(&list)
+}
