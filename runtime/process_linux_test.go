@@ -9,10 +9,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pierpaas/pier/internal/testutil"
 )
 
 func newTestProcess(t *testing.T) *Process {
@@ -76,7 +77,7 @@ func TestProcessKillsGroup(t *testing.T) {
 	waitDead(t, child)
 
 	ctx, cancel := context.WithCancel(context.Background())
-	var out syncWriter
+	var out testutil.SyncBuffer
 	done := make(chan Exit, 1)
 	id := testID(t)
 	go func() {
@@ -154,24 +155,6 @@ func TestProcessTTYSize(t *testing.T) {
 	if res.err != nil || strings.TrimSpace(res.stdout) != "40 100" {
 		t.Errorf("%+v", res)
 	}
-}
-
-// syncWriter is a buffer the job writes to while the test reads it.
-type syncWriter struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncWriter) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncWriter) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func waitDead(t *testing.T, pid int) {

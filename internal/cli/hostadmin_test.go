@@ -12,7 +12,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -205,7 +204,7 @@ func TestHostAdminCommands(t *testing.T) {
 	// exits 130.
 	run := exec.Command(pierBin, append(append([]string{"host", "run"}, at...),
 		"--", "sh", "-c", "trap 'echo bye; exit 0' TERM; echo started; while true; do sleep 0.1; done")...)
-	var runOut, runErr syncBuffer
+	var runOut, runErr testutil.SyncBuffer
 	run.Stdout, run.Stderr = &runOut, &runErr
 	if err := run.Start(); err != nil {
 		t.Fatal(err)
@@ -253,21 +252,4 @@ func waitFor(t *testing.T, what string, ok func() bool) {
 		}
 	}
 	t.Fatalf("timed out waiting for %s", what)
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

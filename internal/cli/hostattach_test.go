@@ -4,7 +4,6 @@ package cli_test
 
 import (
 	"bytes"
-	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -14,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/pierpaas/pier/internal/testutil"
 )
 
 func TestHostRunInteractive(t *testing.T) {
@@ -68,7 +69,7 @@ func TestHostRunInteractive(t *testing.T) {
 // code is pier's; and the local terminal is back in its mode afterwards.
 func TestHostRunTTY(t *testing.T) {
 	addr, dataDir := startRuncAgent(t)
-	master, slave := openPTY(t)
+	master, slave := testutil.OpenPTY(t)
 	setSize(t, master, 33, 77)
 	before, err := unix.IoctlGetTermios(int(slave.Fd()), unix.TCGETS)
 	if err != nil {
@@ -85,7 +86,7 @@ func TestHostRunTTY(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 
-	out := &syncBuffer{}
+	out := &testutil.SyncBuffer{}
 	go io.Copy(out, master) // ends when the test closes the master
 	waitFor(t, "the job's terminal size", func() bool { return strings.Contains(out.String(), "33 77") })
 	setSize(t, master, 50, 120)
@@ -122,7 +123,7 @@ func TestHostRunTTY(t *testing.T) {
 // restored.
 func TestHostRunTTYInterrupted(t *testing.T) {
 	addr, dataDir := startRuncAgent(t)
-	master, slave := openPTY(t)
+	master, slave := testutil.OpenPTY(t)
 	before, err := unix.IoctlGetTermios(int(slave.Fd()), unix.TCGETS)
 	if err != nil {
 		t.Fatal(err)
@@ -136,7 +137,7 @@ func TestHostRunTTYInterrupted(t *testing.T) {
 	t.Cleanup(func() { cmd.Process.Kill() })
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
-	out := &syncBuffer{}
+	out := &testutil.SyncBuffer{}
 	go io.Copy(out, master)
 	waitFor(t, "the job to start", func() bool { return strings.Contains(out.String(), "ready") })
 	// ^C typed goes to the job's terminal, which sends the job SIGINT.
@@ -166,29 +167,6 @@ func TestHostRunTTYInterrupted(t *testing.T) {
 	if after.Lflag != before.Lflag || after.Iflag != before.Iflag || after.Oflag != before.Oflag {
 		t.Fatalf("terminal left changed: lflag %#x→%#x", before.Lflag, after.Lflag)
 	}
-}
-
-// openPTY returns both ends of a fresh pseudo-terminal.
-func openPTY(t *testing.T) (master, slave *os.File) {
-	t.Helper()
-	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR, 0)
-	if err != nil {
-		t.Fatalf("no pseudo-terminals here: %v", err)
-	}
-	t.Cleanup(func() { m.Close() })
-	if err := unix.IoctlSetPointerInt(int(m.Fd()), unix.TIOCSPTLCK, 0); err != nil {
-		t.Fatalf("unlockpt: %v", err)
-	}
-	n, err := unix.IoctlGetInt(int(m.Fd()), unix.TIOCGPTN)
-	if err != nil {
-		t.Fatalf("ptsname: %v", err)
-	}
-	s, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|unix.O_NOCTTY, 0)
-	if err != nil {
-		t.Fatalf("open pts: %v", err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return m, s
 }
 
 func setSize(t *testing.T, master *os.File, rows, cols uint16) {

@@ -1,18 +1,18 @@
 package fake
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
 	"os"
 	"slices"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/pierpaas/pier/runtime"
+
+	"github.com/pierpaas/pier/internal/testutil"
 )
 
 type ran struct {
@@ -150,29 +150,11 @@ func TestStartFailuresAndLeftovers(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for the writer and the test's reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func TestOutputAndConsole(t *testing.T) {
 	f := New()
 	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 	f.Now = func() time.Time { return now }
-	var out, errb syncBuffer
+	var out, errb testutil.SyncBuffer
 	done := start(t, f, context.Background(), spec("logs"), runtime.IO{Stdout: &out, Stderr: &errb})
 	if err := f.Write("logs", "hello\n", "oops\n"); err != nil {
 		t.Fatal(err)
