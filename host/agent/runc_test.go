@@ -5,7 +5,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -15,6 +14,8 @@ import (
 	"github.com/pierpaas/pier/host/joblog"
 	"github.com/pierpaas/pier/host/shim"
 	"github.com/pierpaas/pier/store/storetest"
+
+	"github.com/pierpaas/pier/internal/testutil"
 )
 
 var (
@@ -59,26 +60,9 @@ func runcHost(t *testing.T, c *storetest.Cluster, id string) Config {
 		for _, id := range ids {
 			rt.Delete(id)
 		}
-		killShims(cfg.jobsDir())
+		testutil.KillShims(cfg.jobsDir())
 	})
 	return cfg
-}
-
-// killShims kills, by pid, the shims supervising jobs under jobsDir.
-func killShims(jobsDir string) {
-	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
-	for _, p := range procs {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			continue
-		}
-		args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
-		if len(args) == 3 && args[1] == "shim" && strings.HasPrefix(args[2], jobsDir+"/") {
-			if pid, err := strconv.Atoi(filepath.Base(filepath.Dir(p))); err == nil {
-				syscall.Kill(pid, syscall.SIGKILL)
-			}
-		}
-	}
 }
 
 // TestAgentRestartsKeepJobsRunning kills the agent ten times while a real

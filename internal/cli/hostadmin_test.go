@@ -12,7 +12,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -54,7 +53,7 @@ func startRuncAgent(t *testing.T) (addr, dataDir string) {
 				rt.Delete(id)
 			}
 		}
-		killShims(filepath.Join(dataDir, "jobs"))
+		testutil.KillShims(filepath.Join(dataDir, "jobs"))
 		os.RemoveAll(sockDir)
 	})
 	cfg := agent.Config{
@@ -70,23 +69,6 @@ func startRuncAgent(t *testing.T) (addr, dataDir string) {
 	}
 	t.Cleanup(func() { a.Close() })
 	return a.APIAddr(), dataDir
-}
-
-// killShims kills, by pid, the shims supervising jobs under jobsDir.
-func killShims(jobsDir string) {
-	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
-	for _, p := range procs {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			continue
-		}
-		args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
-		if len(args) == 3 && args[1] == "shim" && strings.HasPrefix(args[2], jobsDir+"/") {
-			if pid, err := strconv.Atoi(filepath.Base(filepath.Dir(p))); err == nil {
-				syscall.Kill(pid, syscall.SIGKILL)
-			}
-		}
-	}
 }
 
 type result struct {

@@ -105,5 +105,5 @@ func cleanupHost(hostDir string) {
 			rt.Delete(id)
 		}
 	}
-	killShims(filepath.Join(hostDir, "jobs"))
+	testutil.KillShims(filepath.Join(hostDir, "jobs"))
 }
