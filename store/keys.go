@@ -18,7 +18,8 @@ const (
 	JobStatusPrefix   = "/pier/job-status/"  // <job>: observed state
 	ServicesPrefix    = "/pier/services/"    // <service>/<instance>
 	RoutesPrefix      = "/pier/routes/"      // <route>
-	DeploymentsPrefix = "/pier/deployments/" // <deployment>
+	DeploymentsPrefix = "/pier/deployments/" // <deployment>: the new release's id
+	APIKeysPrefix     = "/pier/api-keys/"    // <key id>: the controller's API keys
 )
 
 // ErrBadKey reports a key part that would change the key's shape.
