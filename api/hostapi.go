@@ -83,6 +83,7 @@ const (
 	ErrCodeBadRequest      = "bad_request"
 	ErrCodeNotFound        = "not_found"
 	ErrCodeConflict        = "conflict"
+	ErrCodeInvalid         = "invalid" // well-formed but unacceptable (422)
 	ErrCodeTooLarge        = "too_large"
 	ErrCodeUnavailable     = "unavailable"
 	ErrCodeNotImplemented  = "not_implemented"

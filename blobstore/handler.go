@@ -12,7 +12,7 @@ import (
 
 // Error codes of the HTTP API; stable, for programs to match on.
 const (
-	CodeUnauthorized     = "unauthorized"
+	CodeUnauthorized     = "unauthenticated" // the same code as every pier API
 	CodeBadDigest        = "bad_digest"
 	CodeDigestMismatch   = "digest_mismatch"
 	CodeTooLarge         = "too_large"

@@ -44,11 +44,16 @@ type AttachConn struct {
 // waits while its host prepares it. A job that has ended gives an
 // *api.Error with status 409. ctx bounds the connecting only.
 func (c *HostClient) Attach(ctx context.Context, id string, opts AttachOptions) (*AttachConn, error) {
-	cfg := c.tls.Clone()
+	return dialAttach(ctx, c.tls, c.addr, c.base+jobPath(id, "/attach"), opts, nil)
+}
+
+// dialAttach makes the attach upgrade request to target at addr over TLS.
+func dialAttach(ctx context.Context, tlsCfg *tls.Config, addr, target string, opts AttachOptions, hdr http.Header) (*AttachConn, error) {
+	cfg := tlsCfg.Clone()
 	// An upgrade is an HTTP/1.1 affair.
 	cfg.NextProtos = []string{"http/1.1"}
 	d := tls.Dialer{Config: cfg}
-	conn, err := d.DialContext(ctx, "tcp", c.addr)
+	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
 	}
@@ -58,7 +63,6 @@ func (c *HostClient) Attach(ctx context.Context, id string, opts AttachOptions) 
 		q.Set("rows", strconv.Itoa(int(opts.Rows)))
 		q.Set("cols", strconv.Itoa(int(opts.Cols)))
 	}
-	target := c.base + jobPath(id, "/attach")
 	if len(q) > 0 {
 		target += "?" + q.Encode()
 	}
@@ -66,6 +70,9 @@ func (c *HostClient) Attach(ctx context.Context, id string, opts AttachOptions) 
 	if err != nil {
 		conn.Close()
 		return nil, err
+	}
+	for k, vs := range hdr {
+		req.Header[k] = vs
 	}
 	req.Header.Set("Connection", "Upgrade")
 	req.Header.Set("Upgrade", api.AttachUpgrade)
@@ -87,6 +94,25 @@ func (c *HostClient) Attach(ctx context.Context, id string, opts AttachOptions) 
 		return nil, responseError(resp)
 	}
 	return &AttachConn{conn: conn, r: br}, nil
+}
+
+// Splice relays the attachment both ways between it and conn, whose
+// peer speaks the same frames (a controller between a CLI and an
+// agent), until either side ends; then it closes both.
+func (a *AttachConn) Splice(conn net.Conn, buffered io.Reader) {
+	done := make(chan struct{}, 2)
+	go func() {
+		io.Copy(a.conn, buffered)
+		done <- struct{}{}
+	}()
+	go func() {
+		io.Copy(conn, a.r)
+		done <- struct{}{}
+	}()
+	<-done
+	a.conn.Close()
+	conn.Close()
+	<-done
 }
 
 // Write sends p to the job's stdin.

@@ -110,6 +110,11 @@ func PKIDir(dataDir string) string { return filepath.Join(dataDir, "pki") }
 
 func (c *Config) pkiDir() string  { return PKIDir(c.DataDir) }
 func (c *Config) etcdDir() string { return filepath.Join(c.DataDir, "etcd") }
+func (c *Config) blobDir() string { return filepath.Join(c.DataDir, "blobs") }
+
+// AdminKeyPath is where the server that created the cluster's first API
+// key left it for the operator.
+func (c *Config) AdminKeyPath() string { return filepath.Join(c.DataDir, "admin.key") }
 
 // SanitizeName turns a host name into a valid node name.
 func SanitizeName(h string) string {

@@ -11,6 +11,8 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/pierpaas/pier/blobstore"
+	"github.com/pierpaas/pier/controller"
 	"github.com/pierpaas/pier/discovery"
 	"github.com/pierpaas/pier/internal/daemon"
 	"github.com/pierpaas/pier/internal/join"
@@ -33,6 +35,12 @@ type Server struct {
 
 	// DNS answers discovery queries for programs without the Go client.
 	DNS *discovery.DNSServer
+	// Controller serves the management API, and Blobs the artifacts.
+	Controller *controller.Controller
+	Blobs      *blobstore.Store
+	// AdminKey is the API key this server created for the cluster's
+	// first user ("" when another server of the cluster made it).
+	AdminKey string
 
 	api       *http.Server
 	apiLn     net.Listener
@@ -120,6 +128,9 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		_, err := s.Client.Get(ctx, "/pier/ready-probe")
 		return err
 	})
+	if err := s.startController(ctx, runCtx); err != nil {
+		return nil, err
+	}
 	if err := s.serveAPI(); err != nil {
 		return nil, err
 	}
@@ -245,6 +256,29 @@ func (s *Server) close() {
 	}
 }
 
+// startController opens the blobstore, makes sure the cluster has an API
+// key, and starts the controller's caches.
+func (s *Server) startController(ctx, runCtx context.Context) error {
+	var err error
+	if s.Blobs, err = blobstore.New(s.cfg.blobDir()); err != nil {
+		return err
+	}
+	if s.AdminKey, err = controller.BootstrapKey(ctx, s.Client, s.cfg.AdminKeyPath()); err != nil {
+		return err
+	}
+	s.Controller = controller.New(controller.Config{
+		Client: s.Client, Blobs: s.Blobs, BlobURL: "https://" + s.cfg.APIAddr(),
+		HostTLS: s.Creds.ClientConfig(), Log: s.cfg.Log,
+	})
+	go s.Controller.Run(runCtx)
+	select {
+	case <-s.Controller.Ready():
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 func (s *Server) serveAPI() error {
 	ln, err := net.Listen("tcp", s.cfg.APIAddr())
 	if err != nil {
@@ -256,6 +290,7 @@ func (s *Server) serveAPI() error {
 		CA: s.CA, ServerToken: s.ServerToken, HostToken: s.HostToken,
 		Members: membership{s.Client}, Log: s.cfg.Log,
 	})
+	s.Controller.Register(mux)
 	ops := s.Health.Handler(s.cfg.Registry)
 	for _, p := range []string{"/livez", "/readyz", "/metrics"} {
 		mux.Handle(p, ops)

@@ -1,0 +1,138 @@
+package api
+
+import "time"
+
+// The controller's HTTP API (HTTPS; "Authorization: Bearer KEY" on every
+// endpoint but /livez, /readyz and /metrics). The OpenAPI description is
+// served at GET /v1/openapi.json; errors are an Error body with a 4xx or
+// 5xx status; every answer carries X-Request-Id.
+//
+//	GET    /v1/apps                              []App
+//	POST   /v1/apps                              CreateAppRequest → App (201)
+//	GET    /v1/apps/{app}                        App
+//	PATCH  /v1/apps/{app}                        UpdateAppRequest → App
+//	DELETE /v1/apps/{app}                        (204)
+//	GET    /v1/apps/{app}/releases               []Release, newest first
+//	POST   /v1/apps/{app}/releases               CreateReleaseRequest → ReleaseResult (201)
+//	GET    /v1/apps/{app}/releases/{version}     Release ("v3", "3" or its id)
+//	GET    /v1/apps/{app}/env                    map[string]string
+//	PATCH  /v1/apps/{app}/env                    map[string]*string (null unsets) → ReleaseResult (201)
+//	POST   /v1/apps/{app}/rollback               RollbackRequest → ReleaseResult (201)
+//	GET    /v1/apps/{app}/formation              AppFormation
+//	PATCH  /v1/apps/{app}/formation              ScaleRequest → AppFormation
+//	GET    /v1/apps/{app}/jobs                   JobList
+//	GET    /v1/apps/{app}/jobs/{id}              AppJob
+//	DELETE /v1/apps/{app}/jobs/{id}              (202)
+//	POST   /v1/apps/{app}/run                    RunRequest → AppJob (201)
+//	GET    /v1/apps/{app}/jobs/{id}/attach       101, then attach frames (attach.go)
+//	GET    /v1/apps/{app}/deployments            []Deployment, newest first
+//	GET    /v1/apps/{app}/deployments/{id}       Deployment
+//	GET    /v1/events?app=APP                    text/event-stream of Event; Last-Event-ID resumes
+//	PUT    /v1/blobs/sha256/{digest}             (201) GET and HEAD with ranges too
+//	GET    /v1/api-keys                          []APIKey
+//	POST   /v1/api-keys                          {"name"} → NewAPIKey (201)
+//	DELETE /v1/api-keys/{id}                     (204)
+
+// CreateAppRequest creates an app.
+type CreateAppRequest struct {
+	Name     string            `json:"name"`
+	Meta     map[string]string `json:"meta,omitempty"`
+	Strategy *DeployStrategy   `json:"strategy,omitempty"`
+}
+
+// UpdateAppRequest changes an app: Meta entries are merged (an empty
+// value removes one), a Strategy replaces the old one.
+type UpdateAppRequest struct {
+	Meta     map[string]string `json:"meta,omitempty"`
+	Strategy *DeployStrategy   `json:"strategy,omitempty"`
+}
+
+// CreateReleaseRequest stores a new release of an app and deploys it.
+// The artifact must be in the blobstore already (PUT it first); Env nil
+// keeps the current release's environment.
+type CreateReleaseRequest struct {
+	Artifact  *Artifact              `json:"artifact,omitempty"`
+	Processes map[string]ProcessType `json:"processes"`
+	Env       map[string]string      `json:"env,omitempty"`
+}
+
+// ReleaseResult is a new release and the deployment that rolls it out.
+type ReleaseResult struct {
+	Release    Release    `json:"release"`
+	Deployment Deployment `json:"deployment"`
+}
+
+// RollbackRequest makes a new release from an older one's artifact, process
+// types and env. Version 0 means the release before the current one.
+type RollbackRequest struct {
+	Version int `json:"version,omitempty"`
+}
+
+// ScaleRequest sets job counts of process types of the current release;
+// process types it does not name keep their counts.
+type ScaleRequest struct {
+	Processes map[string]int `json:"processes"`
+}
+
+// AppFormation is the formation of an app's current release.
+type AppFormation struct {
+	App       string         `json:"app"`
+	Release   string         `json:"release,omitempty"`
+	Version   int            `json:"version,omitempty"`
+	Processes map[string]int `json:"processes"`
+}
+
+// AppJob is a job of an app as `pier ps` shows it.
+type AppJob struct {
+	ID          string   `json:"id"`
+	App         string   `json:"app"`
+	Release     string   `json:"release,omitempty"`
+	Version     int      `json:"version,omitempty"`
+	ProcessType string   `json:"process_type,omitempty"`
+	Args        []string `json:"args,omitempty"`
+	HostID      string   `json:"host_id,omitempty"`
+	State       JobState `json:"state"`
+	Desired     Desired  `json:"desired,omitempty"`
+	// Addrs are host:port of the job's ports.
+	Addrs     []string  `json:"addrs,omitempty"`
+	Healthy   *bool     `json:"healthy,omitempty"`
+	Restarts  int       `json:"restarts,omitempty"`
+	ExitCode  *int      `json:"exit_code,omitempty"`
+	Error     string    `json:"error,omitempty"`
+	OneOff    bool      `json:"one_off,omitempty"`
+	Pending   string    `json:"pending,omitempty"` // why a one-off waits for a host
+	CreatedAt time.Time `json:"created_at"`
+	StartedAt time.Time `json:"started_at,omitzero"`
+}
+
+// JobList is an app's jobs and the jobs the scheduler could not start yet,
+// with why.
+type JobList struct {
+	Jobs    []AppJob  `json:"jobs"`
+	Pending []Pending `json:"pending,omitempty"`
+}
+
+// RunRequest runs a one-off command with the app's current release. With
+// TTY or Stdin the job waits for an attach (GET .../attach) to start.
+type RunRequest struct {
+	Args      []string          `json:"args"`
+	Env       map[string]string `json:"env,omitempty"`
+	TTY       bool              `json:"tty,omitempty"`
+	Stdin     bool              `json:"stdin,omitempty"`
+	Resources Resources         `json:"resources"`
+}
+
+// Event is one change in the cluster, as the events stream sends it. ID
+// is the store revision of the change (with an index when one revision
+// changed several objects): a client that reconnects with it in
+// Last-Event-ID receives every later event, and nothing twice.
+type Event struct {
+	ID   string    `json:"id"`
+	Type string    `json:"type"` // app, release, scale, job, deployment
+	Op   string    `json:"op"`   // create, update, delete
+	App  string    `json:"app,omitempty"`
+	Time time.Time `json:"time"`
+	// Object is the changed object (App, Release, Formation, JobStatus,
+	// Deployment) as stored; absent for a delete.
+	Object any `json:"object,omitempty"`
+}

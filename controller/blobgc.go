@@ -1,0 +1,80 @@
+package controller
+
+import (
+	"context"
+	"sort"
+	"time"
+
+	"github.com/pierpaas/pier/api"
+	"github.com/pierpaas/pier/store"
+)
+
+// DefaultKeepReleases is how many of an app's newest releases keep their
+// artifacts; older ones stay listed, but can no longer be rolled back to.
+const DefaultKeepReleases = 10
+
+// CollectBlobs removes the blobs of this server's blobstore that no kept
+// release references: per app, the newest keep releases, the current
+// one, and those of deployments still going. The blobstore spares blobs
+// younger than its grace period, so an artifact uploaded a moment ago
+// for a release not created yet survives.
+func (c *Controller) CollectBlobs(ctx context.Context, keep int) ([]string, error) {
+	if c.Blobs == nil {
+		return nil, nil
+	}
+	rels, _, err := store.List[api.Release](ctx, c.Client, store.ReleasesPrefix)
+	if err != nil {
+		return nil, err
+	}
+	apps, _, err := store.List[api.App](ctx, c.Client, store.AppsPrefix)
+	if err != nil {
+		return nil, err
+	}
+	deps, _, err := store.List[api.Deployment](ctx, c.Client, store.DeploymentsPrefix)
+	if err != nil {
+		return nil, err
+	}
+	pinned := map[string]bool{}
+	for _, a := range apps {
+		pinned[a.Value.Release] = true
+	}
+	for _, d := range deps {
+		if !d.Value.State.Done() {
+			pinned[d.Value.NewRelease], pinned[d.Value.OldRelease] = true, true
+		}
+	}
+	byApp := map[string][]api.Release{}
+	for _, r := range rels {
+		byApp[r.Value.App] = append(byApp[r.Value.App], r.Value)
+	}
+	digests := map[string]bool{}
+	for _, list := range byApp {
+		sort.Slice(list, func(i, j int) bool { return list[i].Version > list[j].Version })
+		for i, r := range list {
+			if r.Artifact != nil && (i < keep || pinned[r.ID]) {
+				digests[r.Artifact.SHA256] = true
+			}
+		}
+	}
+	removed, err := c.Blobs.GC(func(d string) bool { return digests[d] })
+	if len(removed) > 0 {
+		c.Log.Info("blobs collected", "removed", len(removed))
+	}
+	return removed, err
+}
+
+// collectBlobsEvery runs CollectBlobs until ctx ends.
+func (c *Controller) collectBlobsEvery(ctx context.Context, every time.Duration, keep int) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if _, err := c.CollectBlobs(ctx, keep); err != nil && ctx.Err() == nil {
+				c.Log.Warn("blob garbage collection failed", "err", err)
+			}
+		}
+	}
+}

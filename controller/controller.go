@@ -1,0 +1,136 @@
+package controller
+
+import (
+	"context"
+	"crypto/tls"
+	"log/slog"
+	"net/http"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/pierpaas/pier/api"
+	"github.com/pierpaas/pier/blobstore"
+	"github.com/pierpaas/pier/store"
+)
+
+// Config is what a controller needs from the server it runs in.
+type Config struct {
+	Client *clientv3.Client
+	// Blobs is this server's blobstore, and BlobURL the base URL at which
+	// hosts reach it ("https://10.0.0.1:7300"); artifacts of releases
+	// created here point there.
+	Blobs   *blobstore.Store
+	BlobURL string
+	// HostTLS carries the server's cluster certificate, for the host
+	// agents' APIs (attach, stop).
+	HostTLS *tls.Config
+	Log     *slog.Logger
+	// KeepReleases is how many of an app's newest releases keep their
+	// artifacts (DefaultKeepReleases when 0); GCInterval how often the
+	// blobstore is swept (10 minutes when 0).
+	KeepReleases int
+	GCInterval   time.Duration
+	// AttachWait bounds how long an attach waits for a one-off job to be
+	// placed (default one minute).
+	AttachWait time.Duration
+}
+
+// Controller serves the management API.
+type Controller struct {
+	Config
+	keys *store.Cache[api.APIKey]
+	jobs *store.Cache[api.Job]
+}
+
+// New returns a controller; Run must be going for it to authenticate.
+func New(cfg Config) *Controller {
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	if cfg.KeepReleases <= 0 {
+		cfg.KeepReleases = DefaultKeepReleases
+	}
+	if cfg.GCInterval <= 0 {
+		cfg.GCInterval = 10 * time.Minute
+	}
+	if cfg.AttachWait == 0 {
+		cfg.AttachWait = time.Minute
+	}
+	return &Controller{
+		Config: cfg,
+		keys:   store.NewCache[api.APIKey](cfg.Client, store.APIKeysPrefix),
+		jobs:   store.NewCache[api.Job](cfg.Client, store.JobsPrefix),
+	}
+}
+
+// Run keeps the controller's caches (API keys, jobs) in step with the
+// store, and sweeps the blobstore, until ctx ends.
+func (c *Controller) Run(ctx context.Context) {
+	go c.jobs.Run(ctx)
+	go c.collectBlobsEvery(ctx, c.GCInterval, c.KeepReleases)
+	c.keys.Run(ctx)
+}
+
+// Ready is closed once the API keys are loaded: before that every request
+// would be refused.
+func (c *Controller) Ready() <-chan struct{} { return c.keys.Synced() }
+
+// Register adds the controller's endpoints to mux.
+func (c *Controller) Register(mux *http.ServeMux) {
+	for _, rt := range c.routes() {
+		mux.Handle(rt.pattern, c.wrap(rt.h))
+	}
+	mux.Handle("GET /v1/openapi.json", c.wrap(func(w http.ResponseWriter, r *http.Request) error {
+		writeJSON(w, http.StatusOK, openAPI(c.routes()))
+		return nil
+	}))
+	// Unknown paths under /v1/ get a JSON 404 (after authentication, so
+	// the API's shape is not probed for free).
+	mux.Handle("/v1/", c.wrap(func(w http.ResponseWriter, r *http.Request) error {
+		return notFound("no such endpoint: %s %s", r.Method, r.URL.Path)
+	}))
+	if c.Blobs != nil {
+		blobs := blobstore.Handler(c.Blobs, c.authenticateBlob)
+		mux.Handle("/v1/blobs/", c.withRequestID(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			// Blobs go away by garbage collection only, when no kept
+			// release needs them; a client cannot pull one from under
+			// a release.
+			if r.Method == http.MethodDelete {
+				writeError(w, r, c.Log, api.Errorf(api.ErrCodeBadRequest, "blobs are removed by garbage collection, not by clients"))
+				return
+			}
+			http.StripPrefix("/v1/blobs", blobs).ServeHTTP(w, r)
+		})))
+	}
+}
+
+// wrap gives an endpoint the API's edges: request id, authentication and
+// error answers.
+func (c *Controller) wrap(h handlerFunc) http.Handler {
+	return c.withRequestID(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := c.authenticate(r); err != nil {
+			writeError(w, r, c.Log, err)
+			return
+		}
+		if err := h(w, r); err != nil {
+			writeError(w, r, c.Log, err)
+		}
+	}))
+}
+
+func (c *Controller) withRequestID(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set(RequestIDHeader, requestID(r))
+		h.ServeHTTP(w, r)
+	})
+}
+
+// authenticateBlob lets hosts fetch artifacts with their cluster
+// certificate, and users (the CLI uploading a slug) with an API key.
+func (c *Controller) authenticateBlob(r *http.Request) error {
+	if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
+		return nil
+	}
+	return c.authenticate(r)
+}

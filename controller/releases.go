@@ -1,0 +1,385 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pierpaas/pier/api"
+	"github.com/pierpaas/pier/store"
+)
+
+// Bounds on what a release may carry.
+const (
+	maxEnvEntries   = 500
+	maxEnvValue     = 32 << 10
+	maxProcessTypes = 50
+)
+
+// appReleases lists an app's releases, newest first.
+func (c *Controller) appReleases(ctx context.Context, app string) ([]api.Release, error) {
+	items, _, err := store.List[api.Release](ctx, c.Client, store.ReleasesPrefix)
+	if err != nil {
+		return nil, err
+	}
+	var out []api.Release
+	for _, it := range items {
+		if it.Value.App == app {
+			out = append(out, it.Value)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Version > out[j].Version })
+	return out, nil
+}
+
+func (c *Controller) listReleases(w http.ResponseWriter, r *http.Request) error {
+	if _, _, err := c.loadApp(r.Context(), r.PathValue("app")); err != nil {
+		return err
+	}
+	rels, err := c.appReleases(r.Context(), r.PathValue("app"))
+	if err != nil {
+		return err
+	}
+	if rels == nil {
+		rels = []api.Release{}
+	}
+	writeJSON(w, http.StatusOK, rels)
+	return nil
+}
+
+// parseVersion reads "v3" or "3".
+func parseVersion(s string) (int, bool) {
+	n, err := strconv.Atoi(strings.TrimPrefix(s, "v"))
+	return n, err == nil && n > 0
+}
+
+func (c *Controller) getRelease(w http.ResponseWriter, r *http.Request) error {
+	app, _, err := c.loadApp(r.Context(), r.PathValue("app"))
+	if err != nil {
+		return err
+	}
+	want := r.PathValue("version")
+	id := want
+	if n, ok := parseVersion(want); ok {
+		id = api.ReleaseID(app.Name, n)
+	}
+	rel, err := c.release(r.Context(), app.Name, id)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, rel)
+	return nil
+}
+
+// release reads one of app's releases by id.
+func (c *Controller) release(ctx context.Context, app, id string) (api.Release, error) {
+	if !api.ValidID(id) {
+		return api.Release{}, notFound("app %s has no release %q", app, id)
+	}
+	rel, _, err := store.Get[api.Release](ctx, c.Client, store.ReleasesPrefix+id)
+	if errors.Is(err, store.ErrNotFound) || err == nil && rel.App != app {
+		return api.Release{}, notFound("app %s has no release %q", app, id)
+	}
+	return rel, err
+}
+
+func (c *Controller) createRelease(w http.ResponseWriter, r *http.Request) error {
+	var req api.CreateReleaseRequest
+	if err := decode(w, r, &req); err != nil {
+		return err
+	}
+	if err := c.checkProcesses(req.Processes); err != nil {
+		return err
+	}
+	if err := checkEnv(req.Env); err != nil {
+		return err
+	}
+	var art *api.Artifact
+	if req.Artifact != nil {
+		a, err := c.resolveArtifact(*req.Artifact)
+		if err != nil {
+			return err
+		}
+		art = &a
+	}
+	res, err := c.newRelease(r.Context(), r.PathValue("app"), func(base *api.Release, next *api.Release) error {
+		next.Artifact = art
+		next.Processes = req.Processes
+		next.Env = req.Env
+		if req.Env == nil && base != nil {
+			next.Env = base.Env
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, res)
+	return nil
+}
+
+// resolveArtifact checks that an artifact is in this server's blobstore and
+// points it there.
+func (c *Controller) resolveArtifact(a api.Artifact) (api.Artifact, error) {
+	if a.Type == "" {
+		a.Type = "slug"
+	}
+	if a.Type != "slug" {
+		return a, invalid("artifact type %q: only slug artifacts are supported", a.Type)
+	}
+	if c.Blobs == nil {
+		return a, api.Errorf(api.ErrCodeUnavailable, "this server has no blobstore")
+	}
+	blob, err := c.Blobs.Stat(a.SHA256)
+	if err != nil {
+		return a, invalid("artifact sha256:%s is not in the blobstore; upload it first (PUT /v1/blobs/sha256/DIGEST)", a.SHA256)
+	}
+	a.Size = blob.Size
+	a.URI = strings.TrimSuffix(c.BlobURL, "/") + "/v1/blobs/sha256/" + a.SHA256
+	return a, nil
+}
+
+func (c *Controller) checkProcesses(ps map[string]api.ProcessType) error {
+	if len(ps) > maxProcessTypes {
+		return invalid("a release has at most %d process types", maxProcessTypes)
+	}
+	for name, p := range ps {
+		if !api.ValidID(name) {
+			return invalid("process type name %q: use lower-case letters, digits and dashes", name)
+		}
+		if err := p.Validate(name); err != nil {
+			return invalid("%v", err)
+		}
+	}
+	return nil
+}
+
+func checkEnv(env map[string]string) error {
+	if len(env) > maxEnvEntries {
+		return invalid("at most %d config vars", maxEnvEntries)
+	}
+	for k, v := range env {
+		if !validEnvKey(k) {
+			return invalid("config var name %q: letters, digits and underscores, not starting with a digit", k)
+		}
+		if len(v) > maxEnvValue {
+			return invalid("config var %s is longer than %d bytes", k, maxEnvValue)
+		}
+		if strings.ContainsRune(v, 0) {
+			return invalid("config var %s contains a NUL byte", k)
+		}
+	}
+	return nil
+}
+
+func validEnvKey(k string) bool {
+	if k == "" || len(k) > 255 || k[0] >= '0' && k[0] <= '9' {
+		return false
+	}
+	return !strings.ContainsFunc(k, func(r rune) bool {
+		return !(r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9')
+	})
+}
+
+// newRelease stores the app's next release, made by fill from the current
+// one (nil when the app has none), and the deployment that rolls it out,
+// in one transaction guarded by the app record: the version number is
+// taken from the app, and a second release created at the same moment
+// conflicts and is made again on top of the first. While a deployment
+// runs, no new one starts.
+func (c *Controller) newRelease(ctx context.Context, name string, fill func(base, next *api.Release) error) (api.ReleaseResult, error) {
+	for {
+		app, appRev, err := c.loadApp(ctx, name)
+		if err != nil {
+			return api.ReleaseResult{}, err
+		}
+		if d, err := c.activeDeployment(ctx, name); err != nil {
+			return api.ReleaseResult{}, err
+		} else if d != nil {
+			return api.ReleaseResult{}, conflict("app %s is being deployed (v%d, %s); try again when it has finished", name, d.Version, d.State)
+		}
+		var base *api.Release
+		if app.Release != "" {
+			b, err := c.release(ctx, name, app.Release)
+			if err != nil {
+				return api.ReleaseResult{}, err
+			}
+			base = &b
+		}
+		now := time.Now().UTC()
+		version := app.LatestVersion + 1
+		next := api.Release{ID: api.ReleaseID(name, version), App: name, Version: version, CreatedAt: now}
+		if err := fill(base, &next); err != nil {
+			return api.ReleaseResult{}, err
+		}
+		if next.Processes == nil {
+			next.Processes = map[string]api.ProcessType{}
+		}
+		if err := next.Validate(); err != nil {
+			return api.ReleaseResult{}, invalid("%v", err)
+		}
+		oldCounts, fKey, fRev, err := c.formationOf(ctx, app)
+		if err != nil {
+			return api.ReleaseResult{}, err
+		}
+		d := api.Deployment{
+			ID: next.ID, App: name, OldRelease: app.Release, NewRelease: next.ID, Version: version,
+			Strategy: app.Strategy, OldProcesses: oldCounts, Processes: targetCounts(oldCounts, next.Processes, app.Release == ""),
+			State: api.DeployPending, CreatedAt: now, UpdatedAt: now,
+		}
+		app.LatestVersion = version
+		app.UpdatedAt = now
+		tx := store.Txn().Update(appKey(name), app, appRev).
+			Create(store.ReleasesPrefix+next.ID, next).
+			Create(store.DeploymentsPrefix+d.ID, d)
+		if fKey != "" {
+			tx.Unchanged(fKey, fRev)
+		}
+		_, err = tx.Commit(ctx, c.Client)
+		if errors.Is(err, store.ErrConflict) {
+			continue
+		}
+		if err != nil {
+			return api.ReleaseResult{}, err
+		}
+		c.Log.Info("release created", "app", name, "release", next.ID, "deployment", d.ID)
+		return api.ReleaseResult{Release: next, Deployment: d}, nil
+	}
+}
+
+// targetCounts carries the current counts over to a new release's
+// process types; a first release starts one web job, like Heroku.
+func targetCounts(old map[string]int, procs map[string]api.ProcessType, first bool) map[string]int {
+	out := map[string]int{}
+	for name := range procs {
+		if name == api.ReleaseProcess {
+			continue
+		}
+		n, ok := old[name]
+		if !ok && name == "web" && (first || len(old) == 0) {
+			n = 1
+		}
+		out[name] = n
+	}
+	return out
+}
+
+// activeDeployment is the app's deployment that has not finished, if any.
+func (c *Controller) activeDeployment(ctx context.Context, app string) (*api.Deployment, error) {
+	items, _, err := store.List[api.Deployment](ctx, c.Client, store.DeploymentsPrefix)
+	if err != nil {
+		return nil, err
+	}
+	for _, it := range items {
+		if it.Value.App == app && !it.Value.State.Done() {
+			d := it.Value
+			return &d, nil
+		}
+	}
+	return nil, nil
+}
+
+func (c *Controller) getEnv(w http.ResponseWriter, r *http.Request) error {
+	app, _, err := c.loadApp(r.Context(), r.PathValue("app"))
+	if err != nil {
+		return err
+	}
+	env := map[string]string{}
+	if app.Release != "" {
+		rel, err := c.release(r.Context(), app.Name, app.Release)
+		if err != nil {
+			return err
+		}
+		maps.Copy(env, rel.Env)
+	}
+	writeJSON(w, http.StatusOK, env)
+	return nil
+}
+
+func (c *Controller) setEnv(w http.ResponseWriter, r *http.Request) error {
+	var req map[string]*string
+	if err := decode(w, r, &req); err != nil {
+		return err
+	}
+	if len(req) == 0 {
+		return invalid("no config vars to set or unset")
+	}
+	set := map[string]string{}
+	for k, v := range req {
+		if v != nil {
+			set[k] = *v
+		} else if !validEnvKey(k) {
+			return invalid("config var name %q: letters, digits and underscores, not starting with a digit", k)
+		}
+	}
+	if err := checkEnv(set); err != nil {
+		return err
+	}
+	res, err := c.newRelease(r.Context(), r.PathValue("app"), func(base, next *api.Release) error {
+		next.Env = map[string]string{}
+		if base != nil {
+			next.Artifact, next.Processes = base.Artifact, base.Processes
+			maps.Copy(next.Env, base.Env)
+		}
+		for k, v := range req {
+			if v == nil {
+				delete(next.Env, k)
+			} else {
+				next.Env[k] = *v
+			}
+		}
+		return checkEnv(next.Env)
+	})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, res)
+	return nil
+}
+
+func (c *Controller) rollback(w http.ResponseWriter, r *http.Request) error {
+	var req api.RollbackRequest
+	if err := decode(w, r, &req); err != nil {
+		return err
+	}
+	if req.Version < 0 {
+		return invalid("version %d", req.Version)
+	}
+	res, err := c.newRelease(r.Context(), r.PathValue("app"), func(base, next *api.Release) error {
+		if base == nil {
+			return invalid("app %s has no release to roll back from", next.App)
+		}
+		want := req.Version
+		if want == 0 {
+			want = base.Version - 1
+		}
+		if want == base.Version {
+			return invalid("v%d is the current release", want)
+		}
+		if want < 1 {
+			return invalid("app %s has no release before v%d", next.App, base.Version)
+		}
+		old, err := c.release(r.Context(), next.App, api.ReleaseID(next.App, want))
+		if err != nil {
+			return fmt.Errorf("roll back to v%d: %w", want, err)
+		}
+		if old.Artifact != nil && c.Blobs != nil {
+			if _, err := c.Blobs.Stat(old.Artifact.SHA256); err != nil {
+				return invalid("v%d's artifact is no longer stored (only the newest %d releases keep theirs)", want, c.KeepReleases)
+			}
+		}
+		next.Artifact, next.Processes, next.Env = old.Artifact, old.Processes, old.Env
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, res)
+	return nil
+}

@@ -1,0 +1,47 @@
+package controller
+
+import "github.com/pierpaas/pier/api"
+
+// route is one endpoint: what serves it and what the OpenAPI description
+// says of it. The description is generated from this table and the wire
+// types, so it cannot drift from what is served.
+type route struct {
+	pattern string // "METHOD /path/{param}"
+	h       handlerFunc
+	summary string
+	req     any // request body type, or nil
+	resp    any // success body type, or nil for none
+	status  int // success status
+}
+
+func (c *Controller) routes() []route {
+	return []route{
+		{"GET /v1/apps", c.listApps, "List apps", nil, []api.App{}, 200},
+		{"POST /v1/apps", c.createApp, "Create an app", api.CreateAppRequest{}, api.App{}, 201},
+		{"GET /v1/apps/{app}", c.getApp, "Show an app", nil, api.App{}, 200},
+		{"PATCH /v1/apps/{app}", c.updateApp, "Change an app's meta or deploy strategy", api.UpdateAppRequest{}, api.App{}, 200},
+		{"DELETE /v1/apps/{app}", c.deleteApp, "Delete an app, its jobs, releases, formations and routes", nil, nil, 204},
+		{"GET /v1/apps/{app}/releases", c.listReleases, "List releases, newest first", nil, []api.Release{}, 200},
+		{"POST /v1/apps/{app}/releases", c.createRelease, "Create a release and deploy it", api.CreateReleaseRequest{}, api.ReleaseResult{}, 201},
+		{"GET /v1/apps/{app}/releases/{version}", c.getRelease, "Show a release (v3, 3 or its id)", nil, api.Release{}, 200},
+		{"GET /v1/apps/{app}/env", c.getEnv, "Show the current release's config vars", nil, map[string]string{}, 200},
+		{"PATCH /v1/apps/{app}/env", c.setEnv, "Set (string) or unset (null) config vars: a new release", map[string]*string{}, api.ReleaseResult{}, 201},
+		{"POST /v1/apps/{app}/rollback", c.rollback, "Release an older release's artifact and config again", api.RollbackRequest{}, api.ReleaseResult{}, 201},
+		{"GET /v1/apps/{app}/formation", c.getFormation, "Show the job counts of the current release", nil, api.AppFormation{}, 200},
+		{"PATCH /v1/apps/{app}/formation", c.scale, "Scale process types", api.ScaleRequest{}, api.AppFormation{}, 200},
+		{"PUT /v1/apps/{app}/formation", c.scale, "Scale process types", api.ScaleRequest{}, api.AppFormation{}, 200},
+		{"GET /v1/apps/{app}/jobs", c.listJobs, "List jobs, and the jobs waiting for a host with why", nil, api.JobList{}, 200},
+		{"GET /v1/apps/{app}/jobs/{id}", c.getJob, "Show a job", nil, api.AppJob{}, 200},
+		{"DELETE /v1/apps/{app}/jobs/{id}", c.killJob, "Stop a job (a service job is replaced)", nil, nil, 202},
+		{"POST /v1/apps/{app}/run", c.run, "Run a one-off job", api.RunRequest{}, api.AppJob{}, 201},
+		{"GET /v1/apps/{app}/jobs/{id}/attach", c.attach, "Attach to a one-off job's stdio (Upgrade: " + api.AttachUpgrade + ")", nil, nil, 101},
+		{"GET /v1/apps/{app}/deployments", c.listDeployments, "List deployments, newest first", nil, []api.Deployment{}, 200},
+		{"GET /v1/apps/{app}/deployments/{id}", c.getDeployment, "Show a deployment (v3 or its id)", nil, api.Deployment{}, 200},
+		{"GET /v1/events", c.events, "Stream events (text/event-stream of Event; ?app=, Last-Event-ID resumes)", nil, api.Event{}, 200},
+		{"GET /v1/api-keys", c.listKeys, "List API keys", nil, []api.APIKey{}, 200},
+		{"POST /v1/api-keys", c.createKey, "Create an API key (its secret is shown once)", struct {
+			Name string `json:"name"`
+		}{}, api.NewAPIKey{}, 201},
+		{"DELETE /v1/api-keys/{id}", c.deleteKey, "Revoke an API key", nil, nil, 204},
+	}
+}
