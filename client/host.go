@@ -22,8 +22,7 @@ import (
 // client certificate of the cluster CA). Its errors for answers the agent
 // gave are *api.Error with the code and HTTP status.
 type HostClient struct {
-	base string
-	hc   *http.Client
+	rest
 	addr string
 	tls  *tls.Config // for attach, which upgrades an HTTP/1.1 connection
 }
@@ -47,7 +46,7 @@ func NewHostClientTLS(addr string, cfg *tls.Config) *HostClient {
 	tr.TLSClientConfig = cfg.Clone()
 	tr.ForceAttemptHTTP2 = true
 	// No overall timeout: log streams last as long as their jobs.
-	return &HostClient{base: "https://" + addr, hc: &http.Client{Transport: tr}, addr: addr, tls: cfg.Clone()}
+	return &HostClient{rest: rest{base: "https://" + addr, hc: &http.Client{Transport: tr}}, addr: addr, tls: cfg.Clone()}
 }
 
 // Close releases idle connections.
@@ -159,50 +158,6 @@ func (c *HostClient) WaitJob(ctx context.Context, id string) (api.HostJob, error
 }
 
 func jobPath(id, suffix string) string { return "/v1/jobs/" + url.PathEscape(id) + suffix }
-
-func (c *HostClient) do(ctx context.Context, method, path string, body, out any) error {
-	resp, err := c.send(ctx, method, path, body)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if out == nil {
-		io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-		return nil
-	}
-	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-		return fmt.Errorf("client: %s %s: bad response: %w", method, path, err)
-	}
-	return nil
-}
-
-// send makes a request and turns an error answer into *api.Error.
-func (c *HostClient) send(ctx context.Context, method, path string, body any) (*http.Response, error) {
-	var r io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return nil, err
-		}
-		r = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, r)
-	if err != nil {
-		return nil, err
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode < 300 {
-		return resp, nil
-	}
-	defer resp.Body.Close()
-	return nil, responseError(resp)
-}
 
 // responseError turns an error answer into *api.Error.
 func responseError(resp *http.Response) error {

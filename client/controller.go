@@ -1,0 +1,266 @@
+package client
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/pierpaas/pier/api"
+)
+
+// Controller is a client of the controller API (api/controller.go lists
+// the endpoints), authenticated with an API key. Its errors for answers
+// the controller gave are *api.Error with the code and HTTP status.
+type Controller struct {
+	rest
+	url *url.URL
+	key string
+	tls *tls.Config
+}
+
+// NewController returns a client of the controller at baseURL
+// ("https://127.0.0.1:7300") with key. tlsCfg says which certificates
+// to trust (the cluster CA); nil means the system's.
+func NewController(baseURL, key string, tlsCfg *tls.Config) (*Controller, error) {
+	u, err := url.Parse(strings.TrimSuffix(baseURL, "/"))
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return nil, fmt.Errorf("client: controller URL %q: want https://HOST:PORT", baseURL)
+	}
+	if tlsCfg == nil {
+		tlsCfg = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = tlsCfg.Clone()
+	tr.ForceAttemptHTTP2 = true
+	c := &Controller{url: u, key: key, tls: tlsCfg.Clone()}
+	c.rest = rest{base: u.String(), hc: &http.Client{Transport: tr}, authorize: func(r *http.Request) {
+		r.Header.Set("Authorization", "Bearer "+key)
+	}}
+	return c, nil
+}
+
+// Close releases idle connections.
+func (c *Controller) Close() { c.hc.CloseIdleConnections() }
+
+func appPath(app, suffix string) string { return "/v1/apps/" + url.PathEscape(app) + suffix }
+
+// Apps lists the apps.
+func (c *Controller) Apps(ctx context.Context) ([]api.App, error) {
+	var out []api.App
+	return out, c.do(ctx, http.MethodGet, "/v1/apps", nil, &out)
+}
+
+// CreateApp creates an app.
+func (c *Controller) CreateApp(ctx context.Context, req api.CreateAppRequest) (api.App, error) {
+	var out api.App
+	return out, c.do(ctx, http.MethodPost, "/v1/apps", req, &out)
+}
+
+// App shows an app.
+func (c *Controller) App(ctx context.Context, app string) (api.App, error) {
+	var out api.App
+	return out, c.do(ctx, http.MethodGet, appPath(app, ""), nil, &out)
+}
+
+// UpdateApp changes an app's meta or strategy.
+func (c *Controller) UpdateApp(ctx context.Context, app string, req api.UpdateAppRequest) (api.App, error) {
+	var out api.App
+	return out, c.do(ctx, http.MethodPatch, appPath(app, ""), req, &out)
+}
+
+// DeleteApp deletes an app with its jobs, releases and routes.
+func (c *Controller) DeleteApp(ctx context.Context, app string) error {
+	return c.do(ctx, http.MethodDelete, appPath(app, ""), nil, nil)
+}
+
+// Releases lists an app's releases, newest first.
+func (c *Controller) Releases(ctx context.Context, app string) ([]api.Release, error) {
+	var out []api.Release
+	return out, c.do(ctx, http.MethodGet, appPath(app, "/releases"), nil, &out)
+}
+
+// Release shows a release by version ("v3", "3") or id.
+func (c *Controller) Release(ctx context.Context, app, version string) (api.Release, error) {
+	var out api.Release
+	return out, c.do(ctx, http.MethodGet, appPath(app, "/releases/"+url.PathEscape(version)), nil, &out)
+}
+
+// CreateRelease stores a release and starts its deployment.
+func (c *Controller) CreateRelease(ctx context.Context, app string, req api.CreateReleaseRequest) (api.ReleaseResult, error) {
+	var out api.ReleaseResult
+	return out, c.do(ctx, http.MethodPost, appPath(app, "/releases"), req, &out)
+}
+
+// Env shows the current release's config vars.
+func (c *Controller) Env(ctx context.Context, app string) (map[string]string, error) {
+	var out map[string]string
+	return out, c.do(ctx, http.MethodGet, appPath(app, "/env"), nil, &out)
+}
+
+// SetEnv sets (a value) and unsets (nil) config vars: a new release.
+func (c *Controller) SetEnv(ctx context.Context, app string, changes map[string]*string) (api.ReleaseResult, error) {
+	var out api.ReleaseResult
+	return out, c.do(ctx, http.MethodPatch, appPath(app, "/env"), changes, &out)
+}
+
+// Rollback releases an older release again (version 0: the one before the
+// current one).
+func (c *Controller) Rollback(ctx context.Context, app string, version int) (api.ReleaseResult, error) {
+	var out api.ReleaseResult
+	return out, c.do(ctx, http.MethodPost, appPath(app, "/rollback"), api.RollbackRequest{Version: version}, &out)
+}
+
+// Formation shows the current release's job counts.
+func (c *Controller) Formation(ctx context.Context, app string) (api.AppFormation, error) {
+	var out api.AppFormation
+	return out, c.do(ctx, http.MethodGet, appPath(app, "/formation"), nil, &out)
+}
+
+// Scale sets job counts of process types.
+func (c *Controller) Scale(ctx context.Context, app string, counts map[string]int) (api.AppFormation, error) {
+	var out api.AppFormation
+	return out, c.do(ctx, http.MethodPatch, appPath(app, "/formation"), api.ScaleRequest{Processes: counts}, &out)
+}
+
+// Jobs lists an app's jobs and what waits for a host.
+func (c *Controller) Jobs(ctx context.Context, app string) (api.JobList, error) {
+	var out api.JobList
+	return out, c.do(ctx, http.MethodGet, appPath(app, "/jobs"), nil, &out)
+}
+
+// Job shows one job.
+func (c *Controller) Job(ctx context.Context, app, id string) (api.AppJob, error) {
+	var out api.AppJob
+	return out, c.do(ctx, http.MethodGet, appPath(app, "/jobs/"+url.PathEscape(id)), nil, &out)
+}
+
+// KillJob stops a job.
+func (c *Controller) KillJob(ctx context.Context, app, id string) error {
+	return c.do(ctx, http.MethodDelete, appPath(app, "/jobs/"+url.PathEscape(id)), nil, nil)
+}
+
+// Run asks for a one-off job.
+func (c *Controller) Run(ctx context.Context, app string, req api.RunRequest) (api.AppJob, error) {
+	var out api.AppJob
+	return out, c.do(ctx, http.MethodPost, appPath(app, "/run"), req, &out)
+}
+
+// Attach connects to a one-off job's stdio through the controller.
+func (c *Controller) Attach(ctx context.Context, app, id string, opts AttachOptions) (*AttachConn, error) {
+	hdr := http.Header{"Authorization": {"Bearer " + c.key}}
+	target := c.url.String() + appPath(app, "/jobs/"+url.PathEscape(id)+"/attach")
+	addr := c.url.Host
+	if c.url.Port() == "" {
+		addr += ":443"
+	}
+	return dialAttach(ctx, c.tls, addr, target, opts, hdr)
+}
+
+// Deployments lists an app's deployments, newest first.
+func (c *Controller) Deployments(ctx context.Context, app string) ([]api.Deployment, error) {
+	var out []api.Deployment
+	return out, c.do(ctx, http.MethodGet, appPath(app, "/deployments"), nil, &out)
+}
+
+// Deployment shows a deployment by version ("v3") or id.
+func (c *Controller) Deployment(ctx context.Context, app, id string) (api.Deployment, error) {
+	var out api.Deployment
+	return out, c.do(ctx, http.MethodGet, appPath(app, "/deployments/"+url.PathEscape(id)), nil, &out)
+}
+
+// PutBlob uploads an artifact of size bytes with its sha256 digest.
+func (c *Controller) PutBlob(ctx context.Context, digest string, size int64, body io.Reader) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, c.base+"/v1/blobs/sha256/"+url.PathEscape(digest), body)
+	if err != nil {
+		return err
+	}
+	req.ContentLength = size
+	req.Header.Set("Content-Type", "application/octet-stream")
+	resp, err := c.sendRequest(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	return nil
+}
+
+// APIKeys lists the API keys (without their secrets).
+func (c *Controller) APIKeys(ctx context.Context) ([]api.APIKey, error) {
+	var out []api.APIKey
+	return out, c.do(ctx, http.MethodGet, "/v1/api-keys", nil, &out)
+}
+
+// CreateAPIKey makes a key; its secret is in the answer only.
+func (c *Controller) CreateAPIKey(ctx context.Context, name string) (api.NewAPIKey, error) {
+	var out api.NewAPIKey
+	return out, c.do(ctx, http.MethodPost, "/v1/api-keys", map[string]string{"name": name}, &out)
+}
+
+// DeleteAPIKey revokes a key.
+func (c *Controller) DeleteAPIKey(ctx context.Context, id string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/api-keys/"+url.PathEscape(id), nil, nil)
+}
+
+// Events follows the event stream (of one app, or all when app is ""),
+// from after the event lastID ("" for new events only), calling fn for
+// each until ctx ends, fn fails, or the stream ends. It returns the id of
+// the last event seen, to resume from.
+func (c *Controller) Events(ctx context.Context, app, lastID string, fn func(api.Event) error) (string, error) {
+	path := "/v1/events"
+	if app != "" {
+		path += "?app=" + url.QueryEscape(app)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+path, nil)
+	if err != nil {
+		return lastID, err
+	}
+	req.Header.Set("Accept", "text/event-stream")
+	if lastID != "" {
+		req.Header.Set("Last-Event-ID", lastID)
+	}
+	resp, err := c.sendRequest(req)
+	if err != nil {
+		return lastID, err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 4<<20)
+	var data strings.Builder
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case strings.HasPrefix(line, "data: "):
+			data.WriteString(strings.TrimPrefix(line, "data: "))
+		case line == "" && data.Len() > 0:
+			var ev api.Event
+			if err := json.Unmarshal([]byte(data.String()), &ev); err != nil {
+				return lastID, fmt.Errorf("client: events: %w", err)
+			}
+			data.Reset()
+			lastID = ev.ID
+			if err := fn(ev); err != nil {
+				return lastID, err
+			}
+		}
+	}
+	if ctx.Err() != nil {
+		return lastID, ctx.Err()
+	}
+	return lastID, sc.Err()
+}
+
+// ParseVersion reads "v3" or "3".
+func ParseVersion(s string) (int, error) {
+	n, err := strconv.Atoi(strings.TrimPrefix(s, "v"))
+	if err != nil || n < 1 {
+		return 0, fmt.Errorf("%q is not a release version (like v3)", s)
+	}
+	return n, nil
+}

@@ -1,0 +1,88 @@
+package controller_test
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/pierpaas/pier/blobstore"
+	"github.com/pierpaas/pier/client"
+	"github.com/pierpaas/pier/controller"
+	"github.com/pierpaas/pier/internal/testcluster"
+)
+
+// env is a controller in front of an in-process cluster: etcd, host
+// agents on the fake runtime and a scheduler.
+type env struct {
+	t     *testing.T
+	tc    *testcluster.Cluster
+	ctl   *controller.Controller
+	srv   *httptest.Server
+	cli   *client.Controller
+	key   string
+	blobs *blobstore.Store
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	tc := testcluster.New(t)
+	blobs, err := blobstore.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	key, err := controller.BootstrapKey(ctx, tc.Client, t.TempDir()+"/admin.key")
+	if err != nil || key == "" {
+		t.Fatalf("bootstrap key: %q, %v", key, err)
+	}
+	e := &env{t: t, tc: tc, key: key, blobs: blobs}
+	mux := http.NewServeMux()
+	e.srv = httptest.NewUnstartedServer(mux)
+	e.srv.EnableHTTP2 = true
+	e.srv.StartTLS()
+	t.Cleanup(e.srv.Close)
+	e.ctl = controller.New(controller.Config{
+		Client: tc.Client, Blobs: blobs, BlobURL: e.srv.URL,
+		HostTLS: tc.Etcd.Credentials().ClientConfig(), Log: tc.Log, AttachWait: 10 * time.Second,
+	})
+	e.ctl.Register(mux)
+	go e.ctl.Run(ctx)
+	select {
+	case <-e.ctl.Ready():
+	case <-time.After(10 * time.Second):
+		t.Fatal("controller not ready")
+	}
+	e.cli = e.client(key)
+	return e
+}
+
+// client returns an API client with key.
+func (e *env) client(key string) *client.Controller {
+	e.t.Helper()
+	c, err := client.NewController(e.srv.URL, key, e.srv.Client().Transport.(*http.Transport).TLSClientConfig)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(c.Close)
+	return c
+}
+
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return c
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
