@@ -18,4 +18,12 @@
 // requests, and proxies with httputil.ReverseProxy over one shared
 // transport. A backend that cannot be dialled is retried once on another
 // when the request can be sent again; nothing is retried once it was sent.
+//
+// Start runs a router: it mirrors routes, apps and releases from the
+// store with list+watch caches and rebuilds the whole table from them on
+// every change (level triggered, so a coalesced or re-listed change is
+// never lost), then swaps it into the proxy, which serves HTTP/1.1 and
+// h2c. Every app whose current release has a web process gets the route
+// "<app>.<cluster domain>" to its service "web.<app>" without one being
+// stored (MergeRoutes); a stored route for the same domain and path wins.
 package router
