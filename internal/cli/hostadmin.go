@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -184,7 +183,7 @@ stdin without a terminal, as in "echo hello | pier host run -i -- cat".`,
 			return errors.New("-d cannot be combined with -i or --tty: nobody would be attached")
 		}
 		if useTTY || interactive {
-			return runAttached(ctx, c, req, useTTY)
+			return runAttached(ctx, hostTarget{c, req}, useTTY)
 		}
 		job, err := c.Run(ctx, req)
 		if err != nil {
@@ -438,12 +437,6 @@ func newHostStatusCmd() *cobra.Command {
 	})
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the status as JSON")
 	return cmd
-}
-
-func printJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
 }
 
 func joinInts(ns []int) string {

@@ -28,13 +28,11 @@ const attachTimeout = time.Minute
 // ends. With a terminal the local one is in raw mode meanwhile, so that
 // keys, ^C included, go to the job, and it follows the local window's
 // size. The job's exit code becomes pier's, as with followRun.
-func runAttached(ctx context.Context, c *client.HostClient, req api.RunJobRequest, tty bool) error {
-	req.Stdin, req.TTY = true, tty
-	job, err := c.Run(ctx, req)
+func runAttached(ctx context.Context, c attachTarget, tty bool) error {
+	id, err := c.start(ctx, tty)
 	if err != nil {
 		return err
 	}
-	id := job.ID
 	fmt.Fprintln(os.Stderr, id)
 	inFd, outFd := int(os.Stdin.Fd()), int(os.Stdout.Fd())
 	var opts client.AttachOptions
@@ -44,19 +42,19 @@ func runAttached(ctx context.Context, c *client.HostClient, req api.RunJobReques
 		}
 	}
 	actx, cancel := context.WithTimeout(ctx, attachTimeout)
-	ac, err := c.Attach(actx, id, opts)
+	ac, err := c.attach(actx, id, opts)
 	cancel()
 	if err != nil {
 		var apiErr *api.Error
 		if errors.As(err, &apiErr) && apiErr.Status == http.StatusConflict {
 			// It started without us and has ended: its output is in its
 			// log, and its exit in its status.
-			return followRun(ctx, c, id)
+			return c.follow(ctx, id)
 		}
 		// It would wait for input nobody sends.
 		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		c.Stop(sctx, id)
+		c.stop(sctx, id)
 		return fmt.Errorf("attach to job %s: %w", id, err)
 	}
 	defer ac.Close()
@@ -109,7 +107,7 @@ func runAttached(ctx context.Context, c *client.HostClient, req api.RunJobReques
 		defer signal.Stop(again)
 		fmt.Fprintf(os.Stderr, "pier: stopping %s (interrupt again to leave it)\r\n", id)
 		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		if _, err := c.Stop(sctx, id); err != nil {
+		if err := c.stop(sctx, id); err != nil {
 			fmt.Fprintf(os.Stderr, "pier: stop: %v\r\n", err)
 		}
 		cancel()
@@ -140,10 +138,10 @@ func runAttached(ctx context.Context, c *client.HostClient, req api.RunJobReques
 	} else {
 		fmt.Fprintf(os.Stderr, "pier: lost the connection to job %s (%v); waiting for it to end\n", id, err)
 	}
-	hj, werr := c.WaitJob(wctx, id)
+	st, werr := c.wait(wctx, id)
 	switch {
 	case werr == nil:
-		return jobExit(hj.Status, interrupted.Load())
+		return jobExit(st, interrupted.Load())
 	case err == nil:
 		if ex.Error != "" {
 			return fmt.Errorf("job %s: %s", id, ex.Error)
@@ -155,6 +153,48 @@ func runAttached(ctx context.Context, c *client.HostClient, req api.RunJobReques
 	}
 	return fmt.Errorf("job %s: no final status: %w", id, werr)
 }
+
+// attachTarget is what runAttached runs a job through: a host agent
+// (`pier host run`) or the controller (`pier run`).
+type attachTarget interface {
+	// start creates the job, waiting for an attach, and returns its id.
+	start(ctx context.Context, tty bool) (string, error)
+	attach(ctx context.Context, id string, opts client.AttachOptions) (*client.AttachConn, error)
+	stop(ctx context.Context, id string) error
+	// wait returns the job's final status.
+	wait(ctx context.Context, id string) (*api.JobStatus, error)
+	// follow reports a job that ended before it could be attached to.
+	follow(ctx context.Context, id string) error
+}
+
+// hostTarget runs jobs on one host agent.
+type hostTarget struct {
+	c   *client.HostClient
+	req api.RunJobRequest
+}
+
+func (h hostTarget) start(ctx context.Context, tty bool) (string, error) {
+	req := h.req
+	req.Stdin, req.TTY = true, tty
+	job, err := h.c.Run(ctx, req)
+	return job.ID, err
+}
+
+func (h hostTarget) attach(ctx context.Context, id string, opts client.AttachOptions) (*client.AttachConn, error) {
+	return h.c.Attach(ctx, id, opts)
+}
+
+func (h hostTarget) stop(ctx context.Context, id string) error {
+	_, err := h.c.Stop(ctx, id)
+	return err
+}
+
+func (h hostTarget) wait(ctx context.Context, id string) (*api.JobStatus, error) {
+	hj, err := h.c.WaitJob(ctx, id)
+	return hj.Status, err
+}
+
+func (h hostTarget) follow(ctx context.Context, id string) error { return followRun(ctx, h.c, id) }
 
 func clampSize(n int) uint16 {
 	return uint16(max(0, min(n, 65535)))

@@ -49,7 +49,13 @@ func newRoot() *cobra.Command {
 		SilenceErrors: true,
 		Version:       Version,
 	}
+	root.PersistentFlags().StringVar(&clusterFlag, "cluster", "", "the cluster to talk to (default: the config's default)")
 	root.AddCommand(newServerCmd(), newUpCmd(), newTokenCmd(), newHostCmd(), newShimCmd())
+	root.AddCommand(newCreateCmd(), newAppsCmd(), newInfoCmd(), newDestroyCmd(),
+		newEnvCmd("env"), newEnvCmd("config"), newScaleCmd(), newReleasesCmd(), newRollbackCmd(),
+		newPsCmd(), newKillCmd(), newRunCmd(), newDeployCmd(), newEventsCmd(),
+		newClusterCmd(), newAPIKeysCmd())
+	root.AddCommand(colonAliases()...)
 	return root
 }
 

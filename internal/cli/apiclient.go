@@ -1,0 +1,97 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/pierpaas/pier/client"
+	"github.com/pierpaas/pier/internal/cliconfig"
+)
+
+// The flags every command that talks to the controller shares.
+var (
+	clusterFlag string // --cluster, on the root
+)
+
+// controllerClient connects to the cluster the flags, the environment and
+// the config file name.
+func controllerClient() (*client.Controller, error) {
+	path, err := cliconfig.DefaultPath()
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := cliconfig.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	cl, err := cliconfig.Resolve(cfg, clusterFlag, os.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	tlsCfg, err := cl.TLSConfig()
+	if err != nil {
+		return nil, err
+	}
+	return client.NewController(cl.URL, cl.Key, tlsCfg)
+}
+
+// appCommand is a command about one app: -a/--app, PIER_APP, or the git
+// remote named pier.
+type appCommand struct {
+	app string
+}
+
+func (a *appCommand) register(cmd *cobra.Command) {
+	cmd.Flags().StringVarP(&a.app, "app", "a", "", "the app (default: $PIER_APP, or the git remote named pier)")
+}
+
+// resolve returns the app and a client.
+func (a *appCommand) resolve() (string, *client.Controller, error) {
+	wd, _ := os.Getwd()
+	name, err := cliconfig.ResolveApp(a.app, os.Getenv, wd)
+	if err != nil {
+		return "", nil, err
+	}
+	c, err := controllerClient()
+	return name, c, err
+}
+
+// printJSON writes v indented, for --json.
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// table writes rows under a header, aligned.
+func table(w io.Writer, header []string, rows [][]string) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, strings.Join(header, "\t"))
+	for _, r := range rows {
+		fmt.Fprintln(tw, strings.Join(r, "\t"))
+	}
+	tw.Flush()
+}
+
+// sortedKeys returns a map's keys in order.
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// progress writes a progress line to stderr, where it does not mix with
+// output a script reads.
+func progress(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, format+"\n", args...)
+}

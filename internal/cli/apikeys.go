@@ -1,0 +1,76 @@
+package cli
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+)
+
+func newAPIKeysCmd() *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "api-keys",
+		Short: "List the controller's API keys; create and revoke them to rotate without downtime",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := controllerClient()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			keys, err := c.APIKeys(cmd.Context())
+			if err != nil || asJSON {
+				return orJSON(keys, err)
+			}
+			rows := [][]string{}
+			for _, k := range keys {
+				rows = append(rows, []string{k.ID, orDash(k.Name), ago(k.CreatedAt)})
+			}
+			table(os.Stdout, []string{"ID", "NAME", "CREATED"}, rows)
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	create := &cobra.Command{
+		Use:   "create [NAME]",
+		Short: "Create a key and print it (it is shown only once)",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := controllerClient()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			name := ""
+			if len(args) == 1 {
+				name = args[0]
+			}
+			k, err := c.CreateAPIKey(cmd.Context(), name)
+			if err != nil {
+				return err
+			}
+			fmt.Println(k.Key)
+			return nil
+		},
+	}
+	revoke := &cobra.Command{
+		Use:   "revoke ID",
+		Short: "Revoke a key; clients using it are refused at once",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := controllerClient()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			if err := c.DeleteAPIKey(cmd.Context(), args[0]); err != nil {
+				return err
+			}
+			fmt.Printf("Revoked %s\n", args[0])
+			return nil
+		},
+	}
+	cmd.AddCommand(create, revoke)
+	return cmd
+}

@@ -1,0 +1,236 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/pierpaas/pier/api"
+	"github.com/pierpaas/pier/client"
+)
+
+func newCreateCmd() *cobra.Command {
+	var strategy string
+	var batch int
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "create NAME",
+		Short: "Create an app",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := controllerClient()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			req := api.CreateAppRequest{Name: args[0]}
+			if strategy != "" || batch > 0 || timeout > 0 {
+				req.Strategy = &api.DeployStrategy{Kind: strategy, BatchSize: batch, Timeout: api.Duration(timeout)}
+			}
+			app, err := c.CreateApp(cmd.Context(), req)
+			if err != nil {
+				return err
+			}
+			fmt.Printf("Created %s\n", app.Name)
+			return nil
+		},
+	}
+	addStrategyFlags(cmd, &strategy, &batch, &timeout)
+	return cmd
+}
+
+func addStrategyFlags(cmd *cobra.Command, strategy *string, batch *int, timeout *time.Duration) {
+	fl := cmd.Flags()
+	fl.StringVar(strategy, "strategy", "", "deploy strategy: one-by-one (default), batch, all-at-once")
+	fl.IntVar(batch, "batch-size", 0, "new jobs started at a time by the batch strategy")
+	fl.DurationVar(timeout, "deploy-timeout", 0, "roll a deployment back when it takes longer (default 5m)")
+}
+
+func newAppsCmd() *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "apps",
+		Short: "List apps",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := controllerClient()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			apps, err := c.Apps(cmd.Context())
+			if err != nil || asJSON {
+				return orJSON(apps, err)
+			}
+			rows := [][]string{}
+			for _, a := range apps {
+				rows = append(rows, []string{a.Name, releaseName(a.LatestVersion, a.Release), ago(a.CreatedAt)})
+			}
+			table(os.Stdout, []string{"NAME", "RELEASE", "CREATED"}, rows)
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+// orJSON prints v as JSON unless err.
+func orJSON(v any, err error) error {
+	if err != nil {
+		return err
+	}
+	return printJSON(os.Stdout, v)
+}
+
+// releaseName shows an app's current release: "v3", or "-" before the
+// first deployment.
+func releaseName(_ int, id string) string {
+	if id == "" {
+		return "-"
+	}
+	if i := strings.LastIndex(id, "-v"); i >= 0 {
+		return id[i+1:]
+	}
+	return id
+}
+
+func newInfoCmd() *cobra.Command {
+	var ac appCommand
+	var asJSON bool
+	var strategy string
+	var batch int
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "info",
+		Short: "Show an app, or change its deploy strategy with --strategy",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			name, c, err := ac.resolve()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			ctx := cmd.Context()
+			var app api.App
+			if strategy != "" || batch > 0 || timeout > 0 {
+				app, err = c.UpdateApp(ctx, name, api.UpdateAppRequest{Strategy: &api.DeployStrategy{Kind: strategy, BatchSize: batch, Timeout: api.Duration(timeout)}})
+			} else {
+				app, err = c.App(ctx, name)
+			}
+			if err != nil {
+				return err
+			}
+			f, err := c.Formation(ctx, name)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return printJSON(os.Stdout, map[string]any{"app": app, "formation": f})
+			}
+			kind := app.Strategy.Kind
+			if kind == "" {
+				kind = api.StrategyOneByOne
+			}
+			if app.Strategy.Kind == api.StrategyBatch {
+				kind += fmt.Sprintf(" of %d", app.Strategy.BatchSize)
+			}
+			fmt.Printf("=== %s\n", app.Name)
+			fmt.Printf("Release:    %s\n", releaseName(0, app.Release))
+			fmt.Printf("Formation:  %s\n", formatCounts(f.Processes))
+			fmt.Printf("Strategy:   %s, timeout %s\n", kind, app.Strategy.DeployTimeout())
+			fmt.Printf("Created:    %s\n", app.CreatedAt.Local().Format(time.RFC1123))
+			for _, k := range sortedKeys(app.Meta) {
+				fmt.Printf("Meta %s: %s\n", k, app.Meta[k])
+			}
+			return nil
+		},
+	}
+	ac.register(cmd)
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	addStrategyFlags(cmd, &strategy, &batch, &timeout)
+	return cmd
+}
+
+func formatCounts(m map[string]int) string {
+	if len(m) == 0 {
+		return "-"
+	}
+	var parts []string
+	for _, k := range sortedKeys(m) {
+		parts = append(parts, fmt.Sprintf("%s=%d", k, m[k]))
+	}
+	return strings.Join(parts, " ")
+}
+
+func newDestroyCmd() *cobra.Command {
+	var ac appCommand
+	var confirm string
+	cmd := &cobra.Command{
+		Use:   "destroy [NAME] --confirm NAME",
+		Short: "Delete an app with its jobs, releases and routes",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 1 {
+				if ac.app != "" && ac.app != args[0] {
+					return fmt.Errorf("-a %s and %s disagree", ac.app, args[0])
+				}
+				ac.app = args[0]
+			}
+			name, c, err := ac.resolve()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			if confirm != name {
+				return fmt.Errorf("this deletes %s and everything of it; to proceed, run again with --confirm %s", name, name)
+			}
+			if err := c.DeleteApp(cmd.Context(), name); err != nil {
+				return err
+			}
+			fmt.Printf("Destroyed %s\n", name)
+			return nil
+		},
+	}
+	ac.register(cmd)
+	cmd.Flags().StringVar(&confirm, "confirm", "", "the app's name, to confirm")
+	return cmd
+}
+
+// waitDeployment follows a deployment to its end, saying on stderr how
+// it goes; a failed one is an error with its reason.
+func waitDeployment(ctx context.Context, c *client.Controller, d api.Deployment) error {
+	last := api.DeployState("")
+	for {
+		cur, err := c.Deployment(ctx, d.App, d.ID)
+		if err != nil {
+			return err
+		}
+		if cur.State != last {
+			last = cur.State
+			if !cur.State.Done() {
+				progress("-----> deploying v%d: %s", cur.Version, cur.State)
+			}
+		}
+		switch cur.State {
+		case api.DeployComplete:
+			progress("-----> v%d is live", cur.Version)
+			return nil
+		case api.DeployFailed:
+			old := "the previous release keeps running"
+			if cur.OldRelease == "" {
+				old = "nothing was running before"
+			}
+			return fmt.Errorf("deploy of v%d failed: %s; %s", cur.Version, cur.Reason, old)
+		}
+		select {
+		case <-ctx.Done():
+			return errors.New("stopped waiting; the deployment goes on (see pier releases)")
+		case <-time.After(300 * time.Millisecond):
+		}
+	}
+}
