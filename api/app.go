@@ -20,6 +20,9 @@ type App struct {
 	LatestVersion int       `json:"latest_version"`
 	CreatedAt     time.Time `json:"created_at"`
 	UpdatedAt     time.Time `json:"updated_at"`
+	// URL is where the app's web process answers through the router. The
+	// controller fills it in on reads; it is never stored.
+	URL string `json:"url,omitempty"`
 }
 
 // DeployStrategy says how a deployment replaces an app's jobs.

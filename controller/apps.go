@@ -42,7 +42,7 @@ func (c *Controller) listApps(w http.ResponseWriter, r *http.Request) error {
 	}
 	apps := make([]api.App, 0, len(items))
 	for _, it := range items {
-		apps = append(apps, it.Value)
+		apps = append(apps, c.withURL(it.Value))
 	}
 	sort.Slice(apps, func(i, j int) bool { return apps[i].Name < apps[j].Name })
 	writeJSON(w, http.StatusOK, apps)
@@ -54,8 +54,16 @@ func (c *Controller) getApp(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, app)
+	writeJSON(w, http.StatusOK, c.withURL(app))
 	return nil
+}
+
+// withURL fills in where the app answers, once it has a web process type.
+func (c *Controller) withURL(app api.App) api.App {
+	if c.AppURL != "" && app.Release != "" {
+		app.URL = strings.ReplaceAll(c.AppURL, "{app}", app.Name)
+	}
+	return app
 }
 
 func (c *Controller) createApp(w http.ResponseWriter, r *http.Request) error {
@@ -78,7 +86,7 @@ func (c *Controller) createApp(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	c.Log.Info("app created", "app", app.Name)
-	writeJSON(w, http.StatusCreated, app)
+	writeJSON(w, http.StatusCreated, c.withURL(app))
 	return nil
 }
 
@@ -93,7 +101,7 @@ func (c *Controller) updateApp(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, app)
+	writeJSON(w, http.StatusOK, c.withURL(app))
 	return nil
 }
 

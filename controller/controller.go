@@ -26,6 +26,9 @@ type Config struct {
 	// agents' APIs (attach, stop).
 	HostTLS *tls.Config
 	Log     *slog.Logger
+	// AppURL is where an app's web process answers, with {app} for its
+	// name; shown in App.URL. Empty when unknown.
+	AppURL string
 	// KeepReleases is how many of an app's newest releases keep their
 	// artifacts (DefaultKeepReleases when 0); GCInterval how often the
 	// blobstore is swept (10 minutes when 0).

@@ -141,6 +141,9 @@ func newInfoCmd() *cobra.Command {
 			}
 			fmt.Printf("=== %s\n", app.Name)
 			fmt.Printf("Release:    %s\n", releaseName(0, app.Release))
+			if app.URL != "" {
+				fmt.Printf("URL:        %s\n", app.URL)
+			}
 			fmt.Printf("Formation:  %s\n", formatCounts(f.Processes))
 			fmt.Printf("Strategy:   %s, timeout %s\n", kind, app.Strategy.DeployTimeout())
 			fmt.Printf("Created:    %s\n", app.CreatedAt.Local().Format(time.RFC1123))

@@ -118,7 +118,13 @@ func announceRelease(ctx context.Context, c *client.Controller, res api.ReleaseR
 	if noWait {
 		return nil
 	}
-	return waitDeployment(ctx, c, res.Deployment)
+	if err := waitDeployment(ctx, c, res.Deployment); err != nil {
+		return err
+	}
+	if app, err := c.App(ctx, res.Release.App); err == nil && app.URL != "" {
+		fmt.Printf("%s is live at %s\n", app.Name, app.URL)
+	}
+	return nil
 }
 
 // colonAliases are Heroku's spellings (`pier config:set`) of subcommands,

@@ -4,17 +4,24 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/pierpaas/pier/host/agent"
+	"github.com/pierpaas/pier/internal/cliconfig"
+	"github.com/pierpaas/pier/internal/pki"
 	"github.com/pierpaas/pier/internal/server"
+	"github.com/pierpaas/pier/router"
 )
 
 func newUpCmd() *cobra.Command {
 	var (
-		sf serverFlags
-		hf hostFlags
+		sf          serverFlags
+		hf          hostFlags
+		httpPort    int
+		domain      string
+		clusterName string
 	)
 	cmd := &cobra.Command{
 		Use:   "up",
@@ -32,11 +39,21 @@ previous run are re-adopted.`,
 			if err != nil {
 				return err
 			}
+			if domain != "" {
+				scfg.AppURL = appURLFormat(domain, httpPort)
+			}
 			srv, err := server.Start(ctx, scfg)
 			if err != nil {
 				return err
 			}
 			defer srv.Close()
+			rt, err := router.Start(ctx, router.ServerConfig{
+				Client: srv.Client, HTTPAddr: fmt.Sprintf(":%d", httpPort), Domain: domain, Log: scfg.Log,
+			})
+			if err != nil {
+				return fmt.Errorf("router: %w", err)
+			}
+			defer rt.Close()
 			hcfg.DataDir = filepath.Join(scfg.DataDir, "host")
 			hcfg.Servers = []string{srv.Addr()}
 			hcfg.Token = srv.HostToken.String()
@@ -49,18 +66,64 @@ previous run are re-adopted.`,
 				return fmt.Errorf("host agent: %w", err)
 			}
 			defer a.Close()
+			cfgPath, err := saveUpCluster(clusterName, srv, scfg)
+			if err != nil {
+				return err
+			}
+			fmt.Printf("pier is up\n  API:     https://%s (cluster %q in %s)\n  apps:    %s\n  data:    %s\n",
+				srv.Addr(), clusterName, cfgPath, strings.ReplaceAll(scfg.AppURL, "{app}", "APP"), scfg.DataDir)
 			select {
 			case <-ctx.Done():
 				scfg.Log.Info("shutting down; jobs keep running and are re-adopted on the next start")
 			case <-srv.Done():
 				return fmt.Errorf("server stopped")
+			case <-rt.Done():
+				return fmt.Errorf("router stopped: %w", rt.Err())
 			}
 			return nil
 		},
 	}
 	sf.register(cmd)
 	hf.register(cmd, false)
+	cmd.Flags().IntVar(&httpPort, "http-port", 8080, "the router's HTTP port, on every interface")
+	cmd.Flags().StringVar(&domain, "domain", "localhost", "cluster domain: an app with a web process answers at APP.DOMAIN")
+	cmd.Flags().StringVar(&clusterName, "cluster-name", "local", "the name this cluster gets in the CLI's config")
 	return cmd
+}
+
+// appURLFormat is the URL of an app's web process through the router,
+// with {app} in place of the app's name.
+func appURLFormat(domain string, port int) string {
+	if port == 80 {
+		return "http://{app}." + domain
+	}
+	return fmt.Sprintf("http://{app}.%s:%d", domain, port)
+}
+
+// saveUpCluster writes the cluster into the CLI's config and makes it the
+// default, so every pier command works as soon as `pier up` is. The key
+// is the one the server made when it created the cluster.
+func saveUpCluster(name string, srv *server.Server, scfg server.Config) (string, error) {
+	key := srv.AdminKey
+	if key == "" {
+		return "", fmt.Errorf("no API key for the CLI: %s is missing", scfg.AdminKeyPath())
+	}
+	caPEM, err := os.ReadFile(filepath.Join(server.PKIDir(scfg.DataDir), pki.CACertFile))
+	if err != nil {
+		return "", err
+	}
+	path, err := cliconfig.DefaultPath()
+	if err != nil {
+		return "", err
+	}
+	cfg, err := cliconfig.Load(path)
+	if err != nil {
+		return "", err
+	}
+	if err := cfg.Add(cliconfig.Cluster{Name: name, URL: "https://" + srv.Addr(), Key: key, CAPEM: string(caPEM)}, true); err != nil {
+		return "", err
+	}
+	return path, cfg.Save(path)
 }
 
 func envToken() string { return os.Getenv("PIER_JOIN_TOKEN") }

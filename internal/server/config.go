@@ -50,6 +50,11 @@ type Config struct {
 	// EtcdLogLevel is etcd's own log level ("error" by default).
 	EtcdLogLevel string
 
+	// AppURL is where an app's web process answers through the router,
+	// with {app} for its name ("http://{app}.example.com"); empty when
+	// no router serves the cluster's domain.
+	AppURL string
+
 	Log      *slog.Logger
 	Registry *prometheus.Registry
 }
