@@ -18,6 +18,7 @@ import "time"
 //	GET    /v1/apps/{app}/env                    map[string]string
 //	PATCH  /v1/apps/{app}/env                    map[string]*string (null unsets) → ReleaseResult (201)
 //	POST   /v1/apps/{app}/rollback               RollbackRequest → ReleaseResult (201)
+//	PATCH  /v1/apps/{app}/resources             map[string]Resources → ReleaseResult (201)
 //	GET    /v1/apps/{app}/formation              AppFormation
 //	PATCH  /v1/apps/{app}/formation              ScaleRequest → AppFormation
 //	GET    /v1/apps/{app}/jobs                   JobList

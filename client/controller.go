@@ -117,6 +117,12 @@ func (c *Controller) Rollback(ctx context.Context, app string, version int) (api
 	return out, c.do(ctx, http.MethodPost, appPath(app, "/rollback"), api.RollbackRequest{Version: version}, &out)
 }
 
+// Resize changes process types' resources: a new release.
+func (c *Controller) Resize(ctx context.Context, app string, sizes map[string]api.Resources) (api.ReleaseResult, error) {
+	var out api.ReleaseResult
+	return out, c.do(ctx, http.MethodPatch, appPath(app, "/resources"), sizes, &out)
+}
+
 // Formation shows the current release's job counts.
 func (c *Controller) Formation(ctx context.Context, app string) (api.AppFormation, error) {
 	var out api.AppFormation

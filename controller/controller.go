@@ -103,7 +103,7 @@ func (c *Controller) Register(mux *http.ServeMux) {
 				writeError(w, r, c.Log, api.Errorf(api.ErrCodeBadRequest, "blobs are removed by garbage collection, not by clients"))
 				return
 			}
-			http.StripPrefix("/v1/blobs", blobs).ServeHTTP(w, r)
+			http.StripPrefix("/v1", blobs).ServeHTTP(w, r)
 		})))
 	}
 }

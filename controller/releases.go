@@ -383,3 +383,51 @@ func (c *Controller) rollback(w http.ResponseWriter, r *http.Request) error {
 	writeJSON(w, http.StatusCreated, res)
 	return nil
 }
+
+// resize makes a release with new resources for process types (Heroku's
+// ps:resize): resources belong to the release, so that a rollback brings
+// back the sizes that went with the code.
+func (c *Controller) resize(w http.ResponseWriter, r *http.Request) error {
+	var req map[string]api.Resources
+	if err := decode(w, r, &req); err != nil {
+		return err
+	}
+	if len(req) == 0 {
+		return invalid("nothing to resize: give process types and sizes")
+	}
+	res, err := c.newRelease(r.Context(), r.PathValue("app"), func(base, next *api.Release) error {
+		if base == nil {
+			return invalid("app %s has no release yet: deploy it first", next.App)
+		}
+		next.Artifact, next.Env = base.Artifact, base.Env
+		next.Processes = maps.Clone(base.Processes)
+		for name, size := range req {
+			p, ok := next.Processes[name]
+			if !ok {
+				return invalid("app %s has no process type %q in v%d (it has: %s)", next.App, name, base.Version, scalable(*base))
+			}
+			if size.MemoryMB < 0 || size.CPUMillis < 0 || size.PIDs < 0 || size.DiskMB < 0 {
+				return invalid("%s: negative resources", name)
+			}
+			if size.MemoryMB > 0 {
+				p.Resources.MemoryMB = size.MemoryMB
+			}
+			if size.CPUMillis > 0 {
+				p.Resources.CPUMillis = size.CPUMillis
+			}
+			if size.PIDs > 0 {
+				p.Resources.PIDs = size.PIDs
+			}
+			if size.DiskMB > 0 {
+				p.Resources.DiskMB = size.DiskMB
+			}
+			next.Processes[name] = p
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, res)
+	return nil
+}

@@ -27,6 +27,7 @@ func (c *Controller) routes() []route {
 		{"GET /v1/apps/{app}/env", c.getEnv, "Show the current release's config vars", nil, map[string]string{}, 200},
 		{"PATCH /v1/apps/{app}/env", c.setEnv, "Set (string) or unset (null) config vars: a new release", map[string]*string{}, api.ReleaseResult{}, 201},
 		{"POST /v1/apps/{app}/rollback", c.rollback, "Release an older release's artifact and config again", api.RollbackRequest{}, api.ReleaseResult{}, 201},
+		{"PATCH /v1/apps/{app}/resources", c.resize, "Change process types' memory and CPU: a new release", map[string]api.Resources{}, api.ReleaseResult{}, 201},
 		{"GET /v1/apps/{app}/formation", c.getFormation, "Show the job counts of the current release", nil, api.AppFormation{}, 200},
 		{"PATCH /v1/apps/{app}/formation", c.scale, "Scale process types", api.ScaleRequest{}, api.AppFormation{}, 200},
 		{"PUT /v1/apps/{app}/formation", c.scale, "Scale process types", api.ScaleRequest{}, api.AppFormation{}, 200},

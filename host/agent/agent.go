@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"sync"
 	"time"
@@ -86,7 +87,11 @@ func Start(ctx context.Context, cfg Config) (_ *Agent, err error) {
 	a.reg = discovery.New(a.Client, discovery.WithLogger(cfg.Log))
 	a.services = newServices(a.reg, cfg.Log)
 	a.ports = newPorts("", cfg.PortLow, cfg.PortHigh)
-	a.artifacts = &artifact.Cache{Dir: cfg.artifactDir()}
+	// Artifacts come from the servers' blobstores, which let a host in by
+	// its cluster certificate.
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = a.Creds.ClientConfig()
+	a.artifacts = &artifact.Cache{Dir: cfg.artifactDir(), Client: &http.Client{Transport: tr}}
 	prefix, err := store.Prefix(store.JobsPrefix, cfg.ID)
 	if err != nil {
 		return nil, err

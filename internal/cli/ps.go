@@ -75,6 +75,8 @@ func newPsCmd() *cobra.Command {
 				}
 				state := string(j.State)
 				switch {
+				case j.Desired == api.DesiredShutdown && !j.State.Terminal():
+					state = "stopping"
 				case j.Healthy != nil && !*j.Healthy && j.State == api.JobRunning:
 					state += " (unhealthy)"
 				case j.ExitCode != nil:
@@ -136,4 +138,69 @@ func newKillCmd() *cobra.Command {
 	}
 	ac.register(cmd)
 	return cmd
+}
+
+func newResizeCmd() *cobra.Command {
+	var ac appCommand
+	var noWait bool
+	cmd := &cobra.Command{
+		Use:   "resize TYPE=MEMORY[:CPU]...",
+		Short: "Set the memory (512M, 2G) and CPU (millicores) each job of a process type gets: a new release",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			sizes := map[string]api.Resources{}
+			for _, a := range args {
+				r, name, err := parseSize(a)
+				if err != nil {
+					return err
+				}
+				sizes[name] = r
+			}
+			app, c, err := ac.resolve()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			res, err := c.Resize(cmd.Context(), app, sizes)
+			if err != nil {
+				return err
+			}
+			return announceRelease(cmd.Context(), c, res, noWait)
+		},
+	}
+	ac.register(cmd)
+	cmd.Flags().BoolVar(&noWait, "no-wait", false, "return once the release is made, without waiting for its deployment")
+	return cmd
+}
+
+// parseSize reads "web=512M", "web=2G:500" (memory, then CPU millicores).
+func parseSize(s string) (api.Resources, string, error) {
+	name, spec, ok := strings.Cut(s, "=")
+	if !ok || name == "" || spec == "" {
+		return api.Resources{}, "", fmt.Errorf("%q: want TYPE=MEMORY[:CPU], like web=512M:500", s)
+	}
+	mem, cpu, _ := strings.Cut(spec, ":")
+	var r api.Resources
+	if mem != "" {
+		mult := int64(1)
+		switch {
+		case strings.HasSuffix(mem, "G"):
+			mult, mem = 1024, strings.TrimSuffix(mem, "G")
+		case strings.HasSuffix(mem, "M"):
+			mem = strings.TrimSuffix(mem, "M")
+		}
+		n, err := strconv.ParseInt(mem, 10, 64)
+		if err != nil || n <= 0 {
+			return r, "", fmt.Errorf("%q: memory like 512M or 2G", s)
+		}
+		r.MemoryMB = n * mult
+	}
+	if cpu != "" {
+		n, err := strconv.ParseInt(strings.TrimSuffix(cpu, "m"), 10, 64)
+		if err != nil || n <= 0 {
+			return r, "", fmt.Errorf("%q: CPU in millicores, like 500", s)
+		}
+		r.CPUMillis = n
+	}
+	return r, name, nil
 }

@@ -53,7 +53,7 @@ func newRoot() *cobra.Command {
 	root.AddCommand(newServerCmd(), newUpCmd(), newTokenCmd(), newHostCmd(), newShimCmd())
 	root.AddCommand(newCreateCmd(), newAppsCmd(), newInfoCmd(), newDestroyCmd(),
 		newEnvCmd("env"), newEnvCmd("config"), newScaleCmd(), newReleasesCmd(), newRollbackCmd(),
-		newPsCmd(), newKillCmd(), newRunCmd(), newDeployCmd(), newEventsCmd(),
+		newPsCmd(), newKillCmd(), newResizeCmd(), newRunCmd(), newDeployCmd(), newEventsCmd(),
 		newClusterCmd(), newAPIKeysCmd())
 	root.AddCommand(colonAliases()...)
 	return root

@@ -35,24 +35,46 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// upPorts are the ports of a `pier up`: etcd client and peer, API, DNS,
+// host API, router HTTP.
+type upPorts [6]int
+
+func freeUpPorts(t *testing.T) upPorts {
+	var p upPorts
+	for i := range p {
+		p[i] = testutil.FreePort(t)
+	}
+	return p
+}
+
+// configHome is where the CLI config of the `pier up` on dataDir lives:
+// beside it, so a test never touches the user's own.
+func configHome(dataDir string) string { return filepath.Join(filepath.Dir(dataDir), "config") }
+
 type upProc struct {
-	cmd     *exec.Cmd
-	apiPort int
+	cmd        *exec.Cmd
+	apiPort    int
+	httpPort   int
+	configHome string
 	etcdURL string
 	stderr  *strings.Builder
 	exited  chan struct{} // closed once the process has exited
 	waitErr error
 }
 
-func startUp(t *testing.T, dataDir string, ports [5]int) *upProc {
+func startUp(t *testing.T, dataDir string, ports upPorts) *upProc {
 	t.Helper()
 	cmd := exec.Command(pierBin, "up", "--data-dir", dataDir,
 		"--etcd-client-port", strconv.Itoa(ports[0]), "--etcd-peer-port", strconv.Itoa(ports[1]),
 		"--api-port", strconv.Itoa(ports[2]), "--dns-port", strconv.Itoa(ports[3]),
-		"--host-api-port", strconv.Itoa(ports[4]))
-	p := &upProc{cmd: cmd, apiPort: ports[2], stderr: &strings.Builder{}, exited: make(chan struct{}),
-		etcdURL: "https://127.0.0.1:" + strconv.Itoa(ports[0])}
+		"--host-api-port", strconv.Itoa(ports[4]), "--http-port", strconv.Itoa(ports[5]))
+	p := &upProc{cmd: cmd, apiPort: ports[2], httpPort: ports[5], stderr: &strings.Builder{}, exited: make(chan struct{}),
+		etcdURL: "https://127.0.0.1:" + strconv.Itoa(ports[0]), configHome: configHome(dataDir)}
+	cmd.Env = append(os.Environ(), "XDG_CONFIG_HOME="+p.configHome)
 	cmd.Stderr = p.stderr
+	// Cleanups run last first: the process is killed, then whatever
+	// containers and shims it left are removed.
+	t.Cleanup(func() { cleanupHost(filepath.Join(dataDir, "host")) })
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -90,7 +112,7 @@ func startUp(t *testing.T, dataDir string, ports [5]int) *upProc {
 // becomes ready, stops cleanly on an interrupt, and comes back with its data.
 func TestUpRestartKeepsData(t *testing.T) {
 	dataDir := filepath.Join(t.TempDir(), "data")
-	ports := [5]int{testutil.FreePort(t), testutil.FreePort(t), testutil.FreePort(t), testutil.FreePort(t), testutil.FreePort(t)}
+	ports := freeUpPorts(t)
 	p := startUp(t, dataDir, ports)
 
 	cl, err := client.Connect(client.Config{Endpoints: []string{p.etcdURL}, CredentialsDir: server.PKIDir(dataDir)})

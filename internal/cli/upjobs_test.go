@@ -24,7 +24,7 @@ import (
 // restart count raised.
 func TestUpRunsFormations(t *testing.T) {
 	dataDir := filepath.Join(t.TempDir(), "data")
-	ports := [5]int{testutil.FreePort(t), testutil.FreePort(t), testutil.FreePort(t), testutil.FreePort(t), testutil.FreePort(t)}
+	ports := freeUpPorts(t)
 	p := startUp(t, dataDir, ports)
 	t.Cleanup(func() { cleanupHost(filepath.Join(dataDir, "host")) })
 

@@ -13,6 +13,7 @@ import (
 
 	"github.com/pierpaas/pier/blobstore"
 	"github.com/pierpaas/pier/controller"
+	"github.com/pierpaas/pier/controller/deployer"
 	"github.com/pierpaas/pier/discovery"
 	"github.com/pierpaas/pier/internal/daemon"
 	"github.com/pierpaas/pier/internal/join"
@@ -143,6 +144,9 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	// Every server campaigns; the elected one schedules.
 	sched := &scheduler.Loop{Client: s.Client, Name: st.Name, Log: cfg.Log}
 	go sched.Run(runCtx)
+	// And the elected deployer rolls releases out.
+	dep := &deployer.Loop{Client: s.Client, Name: st.Name, Log: cfg.Log}
+	go dep.Run(runCtx)
 	cfg.Log.Info("server ready", "name", st.Name, "api", "https://"+s.apiLn.Addr().String(),
 		"etcd", endpoints, "embedded", s.member != nil)
 	go func() {

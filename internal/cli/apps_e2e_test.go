@@ -1,0 +1,207 @@
+package cli_test
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pierpaas/pier/api"
+)
+
+// cliUser runs pier commands as a user of the `pier up` p would: with the
+// CLI config that `pier up` wrote, and no terminal.
+type cliUser struct {
+	t *testing.T
+	p *upProc
+}
+
+// run runs pier and returns its stdout, stderr and exit code.
+func (u cliUser) run(args ...string) (string, string, int) {
+	u.t.Helper()
+	cmd := exec.Command(pierBin, args...)
+	cmd.Env = append(os.Environ(), "XDG_CONFIG_HOME="+u.p.configHome, "PIER_APP=", "PIER_URL=", "PIER_KEY=")
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	code := 0
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		u.t.Fatalf("pier %v: %v", args, err)
+	}
+	return stdout.String(), stderr.String(), code
+}
+
+// must runs pier and fails the test unless it succeeds.
+func (u cliUser) must(args ...string) string {
+	u.t.Helper()
+	out, errOut, code := u.run(args...)
+	if code != 0 {
+		u.t.Fatalf("pier %s: exit %d\nstdout: %s\nstderr: %s\npier up:\n%s", strings.Join(args, " "), code, out, errOut, tail(u.p.stderr.String(), 4000))
+	}
+	return out
+}
+
+// fails runs pier and fails the test unless it fails with a message
+// containing want.
+func (u cliUser) fails(want string, args ...string) {
+	u.t.Helper()
+	out, errOut, code := u.run(args...)
+	if code == 0 || !strings.Contains(errOut, want) {
+		u.t.Fatalf("pier %s: exit %d, stderr %q, stdout %q; want a failure saying %q", strings.Join(args, " "), code, errOut, out, want)
+	}
+}
+
+func (u cliUser) jobs(app string) api.JobList {
+	u.t.Helper()
+	var jl api.JobList
+	if err := json.Unmarshal([]byte(u.must("ps", "-a", app, "--json")), &jl); err != nil {
+		u.t.Fatal(err)
+	}
+	return jl
+}
+
+// running counts the app's running jobs of release version v (any when
+// 0) that are meant to keep running (not being stopped).
+func running(jl api.JobList, v int) int {
+	n := 0
+	for _, j := range jl.Jobs {
+		if j.State == api.JobRunning && j.Desired == api.DesiredRunning && !j.OneOff && (v == 0 || j.Version == v) {
+			n++
+		}
+	}
+	return n
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+func waitUntil(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// get fetches path from the router with Host set to the app's domain.
+func get(p *upProc, app, path string) (int, string, error) {
+	req, _ := http.NewRequest(http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d%s", p.httpPort, path), nil)
+	req.Host = app + ".localhost"
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), nil
+}
+
+// writeApp writes a directory that `pier deploy` takes: a Procfile and
+// files for python's static server.
+func writeApp(t *testing.T, procfile string, files map[string]string) string {
+	dir := t.TempDir()
+	files["Procfile"] = procfile
+	for name, body := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// TestAppWorkflow is issue 5's walk-through as a user does it, with the
+// real binary, real containers and the router.
+func TestAppWorkflow(t *testing.T) {
+	dataDir := filepath.Join(t.TempDir(), "data")
+	p := startUp(t, dataDir, freeUpPorts(t))
+	u := cliUser{t, p}
+
+	u.must("create", "hello")
+	u.fails("already exists", "create", "hello")
+	for _, bad := range []string{"Hello", "a;touch /tmp/x", "$(id)", strings.Repeat("a", 64)} {
+		u.fails("app name", "create", bad)
+	}
+	if out := u.must("apps"); strings.Count(out, "\n") != 2 {
+		t.Fatalf("apps after one create and four refusals:\n%s", out)
+	}
+
+	dir := writeApp(t, "web: python3 -m http.server $PORT\n", map[string]string{"index.html": "hello from pier\n"})
+	out := u.must("deploy", "-a", "hello", dir)
+	if !strings.Contains(out, "Release v1") || !strings.Contains(out, "http://hello.localhost:") {
+		t.Fatalf("deploy said:\n%s", out)
+	}
+	waitUntil(t, "the app to answer through the router", 20*time.Second, func() bool {
+		code, body, _ := get(p, "hello", "/index.html")
+		return code == 200 && body == "hello from pier\n"
+	})
+
+	u.must("scale", "-a", "hello", "web=3")
+	waitUntil(t, "three running web jobs", 30*time.Second, func() bool { return running(u.jobs("hello"), 1) == 3 })
+	if out := u.must("scale", "-a", "hello"); strings.TrimSpace(out) != "web=3" {
+		t.Fatalf("scale with no arguments: %q", out)
+	}
+	u.fails(`no process type "worker"`, "scale", "-a", "hello", "worker=1")
+	u.fails("want TYPE=COUNT", "scale", "-a", "hello", "web=lots")
+
+	out = u.must("env", "set", "-a", "hello", "GREETING=hi")
+	if !strings.Contains(out, "Release v2") {
+		t.Fatalf("env set said:\n%s", out)
+	}
+	// The deployment waited for the one-by-one replacement.
+	jl := u.jobs("hello")
+	if running(jl, 2) != 3 || running(jl, 1) != 0 {
+		t.Fatalf("after env set: %+v", jl.Jobs)
+	}
+	if out := u.must("config", "-a", "hello"); !strings.Contains(out, "GREETING: hi") {
+		t.Fatalf("config: %q", out)
+	}
+	if out := u.must("run", "-a", "hello", "--", "sh", "-c", "echo $GREETING"); strings.TrimSpace(out) != "hi" {
+		t.Fatalf("run sees GREETING=%q", out)
+	}
+
+	out = u.must("rollback", "-a", "hello", "v1")
+	if !strings.Contains(out, "Release v3") {
+		t.Fatalf("rollback said:\n%s", out)
+	}
+	if out := u.must("config:set", "-a", "hello", "A=1", "--no-wait"); !strings.Contains(out, "Release v4") {
+		t.Fatalf("config:set said:\n%s", out)
+	}
+	waitUntil(t, "v4 live", 60*time.Second, func() bool {
+		var rels []api.Release
+		json.Unmarshal([]byte(u.must("releases", "-a", "hello", "--json")), &rels)
+		out := u.must("releases", "-a", "hello")
+		return len(rels) == 4 && strings.Contains(out, "v4") && strings.Contains(strings.SplitN(out, "\n", 3)[1], "current")
+	})
+	env := u.must("env", "-a", "hello", "--json")
+	if strings.Contains(env, "GREETING") || !strings.Contains(env, `"A": "1"`) {
+		t.Fatalf("v4 = v3 (v1's config) + A=1; got %s", env)
+	}
+
+	if out, _, code := u.run("run", "-a", "hello", "--", "sh", "-c", "exit 3"); code != 3 {
+		t.Fatalf("run exit 3: code %d, %q", code, out)
+	}
+	if out := u.must("run", "-a", "hello", "--", "echo", "hi"); out != "hi\n" {
+		t.Fatalf("run echo hi: %q", out)
+	}
+	code, body, err := get(p, "hello", "/index.html")
+	if err != nil || code != 200 || body != "hello from pier\n" {
+		t.Fatalf("serving after all that: %d %q %v", code, body, err)
+	}
+}
