@@ -51,10 +51,9 @@ const heartbeat = 15 * time.Second
 // compacted the history it asks for does a client get a "gap" event.
 func (c *Controller) events(w http.ResponseWriter, r *http.Request) error {
 	app := r.URL.Query().Get("app")
-	if app != "" {
-		if _, _, err := c.loadApp(r.Context(), app); err != nil {
-			return err
-		}
+	// The app need not exist: a client may wait for it to be created.
+	if app != "" && api.ValidateAppName(app) != nil {
+		return invalid("%q is not an app name", app)
 	}
 	fromRev, skipIdx, err := parseEventID(r.Header.Get("Last-Event-ID"))
 	if err != nil {

@@ -2,6 +2,8 @@ package controller_test
 
 import (
 	"context"
+	"crypto/tls"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -10,6 +12,8 @@ import (
 	"github.com/pierpaas/pier/blobstore"
 	"github.com/pierpaas/pier/client"
 	"github.com/pierpaas/pier/controller"
+	"github.com/pierpaas/pier/controller/deployer"
+	"github.com/pierpaas/pier/internal/pki"
 	"github.com/pierpaas/pier/internal/testcluster"
 )
 
@@ -25,10 +29,10 @@ type env struct {
 	blobs *blobstore.Store
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T, blobOpts ...blobstore.Option) *env {
 	t.Helper()
 	tc := testcluster.New(t)
-	blobs, err := blobstore.New(t.TempDir())
+	blobs, err := blobstore.New(t.TempDir(), blobOpts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,6 +46,16 @@ func newEnv(t *testing.T) *env {
 	mux := http.NewServeMux()
 	e.srv = httptest.NewUnstartedServer(mux)
 	e.srv.EnableHTTP2 = true
+	// The cluster's own certificate, which hosts fetching artifacts trust.
+	certDir := t.TempDir()
+	if err := tc.Etcd.CA.Issue(certDir, pki.Request{CommonName: "controller", Role: pki.RoleServer, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}}); err != nil {
+		t.Fatal(err)
+	}
+	serverCreds, err := pki.LoadCredentials(certDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.srv.TLS = serverCreds.ServerConfig()
 	e.srv.StartTLS()
 	t.Cleanup(e.srv.Close)
 	e.ctl = controller.New(controller.Config{
@@ -56,13 +70,17 @@ func newEnv(t *testing.T) *env {
 		t.Fatal("controller not ready")
 	}
 	e.cli = e.client(key)
+	tc.AddHost("h1", testcluster.HostOptions{})
+	tc.StartScheduler("s1")
+	dep := &deployer.Loop{Client: tc.Client, Name: "d1", Log: tc.Log, LeaseTTL: time.Second}
+	go dep.Run(ctx)
 	return e
 }
 
 // client returns an API client with key.
 func (e *env) client(key string) *client.Controller {
 	e.t.Helper()
-	c, err := client.NewController(e.srv.URL, key, e.srv.Client().Transport.(*http.Transport).TLSClientConfig)
+	c, err := client.NewController(e.srv.URL, key, &tls.Config{RootCAs: e.tc.Etcd.Credentials().Pool})
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -65,12 +65,15 @@ func apply(ctx context.Context, kv clientv3.KV, e *entry, a Action, now time.Tim
 		}
 		tx.Unchanged(e.appKey, e.appRev)
 		var old map[string]int
-		if a.Restore && d.OldRelease != "" {
+		if a.Restore && d.OldRelease != "" && (e.Old != nil || len(d.OldProcesses) > 0) {
 			old = maps.Clone(processes(e.Old))
 			if old == nil {
 				old = map[string]int{}
 			}
 			maps.Copy(old, d.OldProcesses)
+			if e.Old != nil && sameCounts(old, e.Old.Processes) {
+				old = nil // never lowered: leave it untouched
+			}
 		}
 		e.formations(tx, nil, old, now)
 		if e.newRev != 0 {

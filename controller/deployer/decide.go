@@ -99,7 +99,9 @@ func Decide(v *View, now time.Time) Action {
 	case v.App == nil:
 		// The controller deleted the app and its formations with it:
 		// restoring the old one would resurrect the app's jobs.
-		return Action{Kind: Fail, Note: "app deleted"}
+		a := fail(v, "app deleted")
+		a.Restore = false
+		return a
 	case v.Release == nil:
 		return fail(v, "release "+d.NewRelease+" not found")
 	case d.State == api.DeployPending:

@@ -189,6 +189,9 @@ func invalid(d *api.Deployment) string {
 		return fmt.Sprintf("invalid deployment: release %q", d.NewRelease)
 	case d.OldRelease != "" && !api.ValidID(d.OldRelease):
 		return fmt.Sprintf("invalid deployment: old release %q", d.OldRelease)
+	case d.OldRelease == d.NewRelease:
+		// Both formations would be one key.
+		return fmt.Sprintf("invalid deployment: from release %s to itself", d.NewRelease)
 	case !api.ValidID(d.ID):
 		return fmt.Sprintf("invalid deployment: id %q", d.ID)
 	}
