@@ -25,9 +25,9 @@ setup:
 build:
 	$(GO) build -o bin/pier ./cmd/pier
 
-## run: set up, then run a single-node pier in the foreground
+## run: set up, then run a single-node pier in the foreground with the sample app deployed
 run: setup
-	exec bin/pier up $(ARGS)
+	exec scripts/run $(ARGS)
 
 ## test: set up, then vet and run the whole test suite with the race detector
 test: setup
