@@ -92,6 +92,15 @@ func RunShim(ctx context.Context, jobDir string, log *slog.Logger) error {
 	return shim.Run(ctx, jobDir, rt, logs, log)
 }
 
+func runcRoot(stateDir string) string { return filepath.Join("/run/pier/runc", shortHash(stateDir)) }
+
+// RunDirs are the directories under /run an agent with this data
+// directory uses besides it (runc's state root, the shims' sockets), for
+// whoever removes a host for good (tests, an uninstall).
+func RunDirs(dataDir string) []string {
+	return []string{runcRoot(filepath.Join(dataDir, "runtime")), filepath.Join("/run/pier/shims", shortHash(dataDir))}
+}
+
 // NewRuntime builds a runtime driver by name.
 func NewRuntime(name, stateDir string, log *slog.Logger) (runtime.Runtime, error) {
 	switch name {
@@ -99,7 +108,7 @@ func NewRuntime(name, stateDir string, log *slog.Logger) (runtime.Runtime, error
 		// Each state directory gets its own runc root, so agents sharing a
 		// machine (pier up beside tests, several hosts in end-to-end tests)
 		// never see, let alone garbage-collect, each other's containers.
-		rt, err := runtime.NewRunc(runtime.RuncOptions{StateDir: stateDir, Root: filepath.Join("/run/pier/runc", shortHash(stateDir)), Log: log})
+		rt, err := runtime.NewRunc(runtime.RuncOptions{StateDir: stateDir, Root: runcRoot(stateDir), Log: log})
 		if err != nil {
 			return nil, err
 		}

@@ -106,4 +106,7 @@ func cleanupHost(hostDir string) {
 		}
 	}
 	testutil.KillShims(filepath.Join(hostDir, "jobs"))
+	for _, d := range agent.RunDirs(hostDir) {
+		os.RemoveAll(d)
+	}
 }
