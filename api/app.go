@@ -8,8 +8,8 @@ import (
 // App is a user's application, written by the controller under
 // /pier/apps/<name>. Its name is its id: a DNS label, so it is safe in
 // keys, job ids, service names and domains. Release, the release that
-// serves, is written by the deployer when a deployment succeeds (the
-// controller only sets it for an app's first release when nothing runs).
+// serves, is written by the deployer when a deployment succeeds, the
+// first one included.
 type App struct {
 	Name     string            `json:"name"`
 	Meta     map[string]string `json:"meta,omitempty"`

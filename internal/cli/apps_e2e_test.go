@@ -204,4 +204,65 @@ func TestAppWorkflow(t *testing.T) {
 	if err != nil || code != 200 || body != "hello from pier\n" {
 		t.Fatalf("serving after all that: %d %q %v", code, body, err)
 	}
+
+	// pier kill: the job stops and the scheduler replaces it.
+	victim := ""
+	for _, j := range u.jobs("hello").Jobs {
+		if j.State == api.JobRunning && j.Desired == api.DesiredRunning {
+			victim = j.ID
+		}
+	}
+	u.must("kill", "-a", "hello", victim)
+	waitUntil(t, "a replacement for the killed job", 30*time.Second, func() bool {
+		jl := u.jobs("hello")
+		for _, j := range jl.Jobs {
+			if j.ID == victim && j.Desired == api.DesiredRunning && !j.State.Terminal() {
+				return false
+			}
+		}
+		return running(jl, 4) == 3
+	})
+	u.fails("no job", "kill", "-a", "hello", "hello-web-nosuchjob")
+
+	// Several clusters, and the environment over the config.
+	if out := u.must("cluster", "list"); !strings.Contains(out, "*  local") {
+		t.Fatalf("cluster list:\n%s", out)
+	}
+	var cfg struct {
+		Clusters []struct {
+			URL   string `json:"url"`
+			Key   string `json:"key"`
+			CAPEM string `json:"ca_pem"`
+		}
+	}
+	b, _ := os.ReadFile(filepath.Join(p.configHome, "pier", "config.json"))
+	json.Unmarshal(b, &cfg)
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	os.WriteFile(ca, []byte(cfg.Clusters[0].CAPEM), 0o600)
+	u.must("cluster", "add", "again", cfg.Clusters[0].URL, cfg.Clusters[0].Key, "--ca", ca)
+	if out := u.must("--cluster", "again", "apps"); !strings.Contains(out, "hello") {
+		t.Fatalf("apps on the second cluster entry: %q", out)
+	}
+	u.must("cluster", "default", "again")
+	u.fails("unknown cluster", "--cluster", "nope", "apps")
+	bare := exec.Command(pierBin, "apps")
+	bare.Env = append(os.Environ(), "XDG_CONFIG_HOME="+t.TempDir(), "PIER_URL="+cfg.Clusters[0].URL,
+		"PIER_KEY="+cfg.Clusters[0].Key, "PIER_CA="+ca)
+	if out, err := bare.CombinedOutput(); err != nil || !strings.Contains(string(out), "hello") {
+		t.Fatalf("PIER_URL, PIER_KEY, PIER_CA with no config: %v %s", err, out)
+	}
+	bare = exec.Command(pierBin, "apps")
+	bare.Env = append(os.Environ(), "XDG_CONFIG_HOME="+p.configHome, "PIER_KEY=pier_0000aaaa_wrong")
+	if out, err := bare.CombinedOutput(); err == nil || !strings.Contains(string(out), "not valid") {
+		t.Fatalf("a wrong PIER_KEY: %v %s", err, out)
+	}
+
+	// destroy stops the jobs and the route goes.
+	u.fails("--confirm hello", "destroy", "hello")
+	u.must("destroy", "hello", "--confirm", "hello")
+	waitUntil(t, "the route to go", 20*time.Second, func() bool {
+		code, _, err := get(p, "hello", "/")
+		return err == nil && code == 404
+	})
+	u.fails("no app", "ps", "-a", "hello")
 }
