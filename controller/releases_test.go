@@ -270,4 +270,3 @@ func TestBlobGarbageCollection(t *testing.T) {
 		t.Fatalf("rollback to a collected release: %v", err)
 	}
 }
-

@@ -56,10 +56,10 @@ type upProc struct {
 	apiPort    int
 	httpPort   int
 	configHome string
-	etcdURL string
-	stderr  *strings.Builder
-	exited  chan struct{} // closed once the process has exited
-	waitErr error
+	etcdURL    string
+	stderr     *strings.Builder
+	exited     chan struct{} // closed once the process has exited
+	waitErr    error
 }
 
 func startUp(t *testing.T, dataDir string, ports upPorts) *upProc {
