@@ -28,6 +28,9 @@ import "time"
 //	GET    /v1/apps/{app}/jobs/{id}/attach       101, then attach frames (attach.go)
 //	GET    /v1/apps/{app}/deployments            []Deployment, newest first
 //	GET    /v1/apps/{app}/deployments/{id}       Deployment
+//	GET    /v1/apps/{app}/routes                 []Route (tls.key_pem always empty)
+//	POST   /v1/apps/{app}/routes                 Route without id → Route (201); 409 if its domain+path or port is taken
+//	DELETE /v1/apps/{app}/routes/{id}            (204)
 //	GET    /v1/events?app=APP                    text/event-stream of Event; Last-Event-ID resumes
 //	PUT    /v1/blobs/sha256/{digest}             (201) GET and HEAD with ranges too
 //	GET    /v1/api-keys                          []APIKey

@@ -176,7 +176,7 @@ func (c *Controller) deleteApp(w http.ResponseWriter, r *http.Request) error {
 	if err := deleteWhere(ctx, c, scheduler.OneOffPrefix, func(o api.OneOff) bool { return o.App == name }); err != nil {
 		return err
 	}
-	if err := deleteWhere(ctx, c, store.RoutesPrefix, func(rt api.Route) bool { return routeOfApp(rt, name) }); err != nil {
+	if err := c.deleteAppRoutes(ctx, name); err != nil { // with their index entries
 		return err
 	}
 	if err := deleteWhere(ctx, c, store.DeploymentsPrefix, func(d api.Deployment) bool { return d.App == name }); err != nil {

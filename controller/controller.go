@@ -37,6 +37,10 @@ type Config struct {
 	// AttachWait bounds how long an attach waits for a one-off job to be
 	// placed (default one minute).
 	AttachWait time.Duration
+	// TCPPortRange is the router ports TCP routes may take, both ends
+	// included (DefaultTCPPortRange when zero). It must match the
+	// routers' range: a router ignores a route outside its own.
+	TCPPortRange [2]int
 }
 
 // Controller serves the management API.
@@ -59,6 +63,9 @@ func New(cfg Config) *Controller {
 	}
 	if cfg.AttachWait == 0 {
 		cfg.AttachWait = time.Minute
+	}
+	if cfg.TCPPortRange == ([2]int{}) {
+		cfg.TCPPortRange = DefaultTCPPortRange
 	}
 	return &Controller{
 		Config: cfg,

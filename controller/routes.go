@@ -38,6 +38,9 @@ func (c *Controller) routes() []route {
 		{"GET /v1/apps/{app}/jobs/{id}/attach", c.attach, "Attach to a one-off job's stdio (Upgrade: " + api.AttachUpgrade + ")", nil, nil, 101},
 		{"GET /v1/apps/{app}/deployments", c.listDeployments, "List deployments, newest first", nil, []api.Deployment{}, 200},
 		{"GET /v1/apps/{app}/deployments/{id}", c.getDeployment, "Show a deployment (v3 or its id)", nil, api.Deployment{}, 200},
+		{"GET /v1/apps/{app}/routes", c.listRoutes, "List an app's routes (TLS private keys are never returned)", nil, []api.Route{}, 200},
+		{"POST /v1/apps/{app}/routes", c.createRoute, "Add a route to a process type of the app (the controller picks the id, and a free tcp port when port is 0)", api.Route{}, api.Route{}, 201},
+		{"DELETE /v1/apps/{app}/routes/{id}", c.deleteRoute, "Remove a route", nil, nil, 204},
 		{"GET /v1/events", c.events, "Stream events (text/event-stream of Event; ?app=, Last-Event-ID resumes)", nil, api.Event{}, 200},
 		{"GET /v1/api-keys", c.listKeys, "List API keys", nil, []api.APIKey{}, 200},
 		{"POST /v1/api-keys", c.createKey, "Create an API key (its secret is shown once)", struct {

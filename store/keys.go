@@ -18,6 +18,7 @@ const (
 	JobStatusPrefix   = "/pier/job-status/"  // <job>: observed state
 	ServicesPrefix    = "/pier/services/"    // <service>/<instance>
 	RoutesPrefix      = "/pier/routes/"      // <route>
+	RouteIndexPrefix  = "/pier/route-index/" // http/<domain><path>, tcp/<port>: the route that owns it
 	DeploymentsPrefix = "/pier/deployments/" // <deployment>: the new release's id
 	APIKeysPrefix     = "/pier/api-keys/"    // <key id>: the controller's API keys
 )

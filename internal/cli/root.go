@@ -56,6 +56,7 @@ func newRoot() *cobra.Command {
 		newPsCmd(), newKillCmd(), newResizeCmd(), newRunCmd(), newDeployCmd(), newEventsCmd(),
 		newClusterCmd(), newAPIKeysCmd())
 	root.AddCommand(colonAliases()...)
+	root.AddCommand(routeCommands()...)
 	return root
 }
 
