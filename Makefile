@@ -34,11 +34,15 @@ test: setup
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 20m ./...
 
-## bench: run Go benchmarks, the host agent benchmark, then every executable script in bench/
+## bench: run Go benchmarks, the scheduler, host agent and router benchmarks, then every executable script in bench/
+# SETUP_BENCH=1 reaches scripts/setup through the setup prerequisite: it
+# also installs the benchmarks' tools (nginx, haproxy, wrk for bench/router).
+bench: export SETUP_BENCH = 1
 bench: setup
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 	$(GO) run ./bench/scheduler
 	$(GO) run ./bench/host
+	$(GO) run ./bench/router
 	@for s in bench/*; do \
 		[ -f "$$s" ] && [ -x "$$s" ] || continue; \
 		echo "== $$s"; "$$s"; \

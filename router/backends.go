@@ -4,6 +4,7 @@ import (
 	"context"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -11,7 +12,9 @@ import (
 )
 
 // Watcher streams a service's discovery events; *discovery.Registry
-// satisfies it, and tests feed events through a fake.
+// satisfies it, and tests feed events through a fake. The stream carries
+// leader events too (discovery.EventLeader), which leader-only routes
+// follow, so no second method is needed for them.
 type Watcher interface {
 	Watch(ctx context.Context, service string) (<-chan discovery.Event, error)
 }
@@ -47,15 +50,49 @@ type Backends struct {
 	w      Watcher
 	ctx    context.Context
 	cancel context.CancelFunc
+	// count, when set, hears a service's number of backends after each
+	// change, and -1 when its watch stops (the metrics' backends gauge).
+	count func(service string, n int)
 
 	mu       sync.Mutex
 	services map[string]*serviceSet
 }
 
 type serviceSet struct {
-	list   atomic.Pointer[[]*Backend] // replaced whole, never modified
+	state  atomic.Pointer[backendSet] // replaced whole, never modified
 	ready  chan struct{}              // closed on the first current event, or when the watch fails or ends
 	cancel context.CancelFunc
+}
+
+// backendSet is one consistent view of a service: its backends, sorted by
+// instance ID, and the ID of its discovery leader.
+type backendSet struct {
+	list     []*Backend
+	leaderID string // "" when discovery names none
+}
+
+// byID finds a live backend by instance ID.
+func (s *backendSet) byID(id string) *Backend {
+	if s == nil || id == "" {
+		return nil
+	}
+	i, ok := slices.BinarySearchFunc(s.list, id, func(b *Backend, id string) int {
+		return strings.Compare(b.Instance.ID, id)
+	})
+	if !ok || s.list[i].down.Load() {
+		return nil
+	}
+	return s.list[i]
+}
+
+// leader is the backend of the service's discovery leader, or nil while
+// there is none (or it has just gone and its successor is not named yet:
+// a leader-only route must never reach a follower).
+func (s *backendSet) leader() *Backend {
+	if s == nil {
+		return nil
+	}
+	return s.byID(s.leaderID)
 }
 
 // NewBackends returns an empty set fed by w.
@@ -100,16 +137,28 @@ func (bs *Backends) Watched() []string {
 // List returns the current backends of service, starting its watch if
 // needed and waiting, until ctx ends, for the watch's first listing.
 func (bs *Backends) List(ctx context.Context, service string) []*Backend {
+	if v := bs.view(ctx, service); v != nil {
+		return v.list
+	}
+	return nil
+}
+
+// Leader returns the backend of service's discovery leader, waiting like
+// List; nil when there is none.
+func (bs *Backends) Leader(ctx context.Context, service string) *Backend {
+	return bs.view(ctx, service).leader()
+}
+
+// view is the service's current set, after the watch's first listing; nil
+// if ctx ends first.
+func (bs *Backends) view(ctx context.Context, service string) *backendSet {
 	s := bs.set(service)
 	select {
 	case <-s.ready:
 	case <-ctx.Done():
 		return nil
 	}
-	if l := s.list.Load(); l != nil {
-		return *l
-	}
-	return nil
+	return s.state.Load()
 }
 
 // Pick chooses a backend of service by the power of two random choices
@@ -178,11 +227,19 @@ func (bs *Backends) run(ctx context.Context, service string, s *serviceSet) {
 	var readyOnce sync.Once
 	markReady := func() { readyOnce.Do(func() { close(s.ready) }) }
 	defer func() {
-		s.setList(nil)
+		s.clear()
 		markReady()
 		bs.mu.Lock()
-		if bs.services[service] == s {
+		switch bs.services[service] {
+		case s:
 			delete(bs.services, service)
+			fallthrough
+		case nil:
+			// Not when a newer watch of the service took over: its
+			// count is the current one.
+			if bs.count != nil {
+				bs.count(service, -1)
+			}
 		}
 		bs.mu.Unlock()
 		s.cancel()
@@ -192,6 +249,20 @@ func (bs *Backends) run(ctx context.Context, service string, s *serviceSet) {
 		return
 	}
 	byID := make(map[string]*Backend)
+	leader := ""
+	publish := func() {
+		s.publish(byID, leader)
+		if bs.count != nil {
+			// Under mu, and only while this watch is the service's
+			// current one, so an old watch winding down cannot report
+			// over a new one.
+			bs.mu.Lock()
+			if bs.services[service] == s {
+				bs.count(service, len(byID))
+			}
+			bs.mu.Unlock()
+		}
+	}
 	for ev := range ch {
 		switch ev.Type {
 		case discovery.EventCurrent:
@@ -205,8 +276,21 @@ func (bs *Backends) run(ctx context.Context, service string, s *serviceSet) {
 				}
 			}
 			byID = next
-			s.publish(byID)
+			// Instances come oldest first, and the oldest is the leader:
+			// the leader event that follows confirms it, and meanwhile a
+			// leader-only route's first request need not fail.
+			leader = ""
+			if len(ev.Instances) > 0 {
+				leader = ev.Instances[0].ID
+			}
+			publish()
 			markReady()
+		case discovery.EventLeader:
+			leader = ""
+			if ev.Instance != nil {
+				leader = ev.Instance.ID
+			}
+			publish()
 		case discovery.EventUp, discovery.EventUpdate:
 			if ev.Instance == nil {
 				continue
@@ -217,7 +301,7 @@ func (bs *Backends) run(ctx context.Context, service string, s *serviceSet) {
 				old.down.Store(true)
 			}
 			byID[inst.ID] = newBackend(inst, old)
-			s.publish(byID)
+			publish()
 		case discovery.EventDown:
 			if ev.Instance == nil {
 				continue
@@ -226,36 +310,33 @@ func (bs *Backends) run(ctx context.Context, service string, s *serviceSet) {
 				// Flag first: a request holding the old list skips it.
 				b.down.Store(true)
 				delete(byID, ev.Instance.ID)
-				s.publish(byID)
+				if leader == ev.Instance.ID {
+					// Its successor comes in the next leader event;
+					// until then a leader-only route has no backend.
+					leader = ""
+				}
+				publish()
 			}
 		}
 	}
 }
 
-func (s *serviceSet) publish(byID map[string]*Backend) {
+func (s *serviceSet) publish(byID map[string]*Backend, leader string) {
 	list := make([]*Backend, 0, len(byID))
 	for _, b := range byID {
 		list = append(list, b)
 	}
-	slices.SortFunc(list, func(a, b *Backend) int {
-		if a.Instance.ID < b.Instance.ID {
-			return -1
-		}
-		if a.Instance.ID > b.Instance.ID {
-			return 1
-		}
-		return 0
-	})
-	s.setList(list)
+	slices.SortFunc(list, func(a, b *Backend) int { return strings.Compare(a.Instance.ID, b.Instance.ID) })
+	s.state.Store(&backendSet{list: list, leaderID: leader})
 }
 
-func (s *serviceSet) setList(list []*Backend) {
-	if list == nil {
-		if l := s.list.Load(); l != nil {
-			for _, b := range *l {
-				b.down.Store(true)
-			}
+// clear empties the set for good, flagging every backend down so that
+// requests holding the old list skip them too.
+func (s *serviceSet) clear() {
+	if v := s.state.Load(); v != nil {
+		for _, b := range v.list {
+			b.down.Store(true)
 		}
 	}
-	s.list.Store(&list)
+	s.state.Store(&backendSet{})
 }

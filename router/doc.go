@@ -16,14 +16,33 @@
 // discovery watches that start on a service's first request and stop when
 // no route names it) by the power of two random choices on in-flight
 // requests, and proxies with httputil.ReverseProxy over one shared
-// transport. A backend that cannot be dialled is retried once on another
-// when the request can be sent again; nothing is retried once it was sent.
+// transport. A backend that cannot be dialled is retried once on another,
+// body and all, since a failed dial sent nothing; nothing is retried once
+// any of it was sent.
+//
+// Per-route options act in the proxy. RedirectHTTPS answers plain HTTP
+// with a 308 to the HTTPS listener. Sticky pins a client to an instance
+// with a cookie signed by HMAC-SHA256 (Config.StickyKey, which routers
+// sharing traffic must share); a tampered cookie, or one naming an
+// instance discovery no longer lists, is ignored and replaced.
+// LeaderOnly sends traffic only to the service's discovery leader, which
+// Backends follows from the watch's leader events, and never to a
+// follower, not even as a retry. When a route leaves the table, its
+// requests in flight finish, and its upgraded connections (websockets)
+// are closed after its DrainTimeout.
+//
+// HTTPS picks each handshake's certificate by SNI from the current
+// table; certificates are parsed when a table is installed (reused while
+// a route's PEM is unchanged), never per handshake, and names without one
+// go to a GetCertificate hook (ACME) or fail with "unrecognized_name".
+// Every request can be logged as one JSON line (Config.AccessLog) and
+// counted in Prometheus metrics per route (Config.Registry).
 //
 // Start runs a router: it mirrors routes, apps and releases from the
 // store with list+watch caches and rebuilds the whole table from them on
 // every change (level triggered, so a coalesced or re-listed change is
 // never lost), then swaps it into the proxy, which serves HTTP/1.1 and
-// h2c. Every app whose current release has a web process gets the route
+// h2c, and on HTTPSAddr HTTP/2 and HTTP/1.1 over TLS. Every app whose current release has a web process gets the route
 // "<app>.<cluster domain>" to its service "web.<app>" without one being
 // stored (MergeRoutes); a stored route for the same domain and path wins.
 package router

@@ -3,6 +3,7 @@ package router
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -11,9 +12,14 @@ import (
 	nethttp "net/http" // "http" is a helper of table_test.go
 	"net/http/httputil"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pierpaas/pier/api"
 )
 
 // Config tunes the proxy. Zero fields take the defaults shown; no
@@ -41,6 +47,28 @@ type Config struct {
 	FlushInterval time.Duration
 	// ErrorLog receives proxy errors; nil discards them.
 	ErrorLog func(r *nethttp.Request, err error)
+
+	// The fields below have ServerConfig twins, which Start copies here.
+
+	// HTTPSPort is the port redirect_https routes send clients to; 0 and
+	// 443 leave it out of the URL.
+	HTTPSPort int
+	// GetCertificate answers TLS handshakes for names the table has no
+	// certificate for (ACME routes); nil fails them.
+	GetCertificate func(*tls.ClientHelloInfo) (*tls.Certificate, error)
+	// StickyKey signs sticky-session cookies (HMAC-SHA256); random when
+	// empty, which is right for one router only: routers that share
+	// traffic need one key, or a client that moves between them loses
+	// its backend each time. At least 32 random bytes.
+	StickyKey []byte
+	// DrainTimeout is how long upgraded connections (websockets) of a
+	// removed route may stay open, for routes without a DrainTimeout of
+	// their own (default 30s).
+	DrainTimeout time.Duration
+	// AccessLog receives one JSON line per request; nil logs nothing.
+	AccessLog io.Writer
+	// Registry receives the per-route metrics; nil keeps none.
+	Registry prometheus.Registerer
 }
 
 func (c Config) withDefaults() Config {
@@ -53,6 +81,11 @@ func (c Config) withDefaults() Config {
 	def(&c.KeepAlive, 30*time.Second)
 	def(&c.IdleConnTimeout, 90*time.Second)
 	def(&c.BackendWait, 5*time.Second)
+	def(&c.DrainTimeout, 30*time.Second)
+	if len(c.StickyKey) == 0 {
+		c.StickyKey = make([]byte, 32)
+		rand.Read(c.StickyKey)
+	}
 	if c.MaxIdleConns == 0 {
 		c.MaxIdleConns = 10000
 	}
@@ -71,7 +104,13 @@ type Proxy struct {
 	backends *Backends
 	rp       *httputil.ReverseProxy
 	tr       *nethttp.Transport
-	swap     sync.Mutex // orders SetTable's Retain calls
+	swap     sync.Mutex // orders SetTable's side effects
+
+	certs      atomic.Pointer[certSet] // see tls.go
+	certParses atomic.Int64            // for tests: parses are per table, not per handshake
+	drain      *drainer                // upgraded connections, see drain.go
+	metrics    *metrics                // nil without a Registry
+	alog       *accessLog              // nil without an AccessLog
 }
 
 // NewProxy returns a proxy whose backends come from w. It routes nothing
@@ -79,6 +118,14 @@ type Proxy struct {
 func NewProxy(w Watcher, cfg Config) *Proxy {
 	cfg = cfg.withDefaults()
 	p := &Proxy{cfg: cfg, backends: NewBackends(w)}
+	p.drain = newDrainer(p)
+	if cfg.Registry != nil {
+		p.metrics = newMetrics(cfg.Registry)
+		p.backends.count = p.metrics.setBackends
+	}
+	if cfg.AccessLog != nil {
+		p.alog = &accessLog{w: cfg.AccessLog}
+	}
 	dialer := &net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: cfg.KeepAlive}
 	p.tr = &nethttp.Transport{
 		Proxy:                 nil,
@@ -100,11 +147,20 @@ func NewProxy(w Watcher, cfg Config) *Proxy {
 }
 
 // SetTable swaps in a new route table; requests already routed finish on
-// the backends they got. Watches of services no route names any more stop.
+// the backends they got, and upgraded connections of routes it no longer
+// has are closed after their drain timeout. Certificates and metrics
+// follow the table; watches of services no route names any more stop.
 func (p *Proxy) SetTable(t *Table) {
 	p.swap.Lock()
 	defer p.swap.Unlock()
+	// Certificates and metrics first, so that whoever finds a route in
+	// the new table finds them too.
+	p.updateCerts(t)
+	if p.metrics != nil {
+		p.metrics.setRoutes(t)
+	}
 	p.table.Store(t)
+	p.drain.tableChanged()
 	keep := make(map[string]bool)
 	for _, r := range t.Routes() {
 		keep[r.Service] = true
@@ -118,37 +174,85 @@ func (p *Proxy) Table() *Table { return p.table.Load() }
 // Backends is the proxy's backend set.
 func (p *Proxy) Backends() *Backends { return p.backends }
 
-// Close stops the discovery watches and closes idle backend connections.
+// Close stops the discovery watches, closes upgraded connections and
+// closes idle backend connections.
 func (p *Proxy) Close() {
 	p.backends.Close()
+	p.drain.closeAll()
 	p.tr.CloseIdleConnections()
 }
 
 type ctxKey struct{}
 
-// reqState travels with a request from ServeHTTP to the balancer.
+// reqState travels with a request from ServeHTTP to the balancer and back
+// to the access log and metrics. One goroutine owns it: ReverseProxy
+// calls the balancer from ServeHTTP's.
 type reqState struct {
-	service string
-	start   time.Time
+	route     *api.Route
+	start     time.Time
+	requestID string
+	tls       bool
+	backend   *Backend     // the last one tried
+	upgrade   *upgradeConn // set when the backend switched protocols
 }
 
 var (
 	errNoBackend = errors.New("no healthy backend")
+	errNoLeader  = errors.New("no leader")
 )
 
 func (p *Proxy) ServeHTTP(w nethttp.ResponseWriter, r *nethttp.Request) {
-	start := time.Now()
+	st := &reqState{start: time.Now(), requestID: r.Header.Get("X-Request-Id"), tls: r.TLS != nil}
+	if st.requestID == "" {
+		st.requestID = newRequestID()
+	}
 	host := r.Host
 	if host == "" {
 		host = r.URL.Host
 	}
 	route, ok := p.table.Load().Lookup(host, r.URL.Path)
+	if p.alog != nil || p.metrics != nil {
+		// Deferred, so a request that ReverseProxy aborts with a panic
+		// (a backend dying mid-body) is counted and logged too.
+		var rm *routeMetrics
+		if ok && p.metrics != nil {
+			if rm = p.metrics.route(route.ID); rm != nil {
+				rm.inflight.Inc()
+			}
+		}
+		rec := &recorder{ResponseWriter: w}
+		w = rec
+		defer p.observe(r, st, rec, rm)
+	}
 	if !ok {
 		errorPage(w, nethttp.StatusNotFound, "404 Not Found: no route for "+NormalizeHost(host)+r.URL.Path)
 		return
 	}
-	st := &reqState{service: route.Service, start: start}
+	st.route = route
+	if route.RedirectHTTPS && r.TLS == nil {
+		p.redirectHTTPS(w, r)
+		return
+	}
 	p.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, st)))
+}
+
+// redirectHTTPS answers a plain-HTTP request with a permanent redirect
+// that keeps its method and body (308) to the same URL over https.
+func (p *Proxy) redirectHTTPS(w nethttp.ResponseWriter, r *nethttp.Request) {
+	host := r.Host
+	if host == "" {
+		host = r.URL.Host
+	}
+	host = NormalizeHost(host)
+	if strings.Contains(host, ":") {
+		host = "[" + host + "]" // IPv6 literal
+	}
+	if port := p.cfg.HTTPSPort; port != 0 && port != 443 {
+		host += ":" + strconv.Itoa(port)
+	}
+	w.Header().Set("Location", "https://"+host+r.URL.RequestURI())
+	w.Header().Set("Cache-Control", "no-store") // routes change; browsers cache 308s
+	w.WriteHeader(nethttp.StatusPermanentRedirect)
 }
 
 func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
@@ -163,12 +267,12 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	}
 	pr.SetXForwarded()
 	out.Header.Set("X-Forwarded-Port", localPort(in))
-	if in.Header.Get("X-Request-Id") == "" {
-		out.Header.Set("X-Request-Id", newRequestID())
-	}
 	start := time.Now()
 	if st != nil {
 		start = st.start
+		if in.Header.Get("X-Request-Id") == "" {
+			out.Header.Set("X-Request-Id", st.requestID)
+		}
 	}
 	out.Header.Set("X-Request-Start", "t="+strconv.FormatInt(start.UnixMilli(), 10))
 }
@@ -201,10 +305,12 @@ func (p *Proxy) proxyError(w nethttp.ResponseWriter, r *nethttp.Request, err err
 	}
 	st, _ := r.Context().Value(ctxKey{}).(*reqState)
 	service := ""
-	if st != nil {
-		service = st.service
+	if st != nil && st.route != nil {
+		service = st.route.Service
 	}
 	switch {
+	case errors.Is(err, errNoLeader):
+		errorPage(w, nethttp.StatusServiceUnavailable, "503 Service Unavailable: service "+strconv.Quote(service)+" has no leader; it may be failing over.")
 	case errors.Is(err, errNoBackend):
 		errorPage(w, nethttp.StatusServiceUnavailable, "503 Service Unavailable: no healthy backend for service "+strconv.Quote(service)+"; the app may be stopped, crashed or still starting.")
 	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
@@ -230,38 +336,74 @@ type balancer struct{ p *Proxy }
 
 func (bl *balancer) RoundTrip(req *nethttp.Request) (*nethttp.Response, error) {
 	st, _ := req.Context().Value(ctxKey{}).(*reqState)
-	if st == nil {
+	if st == nil || st.route == nil {
 		return nil, errors.New("router: request without route")
 	}
+	route := st.route
 	wctx, cancel := context.WithTimeout(req.Context(), bl.p.cfg.BackendWait)
-	list := bl.p.backends.List(wctx, st.service)
+	set := bl.p.backends.view(wctx, route.Service)
 	cancel()
-	b := pick(list, nil)
+	var list []*Backend
+	if set != nil {
+		list = set.list
+	}
+
+	var b *Backend
+	pinned := "" // the instance a valid sticky cookie names
+	switch {
+	case route.LeaderOnly:
+		// Never a follower, not even as a retry: for a database that
+		// would be a write to a replica.
+		if b = set.leader(); b == nil {
+			return nil, errNoLeader
+		}
+		return bl.try(req, st, b)
+	case route.Sticky:
+		pinned = bl.p.stickyInstance(req, route)
+		b = set.byID(pinned)
+	}
+	if b == nil {
+		b = pick(list, nil)
+	}
 	if b == nil {
 		return nil, errNoBackend
 	}
-	resp, err := bl.try(req, b)
-	if err == nil || !retryable(req, err) {
-		return resp, err
+	var rb *replayBody
+	if req.Body != nil && req.Body != nethttp.NoBody && req.GetBody == nil {
+		// A client's body can be sent only once, but a failed dial sent
+		// none of it: keep it for a retry (see replayBody).
+		rb = &replayBody{rc: req.Body}
+		req.Body = rb
 	}
-	// Dial failed: nothing of the request left the router. Another
-	// backend, once, with a fresh body if there is one.
-	next := pick(list, b)
-	if next == nil {
-		return nil, err
-	}
-	retry := req.Clone(req.Context())
-	if req.Body != nil && req.Body != nethttp.NoBody {
-		body, gerr := req.GetBody()
-		if gerr != nil {
+	resp, err := bl.try(req, st, b)
+	if err != nil && retryable(req, err) {
+		// Dial failed: nothing of the request left the router. Another
+		// backend, once, with the body again if there is one.
+		next := pick(list, b)
+		if next == nil {
 			return nil, err
 		}
-		retry.Body = body
+		retry := req.Clone(req.Context())
+		switch {
+		case rb != nil:
+			retry.Body = &replayBody{rc: rb.rc}
+		case req.Body != nil && req.Body != nethttp.NoBody:
+			body, gerr := req.GetBody()
+			if gerr != nil {
+				return nil, err
+			}
+			retry.Body = body
+		}
+		resp, err = bl.try(retry, st, next)
 	}
-	return bl.try(retry, next)
+	if err == nil && route.Sticky && st.backend.Instance.ID != pinned {
+		resp.Header.Add("Set-Cookie", bl.p.stickyCookie(route, st.backend.Instance.ID, st.tls).String())
+	}
+	return resp, err
 }
 
-func (bl *balancer) try(req *nethttp.Request, b *Backend) (*nethttp.Response, error) {
+func (bl *balancer) try(req *nethttp.Request, st *reqState, b *Backend) (*nethttp.Response, error) {
+	st.backend = b
 	req.URL.Host = b.Instance.Addr
 	b.inflight.Add(1)
 	resp, err := bl.p.tr.RoundTrip(req)
@@ -270,9 +412,17 @@ func (bl *balancer) try(req *nethttp.Request, b *Backend) (*nethttp.Response, er
 		return nil, err
 	}
 	if resp.StatusCode == nethttp.StatusSwitchingProtocols {
-		// The upgraded connection's body must stay an io.ReadWriteCloser
-		// for ReverseProxy; it no longer counts as a request in flight.
+		// The upgraded connection no longer counts as a request in
+		// flight; it is tracked so that it can be drained when its
+		// route goes. ReverseProxy needs the body to stay an
+		// io.ReadWriteCloser.
 		b.inflight.Add(-1)
+		if rwc, ok := resp.Body.(io.ReadWriteCloser); ok {
+			uc := &upgradeConn{ReadWriteCloser: rwc, route: st.route}
+			resp.Body = uc
+			st.upgrade = uc
+			bl.p.drain.add(uc)
+		}
 		return resp, nil
 	}
 	resp.Body = &countedBody{ReadCloser: resp.Body, b: b}
@@ -289,8 +439,28 @@ func retryable(req *nethttp.Request, err error) bool {
 	if !errors.As(err, &op) || op.Op != "dial" {
 		return false
 	}
+	if rb, ok := req.Body.(*replayBody); ok {
+		return !rb.read.Load()
+	}
 	return req.Body == nil || req.Body == nethttp.NoBody || req.GetBody != nil
 }
+
+// replayBody carries a request body to the transport without letting it
+// be closed: the transport closes a request's body when the dial fails,
+// though it read none of it, and the retry on another backend needs it.
+// Once anything was read it is no longer retried. Closing the real body
+// stays with ReverseProxy and the server, as without the retry.
+type replayBody struct {
+	rc   io.ReadCloser
+	read atomic.Bool
+}
+
+func (b *replayBody) Read(p []byte) (int, error) {
+	b.read.Store(true)
+	return b.rc.Read(p)
+}
+
+func (b *replayBody) Close() error { return nil }
 
 // countedBody ends a request's in-flight count when the response body is
 // closed.

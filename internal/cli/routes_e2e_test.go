@@ -4,6 +4,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/json"
@@ -11,10 +12,12 @@ import (
 	"fmt"
 	"io"
 	"math/big"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -106,10 +109,34 @@ func TestRoutesAndDomains(t *testing.T) {
 	if out := u.must("routes", "add", "http", "secure.example.test", "--cert", certFile, "--key", keyFile, "--sticky", "-a", "hello"); !strings.Contains(out, "https://secure.example.test/") {
 		t.Fatalf("tls route: %q", out)
 	}
+	// The router answers that domain over HTTPS with the route's own
+	// certificate, by SNI.
+	waitUntil(t, "HTTPS with the route's certificate", 10*time.Second, func() bool {
+		conn, err := tls.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", p.httpsPort), &tls.Config{ServerName: "secure.example.test", InsecureSkipVerify: true})
+		if err != nil {
+			return false
+		}
+		defer conn.Close()
+		cert := conn.ConnectionState().PeerCertificates[0]
+		return cert.Subject.CommonName == "secure.example.test" || slices.Contains(cert.DNSNames, "secure.example.test")
+	})
+
 	out = u.must("routes", "add", "tcp", "-a", "hello")
 	if !strings.Contains(out, "tcp port 20000 to web.hello") {
 		t.Fatalf("routes add tcp said %q", out)
 	}
+	// A TCP route carries bytes: here an HTTP/1.0 exchange, unparsed.
+	waitUntil(t, "the tcp route to reach the app", 10*time.Second, func() bool {
+		conn, err := net.DialTimeout("tcp", "127.0.0.1:20000", time.Second)
+		if err != nil {
+			return false
+		}
+		defer conn.Close()
+		conn.SetDeadline(time.Now().Add(3 * time.Second))
+		fmt.Fprint(conn, "GET /index.html HTTP/1.0\r\n\r\n")
+		b, _ := io.ReadAll(conn)
+		return strings.Contains(string(b), "hello from pier")
+	})
 
 	// Refusals: another app's address, an automatic domain, contradictions.
 	u.fails("already routed", "domains:add", "www.example.test", "-a", "other")

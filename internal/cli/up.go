@@ -19,8 +19,7 @@ func newUpCmd() *cobra.Command {
 	var (
 		sf          serverFlags
 		hf          hostFlags
-		httpPort    int
-		domain      string
+		rf          routerFlags
 		clusterName string
 	)
 	cmd := &cobra.Command{
@@ -39,17 +38,25 @@ previous run are re-adopted.`,
 			if err != nil {
 				return err
 			}
-			if domain != "" {
-				scfg.AppURL = appURLFormat(domain, httpPort)
+			if rf.domain != "" {
+				scfg.AppURL = appURLFormat(rf.domain, rf.httpPort)
+			}
+			if scfg.TCPPortRange, err = rf.tcpRange(); err != nil {
+				return err
 			}
 			srv, err := server.Start(ctx, scfg)
 			if err != nil {
 				return err
 			}
 			defer srv.Close()
-			rt, err := router.Start(ctx, router.ServerConfig{
-				Client: srv.Client, HTTPAddr: fmt.Sprintf(":%d", httpPort), Domain: domain, Log: scfg.Log,
-			})
+			rcfg, closers, err := rf.config(srv, scfg)
+			for _, c := range closers {
+				defer c.Close()
+			}
+			if err != nil {
+				return fmt.Errorf("router: %w", err)
+			}
+			rt, err := router.Start(ctx, rcfg)
 			if err != nil {
 				return fmt.Errorf("router: %w", err)
 			}
@@ -85,8 +92,7 @@ previous run are re-adopted.`,
 	}
 	sf.register(cmd)
 	hf.register(cmd, false)
-	cmd.Flags().IntVar(&httpPort, "http-port", 8080, "the router's HTTP port, on every interface")
-	cmd.Flags().StringVar(&domain, "domain", "localhost", "cluster domain: an app with a web process answers at APP.DOMAIN")
+	rf.register(cmd)
 	cmd.Flags().StringVar(&clusterName, "cluster-name", "local", "the name this cluster gets in the CLI's config")
 	return cmd
 }

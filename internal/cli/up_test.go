@@ -36,8 +36,8 @@ func TestMain(m *testing.M) {
 }
 
 // upPorts are the ports of a `pier up`: etcd client and peer, API, DNS,
-// host API, router HTTP.
-type upPorts [6]int
+// host API, router HTTP and HTTPS.
+type upPorts [7]int
 
 func freeUpPorts(t *testing.T) upPorts {
 	var p upPorts
@@ -55,6 +55,7 @@ type upProc struct {
 	cmd        *exec.Cmd
 	apiPort    int
 	httpPort   int
+	httpsPort  int
 	configHome string
 	etcdURL    string
 	stderr     *strings.Builder
@@ -67,8 +68,9 @@ func startUp(t *testing.T, dataDir string, ports upPorts) *upProc {
 	cmd := exec.Command(pierBin, "up", "--data-dir", dataDir,
 		"--etcd-client-port", strconv.Itoa(ports[0]), "--etcd-peer-port", strconv.Itoa(ports[1]),
 		"--api-port", strconv.Itoa(ports[2]), "--dns-port", strconv.Itoa(ports[3]),
-		"--host-api-port", strconv.Itoa(ports[4]), "--http-port", strconv.Itoa(ports[5]))
-	p := &upProc{cmd: cmd, apiPort: ports[2], httpPort: ports[5], stderr: &strings.Builder{}, exited: make(chan struct{}),
+		"--host-api-port", strconv.Itoa(ports[4]), "--http-port", strconv.Itoa(ports[5]),
+		"--https-port", strconv.Itoa(ports[6]))
+	p := &upProc{cmd: cmd, apiPort: ports[2], httpPort: ports[5], httpsPort: ports[6], stderr: &strings.Builder{}, exited: make(chan struct{}),
 		etcdURL: "https://127.0.0.1:" + strconv.Itoa(ports[0]), configHome: configHome(dataDir)}
 	cmd.Env = append(os.Environ(), "XDG_CONFIG_HOME="+p.configHome)
 	cmd.Stderr = p.stderr

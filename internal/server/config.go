@@ -54,6 +54,9 @@ type Config struct {
 	// with {app} for its name ("http://{app}.example.com"); empty when
 	// no router serves the cluster's domain.
 	AppURL string
+	// TCPPortRange is the router ports TCP routes may take (the
+	// controller's default when zero).
+	TCPPortRange [2]int
 
 	Log      *slog.Logger
 	Registry *prometheus.Registry

@@ -1,0 +1,113 @@
+package cli
+
+import (
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/pierpaas/pier/internal/pki"
+	"github.com/pierpaas/pier/internal/server"
+	"github.com/pierpaas/pier/router"
+)
+
+// routerFlags configure the router role.
+type routerFlags struct {
+	httpPort, httpsPort int
+	domain              string
+	tcpPorts            string
+	acmeEmail, acmeDir  string
+	accessLog           string
+}
+
+func (f *routerFlags) register(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.IntVar(&f.httpPort, "http-port", 8080, "the router's HTTP port, on every interface")
+	fl.IntVar(&f.httpsPort, "https-port", 8443, "the router's HTTPS port, on every interface (0: no HTTPS)")
+	fl.StringVar(&f.domain, "domain", "localhost", "cluster domain: an app with a web process answers at APP.DOMAIN")
+	fl.StringVar(&f.tcpPorts, "tcp-ports", "20000-20999", `ports TCP routes may take, LOW-HIGH ("": no TCP routes)`)
+	fl.StringVar(&f.acmeEmail, "acme-email", "", "contact for the ACME account of routes with --acme; using ACME accepts the CA's terms of service")
+	fl.StringVar(&f.acmeDir, "acme-directory", router.LetsEncryptURL, "ACME directory URL (Let's Encrypt by default; its staging: "+router.LetsEncryptStagingURL+")")
+	fl.StringVar(&f.accessLog, "access-log", "", `write a JSON line per request to this file ("-": stdout)`)
+}
+
+// tcpRange parses --tcp-ports; zeros turn TCP routes off.
+func (f *routerFlags) tcpRange() ([2]int, error) {
+	if f.tcpPorts == "" {
+		return [2]int{}, nil
+	}
+	lo, hi, ok := strings.Cut(f.tcpPorts, "-")
+	l, err1 := strconv.Atoi(lo)
+	h, err2 := strconv.Atoi(hi)
+	if !ok || err1 != nil || err2 != nil || l < 1 || h > 65535 || l > h {
+		return [2]int{}, fmt.Errorf("--tcp-ports %q: want LOW-HIGH within 1-65535", f.tcpPorts)
+	}
+	return [2]int{l, h}, nil
+}
+
+// config builds the router's configuration for a node whose server role
+// is srv; closers are to be called after the router is closed.
+func (f *routerFlags) config(srv *server.Server, scfg server.Config) (router.ServerConfig, []io.Closer, error) {
+	var closers []io.Closer
+	cfg := router.ServerConfig{
+		Client: srv.Client, HTTPAddr: fmt.Sprintf(":%d", f.httpPort), Domain: f.domain,
+		Log: scfg.Log, Registry: scfg.Registry,
+	}
+	ports, err := f.tcpRange()
+	if err != nil {
+		return cfg, nil, err
+	}
+	cfg.TCP = router.TCPConfig{PortLow: ports[0], PortHigh: ports[1]}
+	key, err := stickyKey(filepath.Join(scfg.DataDir, "router", "sticky.key"))
+	if err != nil {
+		return cfg, nil, err
+	}
+	cfg.StickyKey = key
+	switch f.accessLog {
+	case "":
+	case "-":
+		cfg.AccessLog = os.Stdout
+	default:
+		w, err := os.OpenFile(f.accessLog, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
+		if err != nil {
+			return cfg, nil, err
+		}
+		cfg.AccessLog = w
+		closers = append(closers, w)
+	}
+	if f.httpsPort != 0 {
+		cfg.HTTPSAddr = fmt.Sprintf(":%d", f.httpsPort)
+		am, err := router.NewACME(router.ACMEConfig{DirectoryURL: f.acmeDir, Email: f.acmeEmail, Client: srv.Client, Log: scfg.Log})
+		if err != nil {
+			return cfg, nil, err
+		}
+		cfg.ACME = am
+		closers = append(closers, am)
+	}
+	return cfg, closers, nil
+}
+
+// stickyKey loads the key that signs sticky-session cookies, making it
+// on first use, so clients keep their backend across restarts.
+func stickyKey(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err == nil && len(b) >= 32 {
+		return b, nil
+	}
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	b = make([]byte, 32)
+	rand.Read(b)
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, err
+	}
+	return b, pki.WriteFile(path, b)
+}
