@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -124,10 +123,3 @@ func printable(s string) bool {
 
 // handlerFunc is an endpoint that returns its error instead of writing it.
 type handlerFunc func(w http.ResponseWriter, r *http.Request) error
-
-func plural(n int, one, many string) string {
-	if n == 1 {
-		return fmt.Sprintf("%d %s", n, one)
-	}
-	return fmt.Sprintf("%d %s", n, many)
-}

@@ -69,7 +69,7 @@ func newAppsCmd() *cobra.Command {
 			}
 			rows := [][]string{}
 			for _, a := range apps {
-				rows = append(rows, []string{a.Name, releaseName(a.LatestVersion, a.Release), ago(a.CreatedAt)})
+				rows = append(rows, []string{a.Name, releaseName(a.Release), ago(a.CreatedAt)})
 			}
 			table(os.Stdout, []string{"NAME", "RELEASE", "CREATED"}, rows)
 			return nil
@@ -89,7 +89,7 @@ func orJSON(v any, err error) error {
 
 // releaseName shows an app's current release: "v3", or "-" before the
 // first deployment.
-func releaseName(_ int, id string) string {
+func releaseName(id string) string {
 	if id == "" {
 		return "-"
 	}
@@ -140,7 +140,7 @@ func newInfoCmd() *cobra.Command {
 				kind += fmt.Sprintf(" of %d", app.Strategy.BatchSize)
 			}
 			fmt.Printf("=== %s\n", app.Name)
-			fmt.Printf("Release:    %s\n", releaseName(0, app.Release))
+			fmt.Printf("Release:    %s\n", releaseName(app.Release))
 			if app.URL != "" {
 				fmt.Printf("URL:        %s\n", app.URL)
 			}
