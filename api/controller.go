@@ -31,6 +31,13 @@ import "time"
 //	GET    /v1/apps/{app}/routes                 []Route (tls.key_pem always empty)
 //	POST   /v1/apps/{app}/routes                 Route without id → Route (201); 409 if its domain+path or port is taken
 //	DELETE /v1/apps/{app}/routes/{id}            (204)
+//	POST   /v1/apps/{app}/builds?source=S       gzipped tar body → BuildEvent lines (200, streamed)
+//	GET    /v1/apps/{app}/builds                 []Build, newest first
+//	GET    /v1/apps/{app}/builds/{id}            Build ("latest" or its id)
+//	GET    /v1/apps/{app}/builds/{id}/output     text
+//	GET    /v1/ssh-keys                          []SSHKey
+//	POST   /v1/ssh-keys                          AddSSHKeyRequest → SSHKey (201); 409 if registered
+//	DELETE /v1/ssh-keys/{id}                     (204) by id, fingerprint or comment
 //	GET    /v1/events?app=APP                    text/event-stream of Event; Last-Event-ID resumes
 //	PUT    /v1/blobs/sha256/{digest}             (201) GET and HEAD with ranges too
 //	GET    /v1/api-keys                          []APIKey

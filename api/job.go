@@ -77,6 +77,9 @@ type Job struct {
 	// one who attaches misses none of its output.
 	TTY   bool `json:"tty,omitempty"`
 	Stdin bool `json:"stdin,omitempty"`
+	// Writable lets the job write to its root file system and /app (into
+	// layers of its own that vanish with it), as a build must.
+	Writable bool `json:"writable,omitempty"`
 
 	Desired   Desired   `json:"desired"`
 	CreatedAt time.Time `json:"created_at"`

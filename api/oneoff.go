@@ -30,6 +30,7 @@ type OneOff struct {
 	Tags      map[string]string `json:"tags,omitempty"`
 	TTY       bool              `json:"tty,omitempty"`
 	Stdin     bool              `json:"stdin,omitempty"`
+	Writable  bool              `json:"writable,omitempty"`
 	StopGrace Duration          `json:"stop_grace,omitempty"`
 	CreatedAt time.Time         `json:"created_at"`
 }

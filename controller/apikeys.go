@@ -70,6 +70,11 @@ func (c *Controller) authenticate(r *http.Request) error {
 	if !ok || key == "" {
 		return api.Errorf(api.ErrCodeUnauthenticated, "an API key is required (Authorization: Bearer KEY)")
 	}
+	return c.checkKey(key)
+}
+
+// checkKey checks an API key's secret.
+func (c *Controller) checkKey(key string) error {
 	id := keyID(key)
 	if id != "" {
 		if it, found := c.keys.Get(store.APIKeysPrefix + id); found {
@@ -81,6 +86,10 @@ func (c *Controller) authenticate(r *http.Request) error {
 	}
 	return api.Errorf(api.ErrCodeUnauthenticated, "the API key is not valid")
 }
+
+// AuthorizeAPIKey checks an API key (for the git receiver, where it is
+// the HTTP password).
+func (c *Controller) AuthorizeAPIKey(_ context.Context, key string) error { return c.checkKey(key) }
 
 // BootstrapKey makes sure the cluster has an API key. The first server to
 // find none creates one and writes it to file (0600) for the operator;

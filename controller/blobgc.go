@@ -56,6 +56,13 @@ func (c *Controller) CollectBlobs(ctx context.Context, keep int) ([]string, erro
 			}
 		}
 	}
+	builds, _, err := store.List[api.Build](ctx, c.Client, store.BuildsPrefix)
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range keptBuildBlobs(builds, keep) {
+		digests[d] = true
+	}
 	removed, err := c.Blobs.GC(func(d string) bool { return digests[d] })
 	if len(removed) > 0 {
 		c.Log.Info("blobs collected", "removed", len(removed))
@@ -77,4 +84,25 @@ func (c *Controller) collectBlobsEvery(ctx context.Context, every time.Duration,
 			}
 		}
 	}
+}
+
+// keptBuildBlobs are the blobs builds need: the source of a build still
+// going, and the cache and output of each app's newest keep builds.
+func keptBuildBlobs(items []store.Item[api.Build], keep int) []string {
+	byApp := map[string][]api.Build{}
+	var out []string
+	for _, it := range items {
+		b := it.Value
+		byApp[b.App] = append(byApp[b.App], b)
+		if b.FinishedAt.IsZero() {
+			out = append(out, b.SourceSHA256)
+		}
+	}
+	for _, list := range byApp {
+		sort.Slice(list, func(i, j int) bool { return list[i].CreatedAt.After(list[j].CreatedAt) })
+		for _, b := range list[:min(keep, len(list))] {
+			out = append(out, b.CacheSHA256, b.OutputSHA256)
+		}
+	}
+	return out
 }

@@ -41,6 +41,13 @@ type Config struct {
 	// included (DefaultTCPPortRange when zero). It must match the
 	// routers' range: a router ignores a route outside its own.
 	TCPPortRange [2]int
+	// BuildResources bound each build job (DefaultBuildResources when
+	// zero); BuildCA is the PEM of the CA that signed this server's
+	// certificate, which build jobs verify it by.
+	BuildResources api.Resources
+	BuildCA        []byte
+	// Git is what GET /v1/git answers: where the SSH git receiver is.
+	Git api.GitInfo
 }
 
 // Controller serves the management API.
@@ -90,6 +97,9 @@ func (c *Controller) Ready() <-chan struct{} { return c.keys.Synced() }
 func (c *Controller) Register(mux *http.ServeMux) {
 	for _, rt := range c.routes() {
 		mux.Handle(rt.pattern, c.wrap(rt.h))
+	}
+	for pattern, h := range c.buildJobRoutes() {
+		mux.Handle(pattern, c.wrapBuildJob(h))
 	}
 	mux.Handle("GET /v1/openapi.json", c.wrap(func(w http.ResponseWriter, r *http.Request) error {
 		writeJSON(w, http.StatusOK, openAPI(c.routes()))

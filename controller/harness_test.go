@@ -27,6 +27,7 @@ type env struct {
 	cli   *client.Controller
 	key   string
 	blobs *blobstore.Store
+	host  *testcluster.Host // h1, on the fake runtime
 }
 
 func newEnv(t *testing.T, blobOpts ...blobstore.Option) *env {
@@ -70,7 +71,7 @@ func newEnv(t *testing.T, blobOpts ...blobstore.Option) *env {
 		t.Fatal("controller not ready")
 	}
 	e.cli = e.client(key)
-	tc.AddHost("h1", testcluster.HostOptions{})
+	e.host = tc.AddHost("h1", testcluster.HostOptions{})
 	tc.StartScheduler("s1")
 	dep := &deployer.Loop{Client: tc.Client, Name: "d1", Log: tc.Log, LeaseTTL: time.Second}
 	go dep.Run(ctx)

@@ -2,7 +2,6 @@ package controller
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"net"
@@ -190,22 +189,7 @@ func (c *Controller) hostClient(ctx context.Context, hostID string) (*client.Hos
 }
 
 // oneOffID makes a one-off's id: "<app>-run-<random>", a DNS label.
-func oneOffID(app string) string {
-	const digits = "0123456789abcdefghijklmnopqrstuvwxyz"
-	var b [10]byte
-	rand.Read(b[:])
-	for i := range b {
-		b[i] = digits[int(b[i])%len(digits)]
-	}
-	base := app
-	if len(base) > 63-len("-run-")-len(b) {
-		base = base[:63-len("-run-")-len(b)]
-	}
-	for len(base) > 0 && base[len(base)-1] == '-' {
-		base = base[:len(base)-1]
-	}
-	return base + "-run-" + string(b[:])
-}
+func oneOffID(app string) string { return newID(app, "run") }
 
 func (c *Controller) run(w http.ResponseWriter, r *http.Request) error {
 	var req api.RunRequest

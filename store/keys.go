@@ -9,18 +9,22 @@ import (
 // The keyspace: one prefix per object, each ending in '/' so that a prefix
 // never matches a sibling (/pier/apps/ vs /pier/apps-old/).
 const (
-	Root              = "/pier/"
-	HostsPrefix       = "/pier/hosts/"       // <host>
-	AppsPrefix        = "/pier/apps/"        // <app>
-	ReleasesPrefix    = "/pier/releases/"    // <release>
-	FormationsPrefix  = "/pier/formations/"  // <app>
-	JobsPrefix        = "/pier/jobs/"        // <host>/<job>: spec + desired state
-	JobStatusPrefix   = "/pier/job-status/"  // <job>: observed state
-	ServicesPrefix    = "/pier/services/"    // <service>/<instance>
-	RoutesPrefix      = "/pier/routes/"      // <route>
-	RouteIndexPrefix  = "/pier/route-index/" // http/<domain><path>, tcp/<port>: the route that owns it
-	DeploymentsPrefix = "/pier/deployments/" // <deployment>: the new release's id
-	APIKeysPrefix     = "/pier/api-keys/"    // <key id>: the controller's API keys
+	Root               = "/pier/"
+	HostsPrefix        = "/pier/hosts/"              // <host>
+	AppsPrefix         = "/pier/apps/"               // <app>
+	ReleasesPrefix     = "/pier/releases/"           // <release>
+	FormationsPrefix   = "/pier/formations/"         // <app>
+	JobsPrefix         = "/pier/jobs/"               // <host>/<job>: spec + desired state
+	JobStatusPrefix    = "/pier/job-status/"         // <job>: observed state
+	ServicesPrefix     = "/pier/services/"           // <service>/<instance>
+	RoutesPrefix       = "/pier/routes/"             // <route>
+	RouteIndexPrefix   = "/pier/route-index/"        // http/<domain><path>, tcp/<port>: the route that owns it
+	DeploymentsPrefix  = "/pier/deployments/"        // <deployment>: the new release's id
+	APIKeysPrefix      = "/pier/api-keys/"           // <key id>: the controller's API keys
+	BuildsPrefix       = "/pier/builds/"             // <build>
+	BuildSecretsPrefix = "/pier/build-secrets/"      // <build>: the hash of the build job's token
+	SSHKeysPrefix      = "/pier/ssh-keys/"           // <key id>: public keys that may git push
+	GitHostKey         = "/pier/gitreceive/host-key" // the git receivers' shared SSH host key (PEM)
 )
 
 // ErrBadKey reports a key part that would change the key's shape.

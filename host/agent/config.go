@@ -45,6 +45,10 @@ type Config struct {
 	Runtime     string
 	RuntimeImpl runtime.Runtime
 	Launcher    Launcher
+	// PierBinary is the pier executable bound read-only at api.PierBinary
+	// in every container (the builder and slug runner are subcommands of
+	// it); with the runc runtime it is the running executable by default.
+	PierBinary string
 	// ShimSocketDir holds the shims' sockets; it must be a short path.
 	ShimSocketDir string
 	// PortLow and PortHigh bound the ports allocated to jobs.
@@ -86,6 +90,13 @@ func (c *Config) setDefaults() error {
 	}
 	if c.Runtime == "" {
 		c.Runtime = "runc"
+	}
+	if c.PierBinary == "" && c.Runtime == "runc" && c.RuntimeImpl == nil {
+		exe, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("agent: find the pier executable: %w", err)
+		}
+		c.PierBinary = exe
 	}
 	if c.ShimSocketDir == "" {
 		c.ShimSocketDir = filepath.Join("/run/pier/shims", shortHash(c.DataDir))

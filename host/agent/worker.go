@@ -115,10 +115,14 @@ func (w *worker) run(ctx context.Context, adopted bool) {
 // launch prepares the job's directory and starts its shim.
 func (w *worker) launch(ctx context.Context) error {
 	a, job := w.a, &w.lj.Job
-	spec := runtime.Spec{ID: job.ID, Args: job.Args, TTY: job.TTY, Limits: runtime.Limits{
+	spec := runtime.Spec{ID: job.ID, Args: job.Args, TTY: job.TTY, Writable: job.Writable, Limits: runtime.Limits{
 		MemoryMB: job.Resources.MemoryMB, CPUMillis: job.Resources.CPUMillis,
 		PIDs: job.Resources.PIDs, DiskMB: job.Resources.DiskMB,
 	}}
+	if a.cfg.PierBinary != "" {
+		// The builder and the slug runner are subcommands of pier.
+		spec.Mounts = append(spec.Mounts, runtime.Mount{Source: a.cfg.PierBinary, Destination: api.PierBinary, ReadOnly: true})
+	}
 	if job.Artifact != nil {
 		dir, err := a.artifacts.Fetch(ctx, job.Artifact.URI, job.Artifact.SHA256)
 		if err != nil {

@@ -23,15 +23,7 @@ var (
 // controllerClient connects to the cluster the flags, the environment and
 // the config file name.
 func controllerClient() (*client.Controller, error) {
-	path, err := cliconfig.DefaultPath()
-	if err != nil {
-		return nil, err
-	}
-	cfg, err := cliconfig.Load(path)
-	if err != nil {
-		return nil, err
-	}
-	cl, err := cliconfig.Resolve(cfg, clusterFlag, os.Getenv)
+	cl, err := currentCluster()
 	if err != nil {
 		return nil, err
 	}
@@ -40,6 +32,20 @@ func controllerClient() (*client.Controller, error) {
 		return nil, err
 	}
 	return client.NewController(cl.URL, cl.Key, tlsCfg)
+}
+
+// currentCluster is the cluster commands talk to: --cluster, then the
+// environment, then the config's default.
+func currentCluster() (cliconfig.Cluster, error) {
+	path, err := cliconfig.DefaultPath()
+	if err != nil {
+		return cliconfig.Cluster{}, err
+	}
+	cfg, err := cliconfig.Load(path)
+	if err != nil {
+		return cliconfig.Cluster{}, err
+	}
+	return cliconfig.Resolve(cfg, clusterFlag, os.Getenv)
 }
 
 // appCommand is a command about one app: -a/--app, PIER_APP, or the git

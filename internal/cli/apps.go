@@ -12,6 +12,7 @@ import (
 
 	"github.com/pierpaas/pier/api"
 	"github.com/pierpaas/pier/client"
+	"github.com/pierpaas/pier/internal/cliconfig"
 )
 
 func newCreateCmd() *cobra.Command {
@@ -37,6 +38,20 @@ func newCreateCmd() *cobra.Command {
 				return err
 			}
 			fmt.Printf("Created %s\n", app.Name)
+			// As heroku create does: inside a git checkout without a pier
+			// remote, add one.
+			if inGitCheckout(".") {
+				if _, err := cliconfig.AppFromGit("."); errors.Is(err, cliconfig.ErrNoGitRemote) {
+					cl, err := currentCluster()
+					if err == nil {
+						err = configureGitRemote(".", app.Name, cl, nil)
+					}
+					if err != nil {
+						return fmt.Errorf("created %s, but could not add the git remote: %w", app.Name, err)
+					}
+					fmt.Printf("Git remote %s: %s\n", cliconfig.GitRemote, gitRemoteURL(cl, app.Name, nil))
+				}
+			}
 			return nil
 		},
 	}

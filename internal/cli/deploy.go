@@ -20,16 +20,19 @@ import (
 
 func newDeployCmd() *cobra.Command {
 	var ac appCommand
-	var noWait bool
+	var noWait, noBuild bool
 	cmd := &cobra.Command{
 		Use:   "deploy [DIR]",
-		Short: "Deploy a directory as the app's next release",
+		Short: "Build a directory on the cluster and deploy it as the app's next release",
 		Long: `Deploy DIR (default: the current directory) as a new release: pier packs
-it into a tarball (leaving out .git), uploads it to the cluster's blobstore,
-and creates a release whose process types come from DIR/Procfile. The
-release keeps the current config vars, and is rolled out by the app's
-deploy strategy; pier waits for the deployment and fails if it is rolled
-back, saying why.`,
+it into a tarball (leaving out .git) and uploads it; the cluster builds it
+with buildpacks, as git push pier main does, showing the build's output,
+and releases the slug. The release keeps the current config vars, and is
+rolled out by the app's deploy strategy; pier waits for the deployment and
+fails if the build fails or the deployment is rolled back, saying why.
+
+With --no-build, DIR is released as it is, with the process types of
+DIR/Procfile, without a build step.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			dir := "."
@@ -42,9 +45,11 @@ back, saying why.`,
 			}
 			defer c.Close()
 			ctx := cmd.Context()
-			procs, err := readProcfile(app, dir)
-			if err != nil {
-				return err
+			var procs map[string]api.ProcessType
+			if noBuild {
+				if procs, err = readProcfile(app, dir); err != nil {
+					return err
+				}
 			}
 			tmp, err := os.CreateTemp("", "pier-deploy-*.tar.gz")
 			if err != nil {
@@ -69,6 +74,17 @@ back, saying why.`,
 				bar = os.Stderr
 			}
 			p := tarball.NewProgress(bar, stats.Written, "-----> uploading")
+			if !noBuild {
+				ev, err := c.Build(ctx, app, "upload", stats.Written, io.TeeReader(tmp, p), printBuildEvent)
+				p.Done()
+				if err != nil {
+					return err
+				}
+				if a, err := c.App(ctx, app); err == nil && a.URL != "" && ev.Result != nil {
+					fmt.Printf("Release v%d\n%s is live at %s\n", ev.Result.Release.Version, a.Name, a.URL)
+				}
+				return nil
+			}
 			if err := c.PutBlob(ctx, digest, stats.Written, io.TeeReader(tmp, p)); err != nil {
 				return fmt.Errorf("upload: %w", err)
 			}
@@ -84,7 +100,8 @@ back, saying why.`,
 		},
 	}
 	ac.register(cmd)
-	cmd.Flags().BoolVar(&noWait, "no-wait", false, "return once the release is made, without waiting for its deployment")
+	cmd.Flags().BoolVar(&noWait, "no-wait", false, "with --no-build: return once the release is made, without waiting for its deployment")
+	cmd.Flags().BoolVar(&noBuild, "no-build", false, "release DIR as it is, with DIR/Procfile, without building it")
 	return cmd
 }
 

@@ -57,6 +57,9 @@ func newRoot() *cobra.Command {
 		newClusterCmd(), newAPIKeysCmd())
 	root.AddCommand(colonAliases()...)
 	root.AddCommand(routeCommands()...)
+	root.AddCommand(keysCommands()...)
+	root.AddCommand(buildsCommands()...)
+	root.AddCommand(newGitRemoteCmd(), newGitCredentialCmd())
 	return root
 }
 

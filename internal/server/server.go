@@ -273,7 +273,7 @@ func (s *Server) startController(ctx, runCtx context.Context) error {
 	s.Controller = controller.New(controller.Config{
 		Client: s.Client, Blobs: s.Blobs, BlobURL: "https://" + s.cfg.APIAddr(),
 		HostTLS: s.Creds.ClientConfig(), Log: s.cfg.Log, AppURL: s.cfg.AppURL,
-		TCPPortRange: s.cfg.TCPPortRange,
+		TCPPortRange: s.cfg.TCPPortRange, BuildCA: s.CA.CertPEM,
 	})
 	go s.Controller.Run(runCtx)
 	select {

@@ -107,7 +107,10 @@ func (c *Cluster) Endpoints() []string {
 func (c *Cluster) Credentials() *pki.Credentials {
 	c.t.Helper()
 	dir := filepath.Join(c.t.TempDir(), "client")
-	if err := c.CA.Issue(dir, pki.Request{CommonName: "client", Role: "client"}); err != nil {
+	// Host agents of in-process clusters serve their API with these too,
+	// on loopback.
+	if err := c.CA.Issue(dir, pki.Request{CommonName: "client", Role: "client",
+		DNSNames: []string{"localhost"}, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}}); err != nil {
 		c.t.Fatal(err)
 	}
 	creds, err := pki.LoadCredentials(dir)

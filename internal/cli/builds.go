@@ -1,0 +1,108 @@
+package cli
+
+import (
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/pierpaas/pier/api"
+)
+
+// buildsCommands are `pier builds`, `builds info ID` and `builds output
+// ID` (also builds:output, as Heroku's builds:output).
+func buildsCommands() []*cobra.Command {
+	var ac appCommand
+	var asJSON bool
+	builds := &cobra.Command{
+		Use:   "builds",
+		Short: "List the app's builds, newest first",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			app, c, err := ac.resolve()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			list, err := c.Builds(cmd.Context(), app)
+			if err != nil || asJSON {
+				return orJSON(list, err)
+			}
+			rows := [][]string{}
+			for _, b := range list {
+				rows = append(rows, []string{b.ID, string(b.State), orDash(shortSource(b.Source)),
+					orDash(strings.Join(b.Buildpacks, ",")), orDash(b.Release), ago(b.CreatedAt), orDash(firstLineOf(b.Error))})
+			}
+			table(os.Stdout, []string{"ID", "STATE", "SOURCE", "BUILDPACKS", "RELEASE", "CREATED", "ERROR"}, rows)
+			return nil
+		},
+	}
+	ac.register(builds)
+	builds.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+
+	output := func(use string) *cobra.Command {
+		var ac appCommand
+		cmd := &cobra.Command{
+			Use:   use + " [ID]",
+			Short: "Print a finished build's output (default: the latest build)",
+			Args:  cobra.MaximumNArgs(1),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				app, c, err := ac.resolve()
+				if err != nil {
+					return err
+				}
+				defer c.Close()
+				id := "latest"
+				if len(args) == 1 {
+					id = args[0]
+				}
+				return c.BuildOutput(cmd.Context(), app, id, os.Stdout)
+			},
+		}
+		ac.register(cmd)
+		return cmd
+	}
+	info := &cobra.Command{
+		Use:   "info [ID]",
+		Short: "Show a build (default: the latest) as JSON",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			app, c, err := ac.resolve()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			id := "latest"
+			if len(args) == 1 {
+				id = args[0]
+			}
+			b, err := c.BuildInfo(cmd.Context(), app, id)
+			return orJSON(b, err)
+		},
+	}
+	ac.register(info)
+	builds.AddCommand(output("output"), info)
+	alias := output("builds:output")
+	alias.Hidden = true
+	return []*cobra.Command{builds, alias}
+}
+
+// shortSource abbreviates a commit id.
+func shortSource(s string) string {
+	if len(s) == 40 {
+		return s[:8]
+	}
+	return s
+}
+
+func firstLineOf(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	return line
+}
+
+// printBuildEvent shows a build's progress as it comes.
+func printBuildEvent(ev api.BuildEvent) {
+	if ev.Output != "" {
+		os.Stderr.WriteString(ev.Output)
+	}
+}
