@@ -34,7 +34,7 @@ test: setup
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 20m ./...
 
-## bench: run Go benchmarks, the scheduler, host agent and router benchmarks, then every executable script in bench/
+## bench: run Go benchmarks, the scheduler, host agent, router and deploy benchmarks, then every executable script in bench/
 # SETUP_BENCH=1 reaches scripts/setup through the setup prerequisite: it
 # also installs the benchmarks' tools (nginx, haproxy, wrk for bench/router).
 bench: export SETUP_BENCH = 1
@@ -43,6 +43,7 @@ bench: setup
 	$(GO) run ./bench/scheduler
 	$(GO) run ./bench/host
 	$(GO) run ./bench/router
+	$(GO) run ./bench/deploy
 	@for s in bench/*; do \
 		[ -f "$$s" ] && [ -x "$$s" ] || continue; \
 		echo "== $$s"; "$$s"; \

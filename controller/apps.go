@@ -182,6 +182,9 @@ func (c *Controller) deleteApp(w http.ResponseWriter, r *http.Request) error {
 	if err := deleteWhere(ctx, c, store.DeploymentsPrefix, func(d api.Deployment) bool { return d.App == name }); err != nil {
 		return err
 	}
+	if err := deleteWhere(ctx, c, store.BuildsPrefix, func(b api.Build) bool { return b.App == name }); err != nil {
+		return err
+	}
 	if err := deleteWhere(ctx, c, store.ReleasesPrefix, func(rel api.Release) bool { return rel.App == name }); err != nil {
 		return err
 	}

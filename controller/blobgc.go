@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"sort"
 	"time"
 
@@ -63,6 +64,12 @@ func (c *Controller) CollectBlobs(ctx context.Context, keep int) ([]string, erro
 	for _, d := range keptBuildBlobs(builds, keep) {
 		digests[d] = true
 	}
+	// A build older than those keeps its record no longer than its output.
+	for _, id := range oldBuilds(builds, keep) {
+		if err := store.Delete(ctx, c.Client, store.BuildsPrefix+id); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return nil, err
+		}
+	}
 	removed, err := c.Blobs.GC(func(d string) bool { return digests[d] })
 	if len(removed) > 0 {
 		c.Log.Info("blobs collected", "removed", len(removed))
@@ -84,6 +91,24 @@ func (c *Controller) collectBlobsEvery(ctx context.Context, every time.Duration,
 			}
 		}
 	}
+}
+
+// oldBuilds are the finished builds beyond each app's newest keep.
+func oldBuilds(items []store.Item[api.Build], keep int) []string {
+	byApp := map[string][]api.Build{}
+	for _, it := range items {
+		byApp[it.Value.App] = append(byApp[it.Value.App], it.Value)
+	}
+	var out []string
+	for _, list := range byApp {
+		sort.Slice(list, func(i, j int) bool { return list[i].CreatedAt.After(list[j].CreatedAt) })
+		for _, b := range list[min(keep, len(list)):] {
+			if !b.FinishedAt.IsZero() {
+				out = append(out, b.ID)
+			}
+		}
+	}
+	return out
 }
 
 // keptBuildBlobs are the blobs builds need: the source of a build still

@@ -121,3 +121,15 @@ func (c *Controller) gitInfo(w http.ResponseWriter, r *http.Request) error {
 	writeJSON(w, http.StatusOK, c.Git)
 	return nil
 }
+
+// AppExists reports whether an app exists (for the git receiver).
+func (c *Controller) AppExists(ctx context.Context, name string) (bool, error) {
+	if api.ValidateAppName(name) != nil {
+		return false, nil
+	}
+	_, _, err := store.Get[api.App](ctx, c.Client, appKey(name))
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}

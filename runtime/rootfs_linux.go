@@ -95,7 +95,7 @@ func (r *Runc) prepare(s Spec, dir string) error {
 			}
 		}
 		// The app user owns what it may write, as on Heroku.
-		if err := os.Chown(filepath.Join(disk, "app-upper"), appUID, appGID); err != nil {
+		if err := os.Chown(filepath.Join(disk, "app-upper"), AppUID, AppGID); err != nil {
 			return err
 		}
 		if err := overlay(p.app, []string{s.AppDir}, filepath.Join(disk, "app-upper"), filepath.Join(disk, "app-work")); err != nil {

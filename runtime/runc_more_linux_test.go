@@ -150,7 +150,7 @@ func TestOCISpec(t *testing.T) {
 	r := &Runc{swapLimit: true}
 	s := Spec{ID: "web-1", Args: []string{"true"}, Limits: Limits{MemoryMB: 64, CPUMillis: 250, PIDs: 50}}.withDefaults()
 	c := r.ociSpec(s, bundlePaths{etc: "/b/etc", tmp: "/b/tmp", hostBinds: []string{"/usr"}})
-	if !c.Root.Readonly || !c.Process.NoNewPrivileges || c.Process.User.UID != appUID {
+	if !c.Root.Readonly || !c.Process.NoNewPrivileges || c.Process.User.UID != AppUID {
 		t.Errorf("root %+v nnp %v user %+v", c.Root, c.Process.NoNewPrivileges, c.Process.User)
 	}
 	m := c.Linux.Resources

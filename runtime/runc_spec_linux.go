@@ -7,14 +7,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The unprivileged user jobs run as, unless Spec.Root. The generated
-// /etc/passwd of the stack names it "app" with /app as its home, like a
-// Heroku dyno.
-const (
-	appUID = 1000
-	appGID = 1000
-)
-
 // capabilities is the whole capability set of a job: enough for a root
 // process to own files and drop to another user (images whose entrypoint
 // starts as root and steps down), nothing that reaches the kernel, the
@@ -58,7 +50,7 @@ type bundlePaths struct {
 // ociSpec is the config.json of a job. Its root is the bundle's rootfs,
 // the overlay that prepare mounts.
 func (r *Runc) ociSpec(s Spec, p bundlePaths) *specs.Spec {
-	uid, gid := uint32(appUID), uint32(appGID)
+	uid, gid := uint32(AppUID), uint32(AppGID)
 	if s.Root {
 		uid, gid = 0, 0
 	}

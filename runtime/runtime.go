@@ -130,6 +130,14 @@ const (
 	DefaultDiskMB = 256
 )
 
+// The unprivileged user jobs run as, unless Spec.Root. The generated
+// /etc/passwd of the stack names it "app" with /app as its home, like a
+// Heroku dyno.
+const (
+	AppUID = 1000
+	AppGID = 1000
+)
+
 // Mount is an extra bind mount of a host directory or file.
 type Mount struct {
 	Source      string // absolute host path

@@ -19,6 +19,7 @@ import (
 	"github.com/pierpaas/pier/internal/daemon"
 	"github.com/pierpaas/pier/internal/join"
 	"github.com/pierpaas/pier/internal/pki"
+	"github.com/pierpaas/pier/runtime"
 	"github.com/pierpaas/pier/store"
 )
 
@@ -92,6 +93,12 @@ func Start(ctx context.Context, cfg Config) (_ *Agent, err error) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = a.Creds.ClientConfig()
 	a.artifacts = &artifact.Cache{Dir: cfg.artifactDir(), Client: &http.Client{Transport: tr}}
+	if os.Geteuid() == 0 {
+		// Jobs run as the app user; a writable job (a build) changes the
+		// files of its artifact in its own overlay, which needs them to
+		// be that user's, as /app is on Heroku.
+		a.artifacts.Limits.Owner = &artifact.Owner{UID: runtime.AppUID, GID: runtime.AppGID}
+	}
 	prefix, err := store.Prefix(store.JobsPrefix, cfg.ID)
 	if err != nil {
 		return nil, err

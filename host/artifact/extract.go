@@ -34,7 +34,15 @@ type Limits struct {
 	// without returning them, so only a byte count stops a gzip bomb made
 	// of headers. Default MaxTotalSize + 8 KiB per entry + 1 MiB.
 	MaxArchiveSize int64
+	// Owner, when set, owns every extracted entry instead of the caller
+	// (which must be root to give them away): the unprivileged user jobs
+	// run as, so a job allowed to write to its copy of the tree can change
+	// the files it came with, as a build must.
+	Owner *Owner
 }
+
+// Owner is a numeric user and group.
+type Owner struct{ UID, GID int }
 
 // Default limits, chosen so that any slug a buildpack produces fits.
 const (
@@ -109,6 +117,19 @@ func Extract(r io.Reader, dest string, lim Limits) (err error) {
 	}()
 	if err := extractInto(r, tmp, lim); err != nil {
 		return err
+	}
+	if o := lim.Owner; o != nil {
+		// Everything under tmp was made by us from the archive: no link
+		// is followed (Lchown), and nothing else writes there.
+		err := filepath.WalkDir(tmp, func(path string, _ fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			return os.Lchown(path, o.UID, o.GID)
+		})
+		if err != nil {
+			return fmt.Errorf("artifact: give the tree to %d:%d: %w", o.UID, o.GID, err)
+		}
 	}
 	// MkdirTemp made it 0700; the tree is mounted into containers that may
 	// run as another user.

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -103,6 +104,32 @@ func TestExtractStripsSpecialBits(t *testing.T) {
 		if fi.Mode()&(fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky) != 0 {
 			t.Errorf("%s: special bits survived: %v", name, fi.Mode())
 		}
+	}
+	s.checkOutside(t)
+}
+
+// TestExtractOwner gives the tree to the user jobs run as, links
+// included (without following them).
+func TestExtractOwner(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("needs root, as the host agent runs")
+	}
+	s := newSandbox(t)
+	must(t, Extract(bytes.NewReader(buildArchive(t, true, goodSlug()...)), s.dest, Limits{Owner: &Owner{UID: 4321, GID: 4322}}))
+	n := 0
+	must(t, filepath.WalkDir(s.dest, func(path string, _ fs.DirEntry, err error) error {
+		must(t, err)
+		fi, err := os.Lstat(path)
+		must(t, err)
+		st := fi.Sys().(*syscall.Stat_t)
+		if st.Uid != 4321 || st.Gid != 4322 {
+			t.Errorf("%s: owned by %d:%d", path, st.Uid, st.Gid)
+		}
+		n++
+		return nil
+	}))
+	if n < 3 {
+		t.Fatalf("only %d entries", n)
 	}
 	s.checkOutside(t)
 }

@@ -27,6 +27,7 @@ func (f *serverFlags) register(cmd *cobra.Command) {
 	fl.IntVar(&f.cfg.PeerPort, "etcd-peer-port", server.DefaultPeerPort, "etcd peer port")
 	fl.IntVar(&f.cfg.APIPort, "api-port", server.DefaultAPIPort, "API port (join, health, metrics)")
 	fl.IntVar(&f.cfg.DNSPort, "dns-port", server.DefaultDNSPort, "discovery DNS port (UDP and TCP)")
+	fl.IntVar(&f.cfg.GitSSHPort, "git-ssh-port", server.DefaultGitSSHPort, "port for git push over SSH (0: off; HTTPS pushes use the API port)")
 	fl.StringVar(&f.join, "join", "", "comma-separated API addresses (host:port) of existing servers to join")
 	fl.StringVar(&f.cfg.Token, "token", "", "server join token of the cluster to join (env PIER_JOIN_TOKEN)")
 	fl.StringVar(&f.etcd, "etcd-endpoints", "", "comma-separated client URLs of an external etcd cluster instead of an embedded member")

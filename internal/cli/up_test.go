@@ -36,8 +36,8 @@ func TestMain(m *testing.M) {
 }
 
 // upPorts are the ports of a `pier up`: etcd client and peer, API, DNS,
-// host API, router HTTP and HTTPS.
-type upPorts [7]int
+// host API, router HTTP and HTTPS, git over SSH.
+type upPorts [8]int
 
 func freeUpPorts(t *testing.T) upPorts {
 	var p upPorts
@@ -56,6 +56,7 @@ type upProc struct {
 	apiPort    int
 	httpPort   int
 	httpsPort  int
+	sshPort    int
 	configHome string
 	etcdURL    string
 	stderr     *strings.Builder
@@ -69,8 +70,8 @@ func startUp(t *testing.T, dataDir string, ports upPorts) *upProc {
 		"--etcd-client-port", strconv.Itoa(ports[0]), "--etcd-peer-port", strconv.Itoa(ports[1]),
 		"--api-port", strconv.Itoa(ports[2]), "--dns-port", strconv.Itoa(ports[3]),
 		"--host-api-port", strconv.Itoa(ports[4]), "--http-port", strconv.Itoa(ports[5]),
-		"--https-port", strconv.Itoa(ports[6]))
-	p := &upProc{cmd: cmd, apiPort: ports[2], httpPort: ports[5], httpsPort: ports[6], stderr: &strings.Builder{}, exited: make(chan struct{}),
+		"--https-port", strconv.Itoa(ports[6]), "--git-ssh-port", strconv.Itoa(ports[7]))
+	p := &upProc{cmd: cmd, apiPort: ports[2], httpPort: ports[5], httpsPort: ports[6], sshPort: ports[7], stderr: &strings.Builder{}, exited: make(chan struct{}),
 		etcdURL: "https://127.0.0.1:" + strconv.Itoa(ports[0]), configHome: configHome(dataDir)}
 	cmd.Env = append(os.Environ(), "XDG_CONFIG_HOME="+p.configHome)
 	cmd.Stderr = p.stderr

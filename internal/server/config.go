@@ -23,6 +23,7 @@ const (
 	DefaultPeerPort   = 2380 // etcd peers (mutual TLS)
 	DefaultAPIPort    = 7300 // join, health, metrics; later the controller API
 	DefaultDNSPort    = 8053 // discovery DNS
+	DefaultGitSSHPort = 2222 // git push over SSH
 )
 
 // DNSDomain is the zone the discovery DNS server answers for.
@@ -37,6 +38,9 @@ type Config struct {
 	// port binds to it. 127.0.0.1 by default, for a single machine.
 	AdvertiseIP                            string
 	ClientPort, PeerPort, APIPort, DNSPort int
+	// GitSSHPort is where the git receiver takes pushes over SSH; 0 turns
+	// SSH off (git over HTTPS, on the API port, stays).
+	GitSSHPort int
 	// Join lists the API addresses (host:port) of existing servers; with
 	// Token it makes this server join their cluster on first start.
 	Join  []string

@@ -15,6 +15,7 @@ import (
 	"github.com/pierpaas/pier/controller"
 	"github.com/pierpaas/pier/controller/deployer"
 	"github.com/pierpaas/pier/discovery"
+	"github.com/pierpaas/pier/gitreceive"
 	"github.com/pierpaas/pier/internal/daemon"
 	"github.com/pierpaas/pier/internal/join"
 	"github.com/pierpaas/pier/internal/pki"
@@ -38,6 +39,7 @@ type Server struct {
 	DNS *discovery.DNSServer
 	// Controller serves the management API, and Blobs the artifacts.
 	Controller *controller.Controller
+	Git        *gitreceive.Receiver
 	Blobs      *blobstore.Store
 	// AdminKey is the API key this server created for the cluster's
 	// first user ("" when another server of the cluster made it).
@@ -130,6 +132,9 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return err
 	})
 	if err := s.startController(ctx, runCtx); err != nil {
+		return nil, err
+	}
+	if err := s.startGit(ctx, runCtx); err != nil {
 		return nil, err
 	}
 	if err := s.serveAPI(); err != nil {
@@ -252,6 +257,9 @@ func (s *Server) close() {
 	if s.DNS != nil {
 		s.DNS.Close()
 	}
+	if s.Git != nil {
+		s.Git.Close()
+	}
 	if s.Client != nil {
 		s.Client.Close()
 	}
@@ -296,6 +304,7 @@ func (s *Server) serveAPI() error {
 		Members: membership{s.Client}, Log: s.cfg.Log,
 	})
 	s.Controller.Register(mux)
+	mux.Handle("/git/", s.Git.HTTPHandler())
 	ops := s.Health.Handler(s.cfg.Registry)
 	for _, p := range []string{"/livez", "/readyz", "/metrics"} {
 		mux.Handle(p, ops)
