@@ -2,8 +2,6 @@ package agent
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -51,9 +49,6 @@ type Agent struct {
 }
 
 // joinState remembers where the cluster is, written at the first join.
-type joinState struct {
-	Endpoints []string `json:"etcd_endpoints"`
-}
 
 // Start joins the cluster on first start, registers the host, re-adopts
 // the jobs a previous agent left running, and begins converging.
@@ -153,40 +148,19 @@ func (a *Agent) goRun(f func()) {
 // credentials yet, and returns the etcd endpoints.
 func (a *Agent) credentials(ctx context.Context) ([]string, error) {
 	cfg := &a.cfg
-	var st joinState
 	if len(cfg.Endpoints) > 0 {
 		return cfg.Endpoints, nil
 	}
-	if pki.HasCredentials(cfg.pkiDir()) {
-		b, err := os.ReadFile(cfg.joinPath())
-		if err != nil {
-			return nil, fmt.Errorf("agent: %w", err)
-		}
-		if err := json.Unmarshal(b, &st); err != nil {
-			return nil, fmt.Errorf("agent: corrupt %s: %w", cfg.joinPath(), err)
-		}
-		return st.Endpoints, nil
-	}
-	if len(cfg.Servers) == 0 || cfg.Token == "" {
-		return nil, errors.New("agent: first start needs --join SERVER and --token (pier token on a server)")
-	}
-	tok, err := pki.ParseToken(cfg.Token)
+	first := !pki.HasCredentials(cfg.pkiDir())
+	eps, err := join.Joined(ctx, join.Node{Name: cfg.ID, IPs: []string{cfg.AdvertiseIP}, PKIDir: cfg.pkiDir(),
+		StateFile: cfg.joinPath(), Servers: cfg.Servers, Token: cfg.Token})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("agent: %w", err)
 	}
-	resp, err := join.Join(ctx, cfg.Servers, tok, join.Request{
-		Role: pki.RoleHost, Name: cfg.ID, IPs: []string{cfg.AdvertiseIP},
-	}, cfg.pkiDir())
-	if err != nil {
-		return nil, err
+	if first {
+		cfg.Log.Info("joined cluster", "host", cfg.ID, "via", cfg.Servers)
 	}
-	st.Endpoints = resp.EtcdEndpoints
-	b, _ := json.Marshal(st)
-	if err := pki.WriteFile(cfg.joinPath(), b); err != nil {
-		return nil, err
-	}
-	cfg.Log.Info("joined cluster", "host", cfg.ID, "via", cfg.Servers)
-	return st.Endpoints, nil
+	return eps, nil
 }
 
 // keepPresence keeps the Host record alive on a lease, and makes a new

@@ -33,7 +33,7 @@ func testHost(t *testing.T, c *storetest.Cluster, id string) Config {
 			t.Fatal(err)
 		}
 	}
-	b, _ := json.Marshal(joinState{Endpoints: c.Endpoints()})
+	b, _ := json.Marshal(map[string][]string{"etcd_endpoints": c.Endpoints()})
 	if err := pki.WriteFile(filepath.Join(dir, "host.json"), b); err != nil {
 		t.Fatal(err)
 	}

@@ -6,15 +6,17 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/pierpaas/pier/internal/pki"
-	"github.com/pierpaas/pier/internal/server"
 	"github.com/pierpaas/pier/router"
 )
 
@@ -52,20 +54,30 @@ func (f *routerFlags) tcpRange() ([2]int, error) {
 	return [2]int{l, h}, nil
 }
 
-// config builds the router's configuration for a node whose server role
-// is srv; closers are to be called after the router is closed.
-func (f *routerFlags) config(srv *server.Server, scfg server.Config) (router.ServerConfig, []io.Closer, error) {
+// routerNode is what a router needs of the node it runs on: a store
+// client, the node's credentials, its data directory and its metrics.
+type routerNode struct {
+	Client   *clientv3.Client
+	Creds    *pki.Credentials
+	DataDir  string
+	Log      *slog.Logger
+	Registry *prometheus.Registry
+}
+
+// config builds the router's configuration for a node; closers are to be
+// called after the router is closed.
+func (f *routerFlags) config(node routerNode) (router.ServerConfig, []io.Closer, error) {
 	var closers []io.Closer
 	cfg := router.ServerConfig{
-		Client: srv.Client, HTTPAddr: fmt.Sprintf(":%d", f.httpPort), Domain: f.domain,
-		Log: scfg.Log, Registry: scfg.Registry,
+		Client: node.Client, HTTPAddr: fmt.Sprintf(":%d", f.httpPort), Domain: f.domain,
+		Log: node.Log, Registry: node.Registry,
 	}
 	ports, err := f.tcpRange()
 	if err != nil {
 		return cfg, nil, err
 	}
 	cfg.TCP = router.TCPConfig{PortLow: ports[0], PortHigh: ports[1]}
-	key, err := stickyKey(filepath.Join(scfg.DataDir, "router", "sticky.key"))
+	key, err := stickyKey(filepath.Join(node.DataDir, "router", "sticky.key"))
 	if err != nil {
 		return cfg, nil, err
 	}
@@ -84,7 +96,7 @@ func (f *routerFlags) config(srv *server.Server, scfg server.Config) (router.Ser
 	}
 	if f.httpsPort != 0 {
 		cfg.HTTPSAddr = fmt.Sprintf(":%d", f.httpsPort)
-		am, err := router.NewACME(router.ACMEConfig{DirectoryURL: f.acmeDir, Email: f.acmeEmail, Client: srv.Client, Log: scfg.Log})
+		am, err := router.NewACME(router.ACMEConfig{DirectoryURL: f.acmeDir, Email: f.acmeEmail, Client: node.Client, Log: node.Log})
 		if err != nil {
 			return cfg, nil, err
 		}
