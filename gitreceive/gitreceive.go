@@ -84,7 +84,6 @@ type Receiver struct {
 	log     *slog.Logger
 	sockDir string
 	hookLn  net.Listener
-	done    chan struct{} // closed by Close
 	stop    context.CancelFunc
 	ctx     context.Context // ends at Close, and with it every build
 	wg      sync.WaitGroup
@@ -137,10 +136,9 @@ func New(cfg Config) (*Receiver, error) {
 	}
 	// A crash in the middle of creating a repository leaves its temporary
 	// directory behind; nothing else can be using one now.
-	if old, _ := filepath.Glob(filepath.Join(dir, ".init-*")); len(old) > 0 {
-		for _, o := range old {
-			os.RemoveAll(o)
-		}
+	old, _ := filepath.Glob(filepath.Join(dir, ".init-*"))
+	for _, o := range old {
+		os.RemoveAll(o)
 	}
 	ctx, stop := context.WithCancel(context.Background())
 	r := &Receiver{
@@ -148,7 +146,6 @@ func New(cfg Config) (*Receiver, error) {
 		stop:   stop,
 		cfg:    cfg,
 		log:    cfg.Log.With("component", "gitreceive"),
-		done:   make(chan struct{}),
 		locks:  map[string]chan struct{}{},
 		pushes: map[string]*push{},
 	}
@@ -202,7 +199,6 @@ func (r *Receiver) Close() error {
 	}
 	r.closed = true
 	r.mu.Unlock()
-	close(r.done)
 	r.stop()
 	err := r.hookLn.Close()
 	r.wg.Wait()
@@ -236,8 +232,10 @@ func (r *Receiver) ensureRepo(ctx context.Context, app string) (string, error) {
 		defer os.RemoveAll(tmp)
 		for _, args := range [][]string{
 			{"init", "--quiet", "--bare", "--initial-branch=main", tmp},
-			// Pushed objects are untrusted input: check them.
+			// Pushed objects are untrusted input: check them, but let
+			// through the oddity old repositories commonly carry.
 			{"-C", tmp, "config", "receive.fsckObjects", "true"},
+			{"-C", tmp, "config", "receive.fsck.zeroPaddedFilemode", "ignore"},
 			{"-C", tmp, "config", "receive.denyDeletes", "true"},
 		} {
 			if out, err := r.command(ctx, nil, args...).CombinedOutput(); err != nil {

@@ -195,14 +195,16 @@ func readTarGz(r io.Reader) (map[string]string, error) {
 // env is a running Receiver with SSH and HTTP, and a git client set up
 // to reach it.
 type env struct {
-	t       *testing.T
-	r       *Receiver
-	auth    *fakeAuth
-	b       *fakeBuilder
-	sshPort int
-	httpURL string // http://127.0.0.1:PORT
-	key     string // the client's private key file
-	home    string
+	t        *testing.T
+	r        *Receiver
+	auth     *fakeAuth
+	b        *fakeBuilder
+	sshPort  int
+	httpURL  string // http://127.0.0.1:PORT
+	httpsURL string // https://127.0.0.1:PORT, HTTP/2
+	caFile   string // its certificate
+	key      string // the client's private key file
+	home     string
 }
 
 func newEnv(t *testing.T) *env {
@@ -258,8 +260,16 @@ func newEnv(t *testing.T) *env {
 	mux.Handle("/git/", e.r.HTTPHandler())
 	hs := httptest.NewServer(mux)
 	e.httpURL = hs.URL
+	// HTTPS with HTTP/2, as the controller serves it.
+	hs2 := httptest.NewUnstartedServer(mux)
+	hs2.EnableHTTP2 = true
+	hs2.StartTLS()
+	e.httpsURL = hs2.URL
+	e.caFile = filepath.Join(root, "ca.pem")
+	os.WriteFile(e.caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: hs2.Certificate().Raw}), 0o644)
 	t.Cleanup(func() {
 		hs.Close()
+		hs2.Close()
 		cancel()
 		if err := <-served; err != nil {
 			t.Errorf("ServeSSH: %v", err)
@@ -297,6 +307,9 @@ func (e *env) sshURLAbs(app string) string {
 func (e *env) httpRepoURL(app, password string) string {
 	return strings.Replace(e.httpURL, "http://", "http://git:"+password+"@", 1) + "/git/" + app + ".git"
 }
+func (e *env) httpsRepoURL(app, password string) string {
+	return strings.Replace(e.httpsURL, "https://", "https://git:"+password+"@", 1) + "/git/" + app + ".git"
+}
 
 // git prepares a git client command in dir, isolated from the machine's
 // configuration and using the test's SSH key.
@@ -315,7 +328,7 @@ func (e *env) gitKey(key, dir string, args ...string) *exec.Cmd {
 	cmd.Env = append(cmd.Env, "HOME="+e.home, "GIT_CONFIG_NOSYSTEM=1", "GIT_TERMINAL_PROMPT=0",
 		"GIT_AUTHOR_NAME=Test", "GIT_AUTHOR_EMAIL=test@example.com",
 		"GIT_COMMITTER_NAME=Test", "GIT_COMMITTER_EMAIL=test@example.com",
-		"GIT_SSH_COMMAND="+e.sshCommand(key))
+		"GIT_SSH_COMMAND="+e.sshCommand(key), "GIT_SSL_CAINFO="+e.caFile)
 	return cmd
 }
 

@@ -187,7 +187,7 @@ func (r *Receiver) acceptHooks(ln net.Listener) {
 		c, err := ln.Accept()
 		if err != nil {
 			select {
-			case <-r.done:
+			case <-r.ctx.Done():
 				return
 			default:
 			}
@@ -230,7 +230,7 @@ func (r *Receiver) serveHook(conn net.Conn) {
 	}
 	ctx, cancel := context.WithCancel(ps.ctx)
 	defer cancel()
-	// removed
+	defer context.AfterFunc(r.ctx, cancel)()
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
 

@@ -4,6 +4,7 @@ import (
 	"compress/gzip"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"strings"
 	"time"
@@ -81,38 +82,48 @@ func (r *Receiver) serveHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	noCache(w.Header())
 	log := r.log.With("app", app, "service", service, "via", "http")
-
 	if op == "info/refs" {
-		var dir string
-		if service == serviceReceive {
-			// The first push advertises an empty repository, so make it.
-			d, err := r.ensureRepo(ctx, app)
-			if err != nil {
-				log.Error("prepare repository", "err", err)
-				http.Error(w, "pier: internal error", http.StatusInternalServerError)
-				return
-			}
-			dir = d
-		} else if dir = r.repoPath(app); !r.repoExists(app) {
-			http.Error(w, "pier: "+app+" has no git repository yet; git push to it first", http.StatusNotFound)
-			return
-		}
-		out, err := r.serviceCommand(ctx, service, dir, env, "--stateless-rpc", "--advertise-refs").Output()
+		r.advertise(w, req, app, service, env, log)
+	} else {
+		r.rpc(w, req, app, service, env, log)
+	}
+}
+
+// advertise answers info/refs: the refs, and the capabilities.
+func (r *Receiver) advertise(w http.ResponseWriter, req *http.Request, app, service string, env []string, log *slog.Logger) {
+	ctx := req.Context()
+	var dir string
+	if service == serviceReceive {
+		// The first push advertises an empty repository, so make it.
+		d, err := r.ensureRepo(ctx, app)
 		if err != nil {
-			log.Error("advertise refs", "err", err)
+			log.Error("prepare repository", "err", err)
 			http.Error(w, "pier: internal error", http.StatusInternalServerError)
 			return
 		}
-		w.Header().Set("Content-Type", "application/x-"+service+"-advertisement")
-		// Protocol v2 starts with its capabilities instead; see git's
-		// http-backend.
-		if len(env) == 0 || env[0] != "GIT_PROTOCOL=version=2" {
-			fmt.Fprintf(w, "%04x# service=%s\n0000", 4+len("# service=\n")+len(service), service)
-		}
-		w.Write(out)
+		dir = d
+	} else if dir = r.repoPath(app); !r.repoExists(app) {
+		http.Error(w, "pier: "+app+" has no git repository yet; git push to it first", http.StatusNotFound)
 		return
 	}
+	out, err := r.serviceCommand(ctx, service, dir, env, "--stateless-rpc", "--advertise-refs").Output()
+	if err != nil {
+		log.Error("advertise refs", "err", err)
+		http.Error(w, "pier: internal error", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/x-"+service+"-advertisement")
+	// Protocol v2 starts with its capabilities instead; see git's
+	// http-backend.
+	if len(env) == 0 || env[0] != "GIT_PROTOCOL=version=2" {
+		fmt.Fprintf(w, "%04x# service=%s\n0000", 4+len("# service=\n")+len(service), service)
+	}
+	w.Write(out)
+}
 
+// rpc runs one stateless exchange: a push (with its build) or a fetch.
+func (r *Receiver) rpc(w http.ResponseWriter, req *http.Request, app, service string, env []string, log *slog.Logger) {
+	ctx := req.Context()
 	var body io.Reader = req.Body
 	switch req.Header.Get("Content-Encoding") {
 	case "":

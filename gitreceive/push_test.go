@@ -32,6 +32,7 @@ func TestPushFetch(t *testing.T) {
 		{"ssh", func(e *env) string { return e.sshURL("myapp") }, "ssh:SHA256:"},
 		{"ssh-url", func(e *env) string { return e.sshURLAbs("myapp") }, "ssh:SHA256:"},
 		{"http", func(e *env) string { return e.httpRepoURL("myapp", e.auth.apiKey) }, "http:api-key"},
+		{"https-h2", func(e *env) string { return e.httpsRepoURL("myapp", e.auth.apiKey) }, "http:api-key"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t)
@@ -130,7 +131,7 @@ func TestPushMaster(t *testing.T) {
 func TestPusherGoesAway(t *testing.T) {
 	e := newEnv(t)
 	w := e.workRepo(map[string]string{"a": "1\n"})
-	cancelled := make(chan struct{})
+	cancelled, giveUp := make(chan struct{}), make(chan struct{})
 	e.b.setDuring(func(ctx context.Context, req BuildRequest, out io.Writer) error {
 		for {
 			fmt.Fprintln(out, "compiling...")
@@ -138,6 +139,8 @@ func TestPusherGoesAway(t *testing.T) {
 			case <-ctx.Done():
 				close(cancelled)
 				return ctx.Err()
+			case <-giveUp:
+				return errors.New("not cancelled")
 			case <-time.After(100 * time.Millisecond):
 			}
 		}
@@ -156,6 +159,7 @@ func TestPusherGoesAway(t *testing.T) {
 	select {
 	case <-cancelled:
 	case <-time.After(20 * time.Second):
+		close(giveUp)
 		t.Fatal("the build went on after its pusher went away")
 	}
 	e.b.setDuring(nil)
@@ -195,24 +199,6 @@ func TestHTTPGzipBody(t *testing.T) {
 		t.Fatalf("%d %q: %s", resp.StatusCode, resp.Header.Get("Content-Type"), got)
 	}
 	mustContain(t, "ls-refs", string(got), head+" refs/heads/main")
-}
-
-func TestLoadHostKey(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "keys", "ssh_host_ed25519_key")
-	a, err := LoadHostKey(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
-		t.Fatalf("host key file: %v %v", fi, err)
-	}
-	b, err := LoadHostKey(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(a.PublicKey().Marshal(), b.PublicKey().Marshal()) {
-		t.Error("the host key changed between loads")
-	}
 }
 
 // TestPushRefusedRefs: only main and master build; other branches, tags

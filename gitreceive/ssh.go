@@ -147,8 +147,16 @@ func (r *Receiver) serveSession(ctx context.Context, ch ssh.Channel, reqs <-chan
 				return
 			}
 			req.Reply(true, nil)
-			go ssh.DiscardRequests(reqs)
-			exit(ch, r.execSSH(ctx, ch, p.Command, pusher, protocol))
+			// The requests end when the client closes the channel: the
+			// push ends then, even if the connection lives on (an
+			// OpenSSH ControlMaster).
+			sctx, cancel := context.WithCancel(ctx)
+			go func() {
+				ssh.DiscardRequests(reqs)
+				cancel()
+			}()
+			exit(ch, r.execSSH(sctx, ch, p.Command, pusher, protocol))
+			cancel()
 			return
 		case "shell":
 			refuse(req, "there is no shell here; deploy with git push (git remote add pier ssh://git@HOST:PORT/APP.git)")

@@ -142,6 +142,25 @@ func Create(ctx context.Context, kv clientv3.KV, key string, v any, opts ...Opti
 	return Txn().Create(key, v, opts...).Commit(ctx, kv)
 }
 
+// GetOrCreate reads key, or, if it does not exist, stores what make
+// returns there; when several callers race, all get the first one's value.
+// It is how the cluster keeps a value every node must share and any node
+// may be first to need (a host key, a signing key).
+func GetOrCreate[T any](ctx context.Context, kv clientv3.KV, key string, make func() (T, error)) (T, error) {
+	for {
+		v, _, err := Get[T](ctx, kv, key)
+		if !errors.Is(err, ErrNotFound) {
+			return v, err
+		}
+		if v, err = make(); err != nil {
+			return v, err
+		}
+		if _, err := Create(ctx, kv, key, v); err == nil || !errors.Is(err, ErrExists) {
+			return v, err
+		}
+	}
+}
+
 // Update writes key if its ModRevision is still modRev, and returns the new
 // one. It fails with ErrConflict if the key changed, and also with
 // ErrNotFound if it was deleted.

@@ -82,7 +82,7 @@ and /metrics are served on --ops-port.`,
 			ops := &http.Server{Handler: health.Handler(reg), ReadHeaderTimeout: 10 * time.Second}
 			go ops.Serve(opsLn)
 			defer ops.Close()
-			rcfg, closers, err := rf.config(routerNode{Client: client, Creds: creds, DataDir: dataDir, Log: log, Registry: reg})
+			rcfg, closers, err := rf.config(ctx, routerNode{Client: client, Creds: creds, DataDir: dataDir, Log: log, Registry: reg})
 			for _, c := range closers {
 				defer c.Close()
 			}

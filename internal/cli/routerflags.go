@@ -1,14 +1,12 @@
 package cli
 
 import (
+	"context"
 	"crypto/rand"
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -18,6 +16,7 @@ import (
 
 	"github.com/pierpaas/pier/internal/pki"
 	"github.com/pierpaas/pier/router"
+	"github.com/pierpaas/pier/store"
 )
 
 // routerFlags configure the router role.
@@ -66,7 +65,7 @@ type routerNode struct {
 
 // config builds the router's configuration for a node; closers are to be
 // called after the router is closed.
-func (f *routerFlags) config(node routerNode) (router.ServerConfig, []io.Closer, error) {
+func (f *routerFlags) config(ctx context.Context, node routerNode) (router.ServerConfig, []io.Closer, error) {
 	var closers []io.Closer
 	cfg := router.ServerConfig{
 		Client: node.Client, HTTPAddr: fmt.Sprintf(":%d", f.httpPort), Domain: f.domain,
@@ -77,7 +76,7 @@ func (f *routerFlags) config(node routerNode) (router.ServerConfig, []io.Closer,
 		return cfg, nil, err
 	}
 	cfg.TCP = router.TCPConfig{PortLow: ports[0], PortHigh: ports[1]}
-	key, err := stickyKey(filepath.Join(node.DataDir, "router", "sticky.key"))
+	key, err := stickyKey(ctx, node.Client)
 	if err != nil {
 		return cfg, nil, err
 	}
@@ -106,20 +105,14 @@ func (f *routerFlags) config(node routerNode) (router.ServerConfig, []io.Closer,
 	return cfg, closers, nil
 }
 
-// stickyKey loads the key that signs sticky-session cookies, making it
-// on first use, so clients keep their backend across restarts.
-func stickyKey(path string) ([]byte, error) {
-	b, err := os.ReadFile(path)
-	if err == nil && len(b) >= 32 {
-		return b, nil
-	}
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return nil, err
-	}
-	b = make([]byte, 32)
-	rand.Read(b)
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, err
-	}
-	return b, pki.WriteFile(path, b)
+// stickyKey is the key that signs sticky-session cookies, made by the
+// first router that needs it and kept in the store: every router of the
+// cluster checks the others' cookies, and clients keep their backend
+// across restarts.
+func stickyKey(ctx context.Context, kv clientv3.KV) ([]byte, error) {
+	return store.GetOrCreate(ctx, kv, store.RouterStickyKey, func() ([]byte, error) {
+		b := make([]byte, 32)
+		_, err := rand.Read(b)
+		return b, err
+	})
 }

@@ -49,7 +49,7 @@ previous run are re-adopted.`,
 				return err
 			}
 			defer srv.Close()
-			rcfg, closers, err := rf.config(routerNode{Client: srv.Client, Creds: srv.Creds, DataDir: scfg.DataDir, Log: scfg.Log, Registry: scfg.Registry})
+			rcfg, closers, err := rf.config(ctx, routerNode{Client: srv.Client, Creds: srv.Creds, DataDir: scfg.DataDir, Log: scfg.Log, Registry: scfg.Registry})
 			for _, c := range closers {
 				defer c.Close()
 			}

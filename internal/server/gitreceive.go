@@ -5,7 +5,6 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -51,26 +50,21 @@ func (s *Server) startGit(ctx, runCtx context.Context) error {
 // server (pushers' known_hosts remember one key for the cluster): the
 // first server to need it makes it and stores it.
 func sharedHostKey(ctx context.Context, kv clientv3.KV) (ssh.Signer, error) {
-	for {
-		pemKey, _, err := store.Get[string](ctx, kv, store.GitHostKey)
-		if err == nil {
-			return ssh.ParsePrivateKey([]byte(pemKey))
-		}
-		if !errors.Is(err, store.ErrNotFound) {
-			return nil, err
-		}
+	pemKey, err := store.GetOrCreate(ctx, kv, store.GitHostKey, func() (string, error) {
 		_, priv, err := ed25519.GenerateKey(rand.Reader)
 		if err != nil {
-			return nil, err
+			return "", err
 		}
 		block, err := ssh.MarshalPrivateKey(priv, "pier git host key")
 		if err != nil {
-			return nil, err
+			return "", err
 		}
-		if _, err := store.Create(ctx, kv, store.GitHostKey, string(pem.EncodeToMemory(block))); err != nil && !errors.Is(err, store.ErrExists) {
-			return nil, err
-		}
+		return string(pem.EncodeToMemory(block)), nil
+	})
+	if err != nil {
+		return nil, err
 	}
+	return ssh.ParsePrivateKey([]byte(pemKey))
 }
 
 // gitBuilder builds pushes with the controller.
