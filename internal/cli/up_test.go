@@ -95,7 +95,9 @@ func startUp(t *testing.T, dataDir string, ports upPorts) *upProc {
 		resp, err := hc.Get("https://127.0.0.1:" + strconv.Itoa(p.apiPort) + "/readyz")
 		if err == nil {
 			resp.Body.Close()
-			if resp.StatusCode == 200 {
+			// pier up writes the CLI's config last, once every role runs.
+			_, cfgErr := os.Stat(filepath.Join(p.configHome, "pier", "config.json"))
+			if resp.StatusCode == 200 && cfgErr == nil {
 				t.Logf("pier up ready after %s", time.Since(begin).Round(time.Millisecond))
 				return p
 			}
