@@ -179,6 +179,9 @@ func (c *Controller) deleteApp(w http.ResponseWriter, r *http.Request) error {
 	if err := c.deleteAppRoutes(ctx, name); err != nil { // with their index entries
 		return err
 	}
+	if err := c.deleteAppDrains(ctx, name); err != nil {
+		return err
+	}
 	if err := deleteWhere(ctx, c, store.DeploymentsPrefix, func(d api.Deployment) bool { return d.App == name }); err != nil {
 		return err
 	}

@@ -49,6 +49,10 @@ func (c *Controller) routes() []route {
 		{"GET /v1/ssh-keys", c.listSSHKeys, "List the SSH keys that may git push", nil, []api.SSHKey{}, 200},
 		{"POST /v1/ssh-keys", c.addSSHKey, "Register an SSH public key for git push", api.AddSSHKeyRequest{}, api.SSHKey{}, 201},
 		{"DELETE /v1/ssh-keys/{id}", c.removeSSHKey, "Remove an SSH key (by id, fingerprint or comment)", nil, nil, 204},
+		{"GET /v1/apps/{app}/logs", c.appLogs, "Stream the app's log lines (application/x-ndjson of AppLogLine; ?lines=N&follow=true&type=T&job=J)", nil, api.AppLogLine{}, 200},
+		{"GET /v1/apps/{app}/drains", c.listDrains, "List the app's syslog drains", nil, []api.Drain{}, 200},
+		{"POST /v1/apps/{app}/drains", c.createDrain, "Add a syslog drain (syslog:// or syslog+tls://HOST:PORT, RFC 5424)", api.CreateDrainRequest{}, api.Drain{}, 201},
+		{"DELETE /v1/apps/{app}/drains/{id}", c.deleteDrain, "Remove a syslog drain (by id or URL)", nil, nil, 204},
 		{"GET /v1/events", c.events, "Stream events (text/event-stream of Event; ?app=, Last-Event-ID resumes)", nil, api.Event{}, 200},
 		{"GET /v1/api-keys", c.listKeys, "List API keys", nil, []api.APIKey{}, 200},
 		{"POST /v1/api-keys", c.createKey, "Create an API key (its secret is shown once)", struct {

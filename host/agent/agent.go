@@ -122,6 +122,7 @@ func Start(ctx context.Context, cfg Config) (_ *Agent, err error) {
 	if err := a.startAPI(); err != nil {
 		return nil, err
 	}
+	a.goRun(func() { a.shipLogs(runCtx) })
 	gcRuntime := cfg.RuntimeImpl
 	if gcRuntime == nil {
 		if gcRuntime, err = NewRuntime(cfg.Runtime, cfg.runtimeDir(), cfg.Log); err != nil {

@@ -3,6 +3,7 @@ package agent
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"strconv"
 	"sync"
@@ -21,7 +22,10 @@ type ports struct {
 var errNoPorts = errors.New("no free port in the host's range")
 
 func newPorts(ip string, low, high int) *ports {
-	return &ports{ip: ip, low: low, high: high, used: map[int]bool{}, next: low}
+	// Start anywhere in the range: agents sharing a machine (tests, pier
+	// up beside a host) would otherwise all try the low ports first, and
+	// two could hand out the same port between its check and its bind.
+	return &ports{ip: ip, low: low, high: high, used: map[int]bool{}, next: low + rand.IntN(high-low+1)}
 }
 
 func (p *ports) reserve(ns []int) {

@@ -140,18 +140,27 @@ func TestGitPushDeploys(t *testing.T) {
 		u.serves(ex.app, ex.want)
 	}
 
-	// A one-line change to the Go app, over HTTPS this time, reuses the
-	// build cache.
-	goDir := dirs["go"]
-	u.must(goDir, pierBin, "git-remote")
-	main, _ := os.ReadFile(filepath.Join(goDir, "main.go"))
-	u.commit(goDir, "main.go", strings.Replace(string(main), "Hello from Go", "Hello again from Go", 1))
-	out, took := u.push(goDir)
-	t.Logf("go: second push, with the cache, took %s", took.Round(time.Millisecond))
-	if !strings.Contains(out, "Restoring the build cache") {
-		t.Fatalf("second push did not use the cache:\n%s", out)
+	// Each app again over the other transport: a one-line change that the
+	// next release serves. The Go app's second build reuses the cache.
+	for _, ex := range examples {
+		dir := dirs[ex.dir]
+		if ex.ssh {
+			u.must(dir, pierBin, "git-remote")
+		} else {
+			u.must(dir, pierBin, "git-remote", "--ssh")
+		}
+		file := map[string]string{"go": "main.go", "node": "build.js", "static": "index.html", "python": "app.py", "hello": "index.html"}[ex.dir]
+		src, _ := os.ReadFile(filepath.Join(dir, file))
+		u.commit(dir, file, strings.Replace(string(src), ex.want, ex.want+" again", 1))
+		out, took := u.push(dir)
+		t.Logf("%s over %s: second push took %s", ex.dir, map[bool]string{false: "SSH", true: "HTTPS"}[ex.ssh], took.Round(time.Millisecond))
+		if ex.dir == "go" && !strings.Contains(out, "Restoring the build cache") {
+			t.Fatalf("second push did not use the cache:\n%s", out)
+		}
+		u.serves(ex.app, ex.want+" again")
 	}
-	u.serves("gohello", "Hello again from Go")
+	goDir := dirs["go"]
+	main, _ := os.ReadFile(filepath.Join(goDir, "main.go"))
 
 	// A build that fails fails the push with the compiler's message, and
 	// the previous release keeps serving.
@@ -160,7 +169,7 @@ func TestGitPushDeploys(t *testing.T) {
 	if err == nil || !strings.Contains(out, "undefined: undefinedThing") {
 		t.Fatalf("a broken build: err %v\n%s", err, out)
 	}
-	u.serves("gohello", "Hello again from Go")
+	u.serves("gohello", "Hello from Go again")
 	if out := cli.must("builds", "-a", "gohello"); strings.Count(out, "  failed  ") != 1 || strings.Count(out, "  succeeded  ") != 2 {
 		t.Fatalf("builds:\n%s", out)
 	}

@@ -59,6 +59,8 @@ func newRoot() *cobra.Command {
 	root.AddCommand(routeCommands()...)
 	root.AddCommand(keysCommands()...)
 	root.AddCommand(buildsCommands()...)
+	root.AddCommand(newLogsCmd(), newDrainsCmd())
+	root.AddCommand(drainsColonAliases()...)
 	root.AddCommand(newGitRemoteCmd(), newGitCredentialCmd(), newGitHookCmd())
 	root.AddCommand(newSlugbuildCmd(), newSlugrunCmd(), newServeStaticCmd())
 	return root

@@ -15,6 +15,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/pierpaas/pier/internal/pki"
+	"github.com/pierpaas/pier/logs"
 	"github.com/pierpaas/pier/router"
 	"github.com/pierpaas/pier/store"
 )
@@ -92,6 +93,14 @@ func (f *routerFlags) config(ctx context.Context, node routerNode) (router.Serve
 		}
 		cfg.AccessLog = w
 		closers = append(closers, w)
+	}
+	// Access lines go to the apps' log streams too (pier logs).
+	rl := logs.NewRouterLines(logs.RouterLinesConfig{Client: node.Client, TLS: node.Creds.ClientConfig(), Log: node.Log})
+	closers = append(closers, rl)
+	if cfg.AccessLog != nil {
+		cfg.AccessLog = io.MultiWriter(cfg.AccessLog, rl)
+	} else {
+		cfg.AccessLog = rl
 	}
 	if f.httpsPort != 0 {
 		cfg.HTTPSAddr = fmt.Sprintf(":%d", f.httpsPort)

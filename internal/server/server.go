@@ -140,6 +140,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err := s.serveAPI(); err != nil {
 		return nil, err
 	}
+	s.startLogs(runCtx)
 	if s.DNS, err = discovery.NewDNSServer(s.Client, DNSDomain, discovery.WithLogger(cfg.Log)); err != nil {
 		return nil, err
 	}

@@ -1,0 +1,3 @@
+#!/bin/sh
+# The log shipping and aggregation benchmark (bench/logs), one minute.
+exec go run ./bench/logs "$@"

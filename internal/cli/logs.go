@@ -1,0 +1,124 @@
+package cli
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/pierpaas/pier/api"
+	"github.com/pierpaas/pier/client"
+)
+
+// newLogsCmd is `pier logs`.
+func newLogsCmd() *cobra.Command {
+	var (
+		ac     appCommand
+		q      client.LogsQuery
+		asJSON bool
+	)
+	cmd := &cobra.Command{
+		Use:   "logs",
+		Short: "Show an app's log lines, and with -f follow them",
+		Long: `Show the newest lines of an app's log: what every job of the app printed,
+on every host, and the platform's own lines (deploys, scaling, crashes).
+With -f pier goes on printing lines as they come, and rides out the log
+aggregator moving to another server. Lines look like Heroku's:
+
+  2026-12-02T07:00:00.000000+00:00 app[web.hello-web-4f2a]: listening on 5000
+  2026-12-02T07:00:01.000000+00:00 pier[api]: Deploy v3 finished
+
+-t keeps one process type's lines, -j one job's (pier run --detach prints
+a job's id); --json prints each line as a JSON object.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			app, c, err := ac.resolve()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			return streamLogs(cmd, c, app, q, asJSON, os.Stdout)
+		},
+	}
+	ac.register(cmd)
+	fl := cmd.Flags()
+	fl.BoolVarP(&q.Follow, "follow", "f", false, "go on printing new lines")
+	fl.IntVarP(&q.Lines, "num", "n", 100, "how many of the newest lines to print first")
+	fl.StringVarP(&q.Type, "type", "t", "", "only this process type's lines (web, worker, router...)")
+	fl.StringVarP(&q.Job, "job", "j", "", "only this job's lines")
+	fl.BoolVar(&asJSON, "json", false, "print each line as a JSON object")
+	return cmd
+}
+
+// streamLogs prints the lines, and with Follow reconnects when the stream
+// ends (the aggregator moved or restarted). On a reconnect it asks for
+// recent lines again and skips those already printed: a job's lines by
+// their number, platform lines by time.
+func streamLogs(cmd *cobra.Command, c *client.Controller, app string, q client.LogsQuery, asJSON bool, out io.Writer) error {
+	ctx := cmd.Context()
+	enc := json.NewEncoder(out)
+	seen := map[string]uint64{} // job → newest line number printed
+	var lastPlatform time.Time
+	reconnected := false
+	emit := func(l api.AppLogLine) error {
+		if l.Job != "" && l.Seq > 0 {
+			if l.Seq <= seen[l.Job] {
+				return nil
+			}
+			seen[l.Job] = l.Seq
+		} else {
+			if reconnected && !l.Time.After(lastPlatform) {
+				return nil
+			}
+			if l.Time.After(lastPlatform) {
+				lastPlatform = l.Time
+			}
+		}
+		if asJSON {
+			return enc.Encode(l)
+		}
+		_, err := fmt.Fprintln(out, FormatLogLine(&l))
+		return err
+	}
+	backoff := 500 * time.Millisecond
+	for {
+		err := c.Logs(ctx, app, q, emit)
+		if !q.Follow || ctx.Err() != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		var ae *api.Error
+		if errors.As(err, &ae) && ae.Status < 500 {
+			return err
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "pier: log stream interrupted (%v); reconnecting\n", err)
+		} else {
+			backoff = 500 * time.Millisecond
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 10*time.Second)
+		q.Lines = max(q.Lines, 1000) // catch up on what came in between
+		reconnected = true
+	}
+}
+
+// FormatLogLine formats a line as Heroku does:
+// "2026-12-02T07:00:00.000000+00:00 app[web.JOBID]: text".
+func FormatLogLine(l *api.AppLogLine) string {
+	src := l.Source
+	if src == "" {
+		src = api.LogSourceApp
+	}
+	return l.Time.UTC().Format("2006-01-02T15:04:05.000000-07:00") + " " + src + "[" + l.Dyno() + "]: " + l.Text
+}

@@ -1,0 +1,97 @@
+package logs
+
+import (
+	"context"
+	"time"
+
+	"github.com/pierpaas/pier/discovery"
+)
+
+// Lead registers the aggregator as an instance of Service at addr (the
+// server's API address) under id, and keeps it active exactly while it is
+// the service's leader (its oldest instance), until ctx ends. Every server
+// runs one; the others stand by, answering 503 so that clients look
+// again. While active, onActive's context lives: the platform lines and
+// the drains run under it.
+func (a *Aggregator) Lead(ctx context.Context, reg *discovery.Registry, id, addr string, onActive func(context.Context)) {
+	defer a.Deactivate()
+	delay := 100 * time.Millisecond
+	var g *discovery.Registration
+	for ctx.Err() == nil {
+		var err error
+		g, err = reg.Register(ctx, Service, discovery.Instance{ID: id, Addr: addr, Proto: "https"})
+		if err == nil {
+			break
+		}
+		a.cfg.Log.Warn("cannot register the log aggregator; retrying", "err", err, "in", delay)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 5*time.Second)
+	}
+	if g == nil {
+		return
+	}
+	defer g.Close()
+
+	var stopActive context.CancelFunc
+	activate := func(on bool) {
+		switch {
+		case on && stopActive == nil:
+			a.Activate()
+			actx, cancel := context.WithCancel(ctx)
+			stopActive = cancel
+			if onActive != nil {
+				go onActive(actx)
+			}
+		case !on && stopActive != nil:
+			stopActive()
+			stopActive = nil
+			a.Deactivate()
+		}
+	}
+	defer activate(false)
+	for ctx.Err() == nil {
+		events, err := reg.Watch(ctx, Service)
+		if err != nil {
+			activate(false)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		lost, gone := g.Done(), (<-chan struct{})(nil)
+		recheck := time.NewTicker(time.Second)
+	watch:
+		for {
+			select {
+			case <-ctx.Done():
+				recheck.Stop()
+				return
+			case <-lost:
+				// The lease is gone, so the leadership is too; the
+				// registration comes back at the end of the line, with a
+				// new lease to watch.
+				activate(false)
+				gone, lost = lost, nil
+			case <-recheck.C:
+				if ch := g.Done(); lost == nil && ch != gone {
+					lost = ch
+				}
+			case ev, ok := <-events:
+				if !ok {
+					recheck.Stop()
+					break watch
+				}
+				if ev.Type == discovery.EventLeader {
+					activate(ev.Instance != nil && ev.Instance.ID == id)
+				}
+			}
+		}
+		activate(false)
+	}
+}
