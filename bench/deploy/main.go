@@ -11,7 +11,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -22,7 +21,6 @@ import (
 	"time"
 
 	"github.com/pierpaas/pier/host/agent"
-	"github.com/pierpaas/pier/internal/testutil"
 )
 
 // example is an app to push and how to tell its releases apart.
@@ -193,18 +191,7 @@ func (b *bench) cleanup() {
 		}
 		b.up = nil
 	}
-	hostDir := filepath.Join(b.dataDir(), "host")
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if rt, err := agent.NewRuntime("runc", filepath.Join(hostDir, "runtime"), log); err == nil {
-		ids, _ := rt.List()
-		for _, id := range ids {
-			rt.Delete(id)
-		}
-	}
-	testutil.KillShims(filepath.Join(hostDir, "jobs"))
-	for _, d := range agent.RunDirs(hostDir) {
-		os.RemoveAll(d)
-	}
+	agent.Purge(filepath.Join(b.dataDir(), "host"))
 }
 
 func freePort() int {

@@ -181,6 +181,7 @@ func TestGitPushDeploys(t *testing.T) {
 	stranger := filepath.Join(u.home, "stranger")
 	exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", stranger).Run()
 	static := dirs["static"]
+	u.must(static, pierBin, "git-remote", "--ssh")
 	if out, err := u.run(static, stranger, "git", "push", "pier", "main"); err == nil || !strings.Contains(out, "Permission denied") {
 		t.Fatalf("push with an unregistered key: %v\n%s", err, out)
 	}

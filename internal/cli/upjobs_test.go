@@ -2,8 +2,6 @@ package cli_test
 
 import (
 	"context"
-	"log/slog"
-	"os"
 	"path/filepath"
 	"syscall"
 	"testing"
@@ -13,7 +11,6 @@ import (
 	"github.com/pierpaas/pier/client"
 	"github.com/pierpaas/pier/host/agent"
 	"github.com/pierpaas/pier/internal/server"
-	"github.com/pierpaas/pier/internal/testutil"
 	"github.com/pierpaas/pier/scheduler"
 	"github.com/pierpaas/pier/store"
 )
@@ -97,16 +94,4 @@ func TestUpRunsFormations(t *testing.T) {
 
 // cleanupHost removes every container and shim a host data directory
 // still has, whatever a test left behind.
-func cleanupHost(hostDir string) {
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
-	if rt, err := agent.NewRuntime("runc", filepath.Join(hostDir, "runtime"), log); err == nil {
-		ids, _ := rt.List()
-		for _, id := range ids {
-			rt.Delete(id)
-		}
-	}
-	testutil.KillShims(filepath.Join(hostDir, "jobs"))
-	for _, d := range agent.RunDirs(hostDir) {
-		os.RemoveAll(d)
-	}
-}
+func cleanupHost(hostDir string) { agent.Purge(hostDir) }

@@ -1,27 +1,7 @@
 package testutil
 
-import (
-	"os"
-	"path/filepath"
-	"strconv"
-	"strings"
-	"syscall"
-)
+import "github.com/pierpaas/pier/host/shim"
 
 // KillShims kills, by pid, every `pier shim` supervising a job under
 // jobsDir: test cleanup that must work even when the agent is gone.
-func KillShims(jobsDir string) {
-	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
-	for _, p := range procs {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			continue
-		}
-		args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
-		if len(args) == 3 && args[1] == "shim" && strings.HasPrefix(args[2], jobsDir+"/") {
-			if pid, err := strconv.Atoi(filepath.Base(filepath.Dir(p))); err == nil {
-				syscall.Kill(pid, syscall.SIGKILL)
-			}
-		}
-	}
-}
+func KillShims(jobsDir string) { shim.KillAll(jobsDir) }
