@@ -122,14 +122,19 @@ func (c *Controller) gitInfo(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// AppExists reports whether an app exists (for the git receiver).
-func (c *Controller) AppExists(ctx context.Context, name string) (bool, error) {
+// AppID identifies an app for as long as it exists, "" when there is no
+// such app (for the git receiver): its creation time, which an app
+// destroyed and created again under the same name does not share.
+func (c *Controller) AppID(ctx context.Context, name string) (string, error) {
 	if api.ValidateAppName(name) != nil {
-		return false, nil
+		return "", nil
 	}
-	_, _, err := store.Get[api.App](ctx, c.Client, appKey(name))
+	a, _, err := store.Get[api.App](ctx, c.Client, appKey(name))
 	if errors.Is(err, store.ErrNotFound) {
-		return false, nil
+		return "", nil
 	}
-	return err == nil, err
+	if err != nil {
+		return "", err
+	}
+	return a.CreatedAt.UTC().Format(time.RFC3339Nano), nil
 }

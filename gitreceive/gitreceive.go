@@ -50,8 +50,10 @@ type Auth interface {
 	// AuthorizeAPIKey checks an API key given as the HTTP basic-auth
 	// password (or as a bearer token).
 	AuthorizeAPIKey(ctx context.Context, secret string) error
-	// AppExists reports whether an app exists.
-	AppExists(ctx context.Context, app string) (bool, error)
+	// AppID identifies an app for as long as it exists ("" when there is
+	// no such app): an app destroyed and created again under the same name
+	// gets another, so it does not inherit the old one's repository.
+	AppID(ctx context.Context, app string) (string, error)
 }
 
 // Config configures a Receiver.
@@ -216,9 +218,29 @@ func (r *Receiver) repoExists(app string) bool {
 	return err == nil
 }
 
+// appIDKey is the git config key recording which app a repository is of.
+const appIDKey = "pier.appid"
+
+// forgetStale removes app's repository if it belongs to an earlier app of
+// that name (one destroyed since): its code is not the new app's to see.
+func (r *Receiver) forgetStale(ctx context.Context, app, id string) error {
+	r.initMu.Lock()
+	defer r.initMu.Unlock()
+	if !r.repoExists(app) {
+		return nil
+	}
+	dir := r.repoPath(app)
+	out, _ := r.command(ctx, nil, "-C", dir, "config", "--get", appIDKey).Output()
+	if bytesTrim(out) == id {
+		return nil
+	}
+	r.log.Info("removing the repository of a destroyed app", "app", app)
+	return os.RemoveAll(dir)
+}
+
 // ensureRepo creates app's repository if need be and (re)writes its hook,
 // so a repository made by an older binary calls the current one.
-func (r *Receiver) ensureRepo(ctx context.Context, app string) (string, error) {
+func (r *Receiver) ensureRepo(ctx context.Context, app, id string) (string, error) {
 	r.initMu.Lock()
 	defer r.initMu.Unlock()
 	dir := r.repoPath(app)
@@ -237,6 +259,7 @@ func (r *Receiver) ensureRepo(ctx context.Context, app string) (string, error) {
 			{"-C", tmp, "config", "receive.fsckObjects", "true"},
 			{"-C", tmp, "config", "receive.fsck.zeroPaddedFilemode", "ignore"},
 			{"-C", tmp, "config", "receive.denyDeletes", "true"},
+			{"-C", tmp, "config", appIDKey, id},
 		} {
 			if out, err := r.command(ctx, nil, args...).CombinedOutput(); err != nil {
 				return "", fmt.Errorf("gitreceive: git %s: %v: %s", args[0], err, bytesTrim(out))

@@ -47,7 +47,7 @@ type fakeAuth struct {
 	mu        sync.Mutex
 	keys      map[string]bool // SHA256 fingerprints
 	apiKey    string
-	apps      map[string]bool
+	apps      map[string]string // app → its id
 	appChecks int
 }
 
@@ -67,7 +67,7 @@ func (a *fakeAuth) AuthorizeAPIKey(ctx context.Context, secret string) error {
 	return nil
 }
 
-func (a *fakeAuth) AppExists(ctx context.Context, app string) (bool, error) {
+func (a *fakeAuth) AppID(ctx context.Context, app string) (string, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.appChecks++
@@ -220,7 +220,7 @@ func newEnv(t *testing.T) *env {
 	}
 	e := &env{
 		t:    t,
-		auth: &fakeAuth{keys: map[string]bool{}, apiKey: "pier_0123456789ab_secret", apps: map[string]bool{"myapp": true}},
+		auth: &fakeAuth{keys: map[string]bool{}, apiKey: "pier_0123456789ab_secret", apps: map[string]string{"myapp": "id-1"}},
 		b:    &fakeBuilder{running: map[string]int{}},
 		home: filepath.Join(root, "home"),
 	}

@@ -67,12 +67,16 @@ func (r *Receiver) serveHTTP(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	ctx := req.Context()
-	switch exists, err := r.cfg.Auth.AppExists(ctx, app); {
+	id, err := r.cfg.Auth.AppID(ctx, app)
+	if err == nil {
+		err = r.forgetStale(ctx, app, id)
+	}
+	switch {
 	case err != nil:
 		r.log.Error("look up app", "app", app, "err", err)
 		http.Error(w, "pier: cannot look up the app now; try again later", http.StatusServiceUnavailable)
 		return
-	case !exists:
+	case id == "":
 		http.Error(w, "pier: there is no app named "+app, http.StatusNotFound)
 		return
 	}
@@ -83,19 +87,19 @@ func (r *Receiver) serveHTTP(w http.ResponseWriter, req *http.Request) {
 	noCache(w.Header())
 	log := r.log.With("app", app, "service", service, "via", "http")
 	if op == "info/refs" {
-		r.advertise(w, req, app, service, env, log)
+		r.advertise(w, req, app, id, service, env, log)
 	} else {
-		r.rpc(w, req, app, service, env, log)
+		r.rpc(w, req, app, id, service, env, log)
 	}
 }
 
 // advertise answers info/refs: the refs, and the capabilities.
-func (r *Receiver) advertise(w http.ResponseWriter, req *http.Request, app, service string, env []string, log *slog.Logger) {
+func (r *Receiver) advertise(w http.ResponseWriter, req *http.Request, app, id, service string, env []string, log *slog.Logger) {
 	ctx := req.Context()
 	var dir string
 	if service == serviceReceive {
 		// The first push advertises an empty repository, so make it.
-		d, err := r.ensureRepo(ctx, app)
+		d, err := r.ensureRepo(ctx, app, id)
 		if err != nil {
 			log.Error("prepare repository", "err", err)
 			http.Error(w, "pier: internal error", http.StatusInternalServerError)
@@ -122,7 +126,7 @@ func (r *Receiver) advertise(w http.ResponseWriter, req *http.Request, app, serv
 }
 
 // rpc runs one stateless exchange: a push (with its build) or a fetch.
-func (r *Receiver) rpc(w http.ResponseWriter, req *http.Request, app, service string, env []string, log *slog.Logger) {
+func (r *Receiver) rpc(w http.ResponseWriter, req *http.Request, app, id, service string, env []string, log *slog.Logger) {
 	ctx := req.Context()
 	var body io.Reader = req.Body
 	switch req.Header.Get("Content-Encoding") {
@@ -147,7 +151,7 @@ func (r *Receiver) rpc(w http.ResponseWriter, req *http.Request, app, service st
 			return // the client went away
 		}
 		defer unlock()
-		if dir, err = r.ensureRepo(ctx, app); err != nil {
+		if dir, err = r.ensureRepo(ctx, app, id); err != nil {
 			log.Error("prepare repository", "err", err)
 			http.Error(w, "pier: internal error", http.StatusInternalServerError)
 			return

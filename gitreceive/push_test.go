@@ -387,3 +387,38 @@ func TestCloseCancelsBuilds(t *testing.T) {
 		t.Errorf("main = %s", got)
 	}
 }
+
+// TestRecreatedAppStartsAfresh: an app destroyed and created again under
+// its name does not inherit the old one's repository, over SSH or HTTP.
+func TestRecreatedAppStartsAfresh(t *testing.T) {
+	e := newEnv(t)
+	w := e.workRepo(map[string]string{"secret": "the old app's code\n"})
+	if out, err := e.git(w, "push", e.sshURL("myapp"), "main").CombinedOutput(); err != nil {
+		t.Fatalf("push: %v\n%s", err, out)
+	}
+	old := e.serverRef("myapp", "refs/heads/main")
+	if old == "" {
+		t.Fatal("nothing pushed")
+	}
+	e.auth.mu.Lock()
+	e.auth.apps["myapp"] = "id-2" // destroyed, and created again
+	e.auth.mu.Unlock()
+	clone := filepath.Join(t.TempDir(), "clone")
+	if out, err := e.git(w, "clone", "-q", e.sshURL("myapp"), clone).CombinedOutput(); err == nil {
+		t.Fatalf("cloned the destroyed app's repository:\n%s", out)
+	}
+	if e.r.repoExists("myapp") {
+		t.Fatal("the old repository is still there")
+	}
+	fresh := e.workRepo(map[string]string{"new": "the new app\n"})
+	if out, err := e.git(fresh, "push", e.sshURL("myapp"), "main").CombinedOutput(); err != nil {
+		t.Fatalf("push to the new app: %v\n%s", err, out)
+	}
+	if got := e.serverRef("myapp", "refs/heads/main"); got == "" || got == old {
+		t.Fatalf("main is %q after the new app's push (old %s)", got, old)
+	}
+	// Its own repository is kept from push to push.
+	if out, err := e.git(fresh, "fetch", "-q", e.sshURL("myapp"), "main").CombinedOutput(); err != nil {
+		t.Fatalf("fetch: %v\n%s", err, out)
+	}
+}

@@ -42,7 +42,7 @@ func TestSSHRefusals(t *testing.T) {
 	}
 	// A clone of an app that was never pushed has nothing to clone.
 	e.auth.mu.Lock()
-	e.auth.apps["fresh"] = true
+	e.auth.apps["fresh"] = "id-fresh"
 	e.auth.mu.Unlock()
 	out2, err := e.git(t.TempDir(), "clone", e.sshURL("fresh"), "x").CombinedOutput()
 	if err == nil {

@@ -186,7 +186,8 @@ func (r *Receiver) execSSH(ctx context.Context, ch ssh.Channel, command, pusher,
 		fmt.Fprintf(stderr, "pier: %v\n", err)
 		return 1
 	}
-	if msg := r.checkApp(ctx, app); msg != "" {
+	id, msg := r.checkApp(ctx, app)
+	if msg != "" {
 		fmt.Fprintf(stderr, "pier: %s\n", msg)
 		return 1
 	}
@@ -210,7 +211,7 @@ func (r *Receiver) execSSH(ctx context.Context, ch ssh.Channel, command, pusher,
 		return 1
 	}
 	defer unlock()
-	dir, err := r.ensureRepo(ctx, app)
+	dir, err := r.ensureRepo(ctx, app, id)
 	if err != nil {
 		log.Error("prepare repository", "err", err)
 		fmt.Fprintf(stderr, "pier: internal error preparing the repository of %s\n", app)
@@ -224,17 +225,22 @@ func (r *Receiver) execSSH(ctx context.Context, ch ssh.Channel, command, pusher,
 	return exitCode(log, runService(r.serviceCommand(ctx, service, dir, append(env, penv...)), ch, ch, stderr))
 }
 
-// checkApp says what is wrong with pushing to or fetching app, or "".
-func (r *Receiver) checkApp(ctx context.Context, app string) string {
-	ok, err := r.cfg.Auth.AppExists(ctx, app)
+// checkApp returns app's id, or says what is wrong with pushing to or
+// fetching app. A repository left by a destroyed app of that name is
+// removed first.
+func (r *Receiver) checkApp(ctx context.Context, app string) (id, problem string) {
+	id, err := r.cfg.Auth.AppID(ctx, app)
+	if err == nil {
+		err = r.forgetStale(ctx, app, id)
+	}
 	switch {
 	case err != nil:
 		r.log.Error("look up app", "app", app, "err", err)
-		return "cannot look up the app now; try again later"
-	case !ok:
-		return fmt.Sprintf("there is no app named %s (create it with: pier create %s)", app, app)
+		return "", "cannot look up the app now; try again later"
+	case id == "":
+		return "", fmt.Sprintf("there is no app named %s (create it with: pier create %s)", app, app)
 	}
-	return ""
+	return id, ""
 }
 
 func exitCode(log interface{ Debug(string, ...any) }, err error) int {

@@ -86,4 +86,4 @@ func (g gitAuth) AuthorizeAPIKey(ctx context.Context, secret string) error {
 	return g.c.AuthorizeAPIKey(ctx, secret)
 }
 
-func (g gitAuth) AppExists(ctx context.Context, app string) (bool, error) { return g.c.AppExists(ctx, app) }
+func (g gitAuth) AppID(ctx context.Context, app string) (string, error) { return g.c.AppID(ctx, app) }
