@@ -14,8 +14,6 @@ import (
 	"github.com/pierpaas/pier/host/joblog"
 	"github.com/pierpaas/pier/host/shim"
 	"github.com/pierpaas/pier/store/storetest"
-
-	"github.com/pierpaas/pier/internal/testutil"
 )
 
 var (
@@ -60,7 +58,7 @@ func runcHost(t *testing.T, c *storetest.Cluster, id string) Config {
 		for _, id := range ids {
 			rt.Delete(id)
 		}
-		testutil.KillShims(cfg.jobsDir())
+		shim.KillAll(cfg.jobsDir())
 	})
 	return cfg
 }

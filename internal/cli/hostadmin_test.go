@@ -17,6 +17,7 @@ import (
 
 	"github.com/pierpaas/pier/api"
 	"github.com/pierpaas/pier/host/agent"
+	"github.com/pierpaas/pier/host/shim"
 	"github.com/pierpaas/pier/internal/pki"
 	"github.com/pierpaas/pier/internal/testutil"
 	"github.com/pierpaas/pier/store/storetest"
@@ -53,7 +54,7 @@ func startRuncAgent(t *testing.T) (addr, dataDir string) {
 				rt.Delete(id)
 			}
 		}
-		testutil.KillShims(filepath.Join(dataDir, "jobs"))
+		shim.KillAll(filepath.Join(dataDir, "jobs"))
 		os.RemoveAll(sockDir)
 	})
 	cfg := agent.Config{
