@@ -505,6 +505,9 @@ func TestShipHostRestartResumes(t *testing.T) {
 	s2 := newShipper()
 	go s2.Run(ctx)
 	waitFor(t, "the lines written while the host was down", 5*time.Second, func() bool { return len(appLines(t, a, "shop")["shop-web-1"]) == 100 })
+	// The shipper counts a batch once the aggregator has answered, a
+	// moment after the aggregator holds its lines.
+	waitFor(t, "the new shipper's count", 5*time.Second, func() bool { return s2.Stats().Shipped >= 50 })
 	if st := a.Stats(); st.Duplicates != 0 || s2.Stats().Shipped != 50 {
 		t.Fatalf("aggregator %+v; the new shipper shipped %d", st, s2.Stats().Shipped)
 	}

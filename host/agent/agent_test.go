@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -115,7 +116,7 @@ func TestAgentWithFakeRuntime(t *testing.T) {
 		t.Fatalf("ports %v", st.HostPorts)
 	}
 	spec, _ := rt.Spec("web-1")
-	if !contains(spec.Env, "PORT=41000") || !contains(spec.Env, "PIER_APP=hello") {
+	if !contains(spec.Env, "PORT="+strconv.Itoa(st.HostPorts[0])) || !contains(spec.Env, "PIER_APP=hello") {
 		t.Fatalf("env %v", spec.Env)
 	}
 
