@@ -129,10 +129,12 @@ func (c *Controller) Formation(ctx context.Context, app string) (api.AppFormatio
 	return out, c.do(ctx, http.MethodGet, appPath(app, "/formation"), nil, &out)
 }
 
-// Scale sets job counts of process types.
+// Scale sets job counts of process types. It is a PUT, so a request that
+// met a store hiccup is sent again: setting the same counts twice is
+// setting them once.
 func (c *Controller) Scale(ctx context.Context, app string, counts map[string]int) (api.AppFormation, error) {
 	var out api.AppFormation
-	return out, c.do(ctx, http.MethodPatch, appPath(app, "/formation"), api.ScaleRequest{Processes: counts}, &out)
+	return out, c.do(ctx, http.MethodPut, appPath(app, "/formation"), api.ScaleRequest{Processes: counts}, &out)
 }
 
 // Jobs lists an app's jobs and what waits for a host.

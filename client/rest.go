@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"time"
 )
 
 // rest is the JSON-over-HTTP plumbing the API clients share.
@@ -53,17 +54,55 @@ func (c *rest) send(ctx context.Context, method, path string, body any) (*http.R
 	return c.sendRequest(req)
 }
 
+// sendRequest sends req, and again, a few times with a growing pause,
+// while the server answers 503 to an idempotent request whose body can be
+// sent again: a server whose store connection broke mid-request (an etcd
+// member restarting) answers the next attempt through another member.
 func (c *rest) sendRequest(req *http.Request) (*http.Response, error) {
-	if c.authorize != nil {
-		c.authorize(req)
+	pause := 100 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		if c.authorize != nil {
+			c.authorize(req)
+		}
+		resp, err := c.hc.Do(req)
+		if err != nil {
+			return nil, err
+		}
+		if resp.StatusCode < 300 {
+			return resp, nil
+		}
+		if resp.StatusCode == http.StatusServiceUnavailable && attempt < maxAttempts && retryable(req) {
+			io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+			resp.Body.Close()
+			select {
+			case <-req.Context().Done():
+				return nil, req.Context().Err()
+			case <-time.After(pause):
+			}
+			pause *= 2
+			if req.GetBody != nil {
+				if req.Body, err = req.GetBody(); err != nil {
+					return nil, err
+				}
+			}
+			continue
+		}
+		defer resp.Body.Close()
+		return nil, responseError(resp)
 	}
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		return nil, err
+}
+
+// maxAttempts bounds sendRequest's tries: about 3 s of pauses in all.
+const maxAttempts = 5
+
+// retryable reports whether req may be sent twice: an idempotent method
+// (not PATCH: a changed config var makes a release each time), and a body
+// that can be read again (or none).
+func retryable(req *http.Request) bool {
+	switch req.Method {
+	case http.MethodGet, http.MethodHead, http.MethodPut, http.MethodDelete:
+	default:
+		return false
 	}
-	if resp.StatusCode < 300 {
-		return resp, nil
-	}
-	defer resp.Body.Close()
-	return nil, responseError(resp)
+	return req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
 }

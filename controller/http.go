@@ -10,6 +10,9 @@ import (
 	"net/http"
 	"strings"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/pierpaas/pier/api"
 	"github.com/pierpaas/pier/store"
 )
@@ -60,6 +63,11 @@ func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 		ae = api.Errorf(api.ErrCodeNotFound, "not found")
 	case errors.Is(err, store.ErrConflict), errors.Is(err, store.ErrExists):
 		ae = api.Errorf(api.ErrCodeConflict, "changed concurrently; try again")
+	case storeUnavailable(err):
+		// The etcd member this server talked to went away mid-request
+		// (it is being restarted, or lost): another answers a retry.
+		log.Warn("store unavailable", "method", r.Method, "path", r.URL.Path, "err", err)
+		ae = api.Errorf(api.ErrCodeUnavailable, "the cluster's store is unavailable for a moment; try again")
 	default:
 		log.Error("request failed", "method", r.Method, "path", r.URL.Path,
 			"request_id", w.Header().Get(RequestIDHeader), "err", err)
@@ -70,6 +78,13 @@ func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 		status = http.StatusInternalServerError
 	}
 	writeJSON(w, status, ae)
+}
+
+// storeUnavailable reports whether err is the store's connection failing
+// (gRPC Unavailable), as opposed to a refused or failed operation.
+func storeUnavailable(err error) bool {
+	var se interface{ GRPCStatus() *status.Status }
+	return errors.As(err, &se) && se.GRPCStatus().Code() == codes.Unavailable
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

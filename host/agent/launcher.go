@@ -54,6 +54,15 @@ func (l ExecLauncher) Launch(jobDir string) error {
 	return nil
 }
 
+// aliveLauncher is a Launcher that can tell whether a job's shim still
+// runs, for adoption after the agent (or the machine) restarted.
+type aliveLauncher interface {
+	Alive(jobDir string) bool
+}
+
+// Alive reports whether a `pier shim jobDir` process runs on this machine.
+func (l ExecLauncher) Alive(jobDir string) bool { return shim.Running(jobDir) }
+
 // InProcessLauncher runs shims as goroutines with a given runtime: for
 // tests and for the fake runtime, where there is no process to survive.
 type InProcessLauncher struct {

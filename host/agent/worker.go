@@ -69,6 +69,17 @@ func (w *worker) run(ctx context.Context, adopted bool) {
 			w.finish(ctx, api.JobStatus{ID: job.ID, State: api.JobRejected, Error: err.Error()})
 			return
 		}
+	} else if al, ok := a.cfg.Launcher.(aliveLauncher); ok && !al.Alive(w.lj.Dir) {
+		// No shim supervises the job any more (the machine rebooted, or
+		// the shim was killed): a new one finds the job's files and either
+		// starts it (it never started) or records that it died, at once,
+		// instead of this worker waiting out startTimeout for a shim that
+		// will never answer.
+		log.Info("adopted job has no supervisor; relaunching it")
+		if err := a.cfg.Launcher.Launch(w.lj.Dir); err != nil {
+			w.finish(ctx, api.JobStatus{ID: job.ID, State: api.JobFailed, Error: err.Error()})
+			return
+		}
 	}
 	w.shim = shim.NewClient(a.socketPath(job.ID))
 	defer w.shim.Close()

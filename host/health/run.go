@@ -26,9 +26,14 @@ type Status struct {
 }
 
 // firstInterval is the pause before the first extra probe while the state
-// is Unknown; it doubles up to Interval. A job that boots in a second is
-// then in discovery about a second after it starts, not an Interval later.
-var firstInterval = 100 * time.Millisecond
+// is Unknown; it doubles up to maxUnknownInterval (or Interval, if
+// shorter). A job that boots in a second is then in discovery within half
+// a second of being ready, not an Interval later: every recovery (a
+// replacement after a host failure, a rolling deploy) waits on that.
+var (
+	firstInterval      = 100 * time.Millisecond
+	maxUnknownInterval = 500 * time.Millisecond
+)
 
 // Run probes c until ctx ends and calls report on each change of state,
 // from Run's goroutine; it returns ctx's error, or an error wrapping
@@ -94,7 +99,7 @@ func run(ctx context.Context, c Check, probe func(context.Context) error, report
 			if extra := began.Add(backoff); extra.Before(next) {
 				next = extra
 			}
-			backoff = min(backoff*2, c.Interval)
+			backoff = min(backoff*2, maxUnknownInterval, c.Interval)
 		}
 		timer.Reset(max(0, time.Until(next)))
 	}

@@ -8,10 +8,10 @@ import (
 	"syscall"
 )
 
-// KillAll kills, by pid, every `pier shim` supervising a job under
-// jobsDir: for removing a host for good (tests, an uninstall), which must
-// work even when its agent is gone.
-func KillAll(jobsDir string) {
+// pids returns the pids of the `pier shim DIR` processes on this machine
+// whose DIR match accepts.
+func pids(match func(dir string) bool) []int {
+	var out []int
 	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
 	for _, p := range procs {
 		b, err := os.ReadFile(p)
@@ -19,10 +19,26 @@ func KillAll(jobsDir string) {
 			continue
 		}
 		args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
-		if len(args) == 3 && args[1] == "shim" && strings.HasPrefix(args[2], jobsDir+"/") {
+		if len(args) == 3 && args[1] == "shim" && match(args[2]) {
 			if pid, err := strconv.Atoi(filepath.Base(filepath.Dir(p))); err == nil {
-				syscall.Kill(pid, syscall.SIGKILL)
+				out = append(out, pid)
 			}
 		}
+	}
+	return out
+}
+
+// Running reports whether a shim supervises the job in jobDir: after the
+// agent or the machine restarted, a job whose shim is gone needs a new one.
+func Running(jobDir string) bool {
+	return len(pids(func(dir string) bool { return dir == jobDir })) > 0
+}
+
+// KillAll kills, by pid, every `pier shim` supervising a job under
+// jobsDir: for removing a host for good (tests, an uninstall), which must
+// work even when its agent is gone.
+func KillAll(jobsDir string) {
+	for _, pid := range pids(func(dir string) bool { return strings.HasPrefix(dir, jobsDir+"/") }) {
+		syscall.Kill(pid, syscall.SIGKILL)
 	}
 }

@@ -1,0 +1,43 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+)
+
+// A 503 is answered by sending an idempotent request again, body and all;
+// a POST is never sent twice.
+func TestRetryOn503(t *testing.T) {
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if calls.Add(1) < 3 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			w.Write([]byte(`{"code":"unavailable","message":"try again"}`))
+			return
+		}
+		w.Write(body)
+	}))
+	defer srv.Close()
+	c := &rest{base: srv.URL, hc: srv.Client()}
+	var out map[string]int
+	if err := c.do(context.Background(), http.MethodPut, "/x", map[string]int{"web": 3}, &out); err != nil || out["web"] != 3 {
+		t.Fatalf("PUT: %v %v", out, err)
+	}
+	if n := calls.Load(); n != 3 {
+		t.Fatalf("%d calls, want 3", n)
+	}
+	calls.Store(0)
+	req, _ := http.NewRequest(http.MethodPost, srv.URL+"/x", bytes.NewReader([]byte("{}")))
+	if _, err := c.sendRequest(req); err == nil {
+		t.Fatal("a POST answered 503 succeeded")
+	}
+	if n := calls.Load(); n != 1 {
+		t.Fatalf("a POST was sent %d times", n)
+	}
+}
