@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/pierpaas/pier/discovery"
 )
@@ -26,17 +27,30 @@ type Backend struct {
 	// inflight is shared by the Backends that stand for one instance at
 	// one address across updates of its record.
 	inflight *atomic.Int64
-	down     atomic.Bool
+	// conns are the idle keep-alive connections of the proxy's HTTP/1.1
+	// path to this address (see fastpath.go), shared like inflight.
+	conns *connPool
+	down  atomic.Bool
 }
 
 func newBackend(inst discovery.Instance, old *Backend) *Backend {
 	b := &Backend{Instance: inst}
 	if old != nil && old.Instance.Addr == inst.Addr {
 		b.inflight = old.inflight
+		b.conns = old.conns
 	} else {
 		b.inflight = new(atomic.Int64)
+		b.conns = new(connPool)
 	}
 	return b
+}
+
+// markDown takes b out of service for good: no request picks it any
+// more, and its idle connections are closed (those in use close when
+// their request ends).
+func (b *Backend) markDown() {
+	b.down.Store(true)
+	b.conns.close()
 }
 
 // InFlight is the number of requests the proxy has in flight to b.
@@ -56,6 +70,9 @@ type Backends struct {
 
 	mu       sync.Mutex
 	services map[string]*serviceSet
+	// snap is a copy of services, replaced (under mu) whenever services
+	// changes, so that a request finds its service without taking mu.
+	snap atomic.Pointer[map[string]*serviceSet]
 }
 
 type serviceSet struct {
@@ -106,7 +123,18 @@ func (bs *Backends) Close() {
 	bs.cancel()
 	bs.mu.Lock()
 	bs.services = make(map[string]*serviceSet)
+	bs.published()
 	bs.mu.Unlock()
+}
+
+// published copies services to snap; called with mu held after every
+// change of services.
+func (bs *Backends) published() {
+	m := make(map[string]*serviceSet, len(bs.services))
+	for k, v := range bs.services {
+		m[k] = v
+	}
+	bs.snap.Store(&m)
 }
 
 // Retain stops the watches of services not in keep (the services the
@@ -120,6 +148,7 @@ func (bs *Backends) Retain(keep map[string]bool) {
 			delete(bs.services, name)
 		}
 	}
+	bs.published()
 }
 
 // Watched lists the services whose watch runs, sorted.
@@ -155,6 +184,28 @@ func (bs *Backends) view(ctx context.Context, service string) *backendSet {
 	s := bs.set(service)
 	select {
 	case <-s.ready:
+	case <-ctx.Done():
+		return nil
+	}
+	return s.state.Load()
+}
+
+// viewWait is view with a wait of at most d, and neither a context nor a
+// timer once the service's first listing is in (every request but a
+// service's first few).
+func (bs *Backends) viewWait(ctx context.Context, service string, d time.Duration) *backendSet {
+	s := bs.set(service)
+	select {
+	case <-s.ready:
+		return s.state.Load()
+	default:
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-s.ready:
+	case <-t.C:
+		return nil
 	case <-ctx.Done():
 		return nil
 	}
@@ -208,6 +259,11 @@ func pick(list []*Backend, exclude *Backend) *Backend {
 }
 
 func (bs *Backends) set(service string) *serviceSet {
+	if m := bs.snap.Load(); m != nil {
+		if s := (*m)[service]; s != nil {
+			return s
+		}
+	}
 	bs.mu.Lock()
 	defer bs.mu.Unlock()
 	if s := bs.services[service]; s != nil {
@@ -216,6 +272,7 @@ func (bs *Backends) set(service string) *serviceSet {
 	ctx, cancel := context.WithCancel(bs.ctx)
 	s := &serviceSet{ready: make(chan struct{}), cancel: cancel}
 	bs.services[service] = s
+	bs.published()
 	go bs.run(ctx, service, s)
 	return s
 }
@@ -233,6 +290,7 @@ func (bs *Backends) run(ctx context.Context, service string, s *serviceSet) {
 		switch bs.services[service] {
 		case s:
 			delete(bs.services, service)
+			bs.published()
 			fallthrough
 		case nil:
 			// Not when a newer watch of the service took over: its
@@ -272,7 +330,7 @@ func (bs *Backends) run(ctx context.Context, service string, s *serviceSet) {
 			}
 			for id, b := range byID {
 				if n := next[id]; n == nil || n.Instance.Addr != b.Instance.Addr {
-					b.down.Store(true)
+					b.markDown()
 				}
 			}
 			byID = next
@@ -298,7 +356,7 @@ func (bs *Backends) run(ctx context.Context, service string, s *serviceSet) {
 			inst := *ev.Instance
 			old := byID[inst.ID]
 			if old != nil && old.Instance.Addr != inst.Addr {
-				old.down.Store(true)
+				old.markDown()
 			}
 			byID[inst.ID] = newBackend(inst, old)
 			publish()
@@ -308,7 +366,7 @@ func (bs *Backends) run(ctx context.Context, service string, s *serviceSet) {
 			}
 			if b := byID[ev.Instance.ID]; b != nil {
 				// Flag first: a request holding the old list skips it.
-				b.down.Store(true)
+				b.markDown()
 				delete(byID, ev.Instance.ID)
 				if leader == ev.Instance.ID {
 					// Its successor comes in the next leader event;
@@ -335,7 +393,7 @@ func (s *serviceSet) publish(byID map[string]*Backend, leader string) {
 func (s *serviceSet) clear() {
 	if v := s.state.Load(); v != nil {
 		for _, b := range v.list {
-			b.down.Store(true)
+			b.markDown()
 		}
 	}
 	s.state.Store(&backendSet{})

@@ -29,10 +29,16 @@ const childEnv = "PIER_BENCH_ROUTER_CHILD"
 // startRouterChild runs this program again as a router reading routes from
 // the store at endpoint with the client credentials in credsDir, and
 // returns the process and the address the router listens on.
-func startRouterChild(ctx context.Context, logPath, endpoint, credsDir, cpuProfile string) (*proc, string, error) {
+//
+// bin, when not "", is another build of this program to run instead (the
+// -baseline router).
+func startRouterChild(ctx context.Context, bin, logPath, endpoint, credsDir, cpuProfile string) (*proc, string, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, "", err
+	}
+	if bin != "" {
+		self = bin
 	}
 	if cpuProfile != "" {
 		if cpuProfile, err = filepath.Abs(cpuProfile); err != nil {
@@ -51,7 +57,11 @@ func startRouterChild(ctx context.Context, logPath, endpoint, credsDir, cpuProfi
 	if err != nil {
 		return nil, "", err
 	}
-	p, err := startProc("pier router", logPath, cmd)
+	name := "pier router"
+	if bin != "" {
+		name = "baseline pier router"
+	}
+	p, err := startProc(name, logPath, cmd)
 	if err != nil {
 		return nil, "", err
 	}

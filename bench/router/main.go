@@ -25,6 +25,7 @@
 //
 //	go run ./bench/router
 //	go run ./bench/router -runs 5 -duration 30s -conns 256 -only pier,nginx
+//	go run ./bench/router -baseline /tmp/bench-before  # an older build's router beside this one
 //
 // It takes about two and a half minutes with the defaults. Every child
 // process (the router, nginx and its workers, HAProxy, wrk) is stopped and
@@ -57,16 +58,21 @@ type options struct {
 	only       []string
 	regSamples int
 	cpuProfile string
+	// baseline is another build of this benchmark whose router runs as the
+	// "pier-base" path: an earlier router measured beside the current one
+	// in the same run.
+	baseline string
 }
 
 // paths, in the order they are run and printed.
-var allPaths = []string{"direct", "pier", "nginx", "haproxy"}
+var allPaths = []string{"direct", "pier", "pier-base", "nginx", "haproxy"}
 
 var pathNames = map[string]string{
-	"direct":  "direct to one backend (ceiling)",
-	"pier":    "pier router",
-	"nginx":   "nginx",
-	"haproxy": "HAProxy",
+	"direct":    "direct to one backend (ceiling)",
+	"pier":      "pier router",
+	"pier-base": "pier router (baseline build)",
+	"nginx":     "nginx",
+	"haproxy":   "HAProxy",
 }
 
 func main() {
@@ -87,10 +93,18 @@ func main() {
 	flag.StringVar(&only, "only", strings.Join(allPaths, ","), "paths to measure, of "+strings.Join(allPaths, ","))
 	flag.StringVar(&o.cpuProfile, "router-cpuprofile", "", "write a CPU profile of the router process to this file")
 	flag.IntVar(&o.regSamples, "reg-samples", 100, "instances registered and removed to time the router's reaction (0: skip)")
+	flag.StringVar(&o.baseline, "baseline", "", "another build of this benchmark (go build -o FILE ./bench/router) whose router is measured beside this one as the pier-base path")
 	flag.Parse()
 	o.wrk.host = benchDomain
+	if o.baseline == "" {
+		only = strings.ReplaceAll(only, "pier-base", "")
+	} else if !strings.Contains(only, "pier-base") {
+		only += ",pier-base"
+	}
 	for _, p := range strings.Split(only, ",") {
-		p = strings.TrimSpace(p)
+		if p = strings.TrimSpace(p); p == "" {
+			continue
+		}
 		if !slices.Contains(allPaths, p) {
 			fatalf("-only: unknown path %q (want some of %s)", p, strings.Join(allPaths, ","))
 		}
@@ -228,7 +242,7 @@ func bench(ctx context.Context, o options, tmp string, closers *[]func()) error 
 	var routerIdle int64
 	if want("pier") || o.regSamples > 0 {
 		progress("starting the pier router (a child process)")
-		p, addr, err := startRouterChild(ctx, filepath.Join(tmp, "router.log"), m.endpoint, m.credsDir, o.cpuProfile)
+		p, addr, err := startRouterChild(ctx, "", filepath.Join(tmp, "router.log"), m.endpoint, m.credsDir, o.cpuProfile)
 		if err != nil {
 			return err
 		}
@@ -239,6 +253,17 @@ func bench(ctx context.Context, o options, tmp string, closers *[]func()) error 
 		if want("pier") {
 			targets = append(targets, target{key: "pier", addr: addr, proc: p})
 		}
+	}
+	if want("pier-base") {
+		progress("starting the baseline pier router (%s)", o.baseline)
+		p, addr, err := startRouterChild(ctx, o.baseline, filepath.Join(tmp, "router-base.log"), m.endpoint, m.credsDir, "")
+		if err != nil {
+			return err
+		}
+		if err := waitServing(ctx, addr, benchDomain, 20*time.Second); err != nil {
+			return fmt.Errorf("baseline pier router: %v\n%s", err, p.tail(20))
+		}
+		targets = append(targets, target{key: "pier-base", addr: addr, proc: p})
 	}
 	if want("nginx") {
 		progress("starting nginx")
@@ -358,7 +383,7 @@ func report(o options, wrkBin string, targets []target, results map[string][]wrk
 	}
 	fmt.Println()
 	if p, ok := med["pier"]; ok {
-		for _, k := range []string{"nginx", "haproxy"} {
+		for _, k := range []string{"pier-base", "nginx", "haproxy"} {
 			if r, ok := med[k]; ok {
 				fmt.Printf("- pier router / %s: %.2f of its req/s; p50 %.2f×, p99 %.2f× its latency\n",
 					pathNames[k], p.rps/r.rps, float64(p.p50)/float64(r.p50), float64(p.p99)/float64(r.p99))
