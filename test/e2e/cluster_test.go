@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -339,5 +337,3 @@ func (c *cluster) controllerOn(s *node) (*client.Controller, error) {
 	}
 	return client.NewController(cl.URL, cl.Key, tlsCfg)
 }
-
-func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

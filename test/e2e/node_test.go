@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/pierpaas/pier/host/agent"
-	"github.com/pierpaas/pier/host/shim"
 )
 
 // A node is one machine of the cluster: a network namespace with its own
@@ -215,20 +214,7 @@ func (n *node) waitReady(timeout time.Duration) error {
 
 // cleanupHostDir removes a host's jobs for good: its containers (with
 // their cgroups and mounts), its shims and its directories under /run.
-func cleanupHostDir(dataDir string) {
-	log := discardLogger()
-	if rt, err := agent.NewRuntime("runc", filepath.Join(dataDir, "runtime"), log); err == nil {
-		ids, _ := rt.List()
-		for _, id := range ids {
-			rt.Delete(id)
-		}
-	}
-	shim.KillAll(filepath.Join(dataDir, "jobs"))
-	unmountAll(dataDir)
-	for _, d := range agent.RunDirs(dataDir) {
-		os.RemoveAll(d)
-	}
-}
+func cleanupHostDir(dataDir string) { agent.Purge(dataDir) }
 
 // reboot does to a powered-off host what a reboot does to its volatile
 // state, and nothing more: containers and their cgroups are gone, mounts
