@@ -110,27 +110,7 @@ func (c *HostClient) LogsFrom(ctx context.Context, id string, from uint64, follo
 }
 
 func (c *HostClient) logs(ctx context.Context, id string, q url.Values, fn func(api.LogLine) error) error {
-	resp, err := c.send(ctx, http.MethodGet, jobPath(id, "/logs")+"?"+q.Encode(), nil)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	dec := json.NewDecoder(resp.Body)
-	for {
-		var l api.LogLine
-		if err := dec.Decode(&l); err != nil {
-			if errors.Is(err, io.EOF) {
-				return nil
-			}
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			return fmt.Errorf("client: log stream: %w", err)
-		}
-		if err := fn(l); err != nil {
-			return err
-		}
-	}
+	return streamJSON(ctx, &c.rest, jobPath(id, "/logs")+"?"+q.Encode(), fn)
 }
 
 // WaitJob polls a job until its status is terminal and returns it.

@@ -2,10 +2,6 @@ package client
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
-	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -41,27 +37,7 @@ func (c *Controller) Logs(ctx context.Context, app string, q LogsQuery, fn func(
 	if q.Job != "" {
 		v.Set("job", q.Job)
 	}
-	resp, err := c.send(ctx, http.MethodGet, appPath(app, "/logs")+"?"+v.Encode(), nil)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	dec := json.NewDecoder(resp.Body)
-	for {
-		var l api.AppLogLine
-		if err := dec.Decode(&l); err != nil {
-			if errors.Is(err, io.EOF) {
-				return nil
-			}
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			return fmt.Errorf("client: log stream: %w", err)
-		}
-		if err := fn(l); err != nil {
-			return err
-		}
-	}
+	return streamJSON(ctx, &c.rest, appPath(app, "/logs")+"?"+v.Encode(), fn)
 }
 
 // Drains lists an app's syslog drains.

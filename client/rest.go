@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -105,4 +106,31 @@ func retryable(req *http.Request) bool {
 		return false
 	}
 	return req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
+}
+
+// streamJSON sends a GET to path and calls fn with each JSON value of the
+// answer as it arrives (NDJSON log streams), until the answer ends, fn
+// fails or ctx ends.
+func streamJSON[T any](ctx context.Context, c *rest, path string, fn func(T) error) error {
+	resp, err := c.send(ctx, http.MethodGet, path, nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	dec := json.NewDecoder(resp.Body)
+	for {
+		var v T
+		if err := dec.Decode(&v); err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("client: %s: stream: %w", path, err)
+		}
+		if err := fn(v); err != nil {
+			return err
+		}
+	}
 }
