@@ -75,13 +75,6 @@ and /metrics are served on --ops-port.`,
 				_, err := client.Get(ctx, "/pier/ready-probe")
 				return err
 			})
-			opsLn, err := net.Listen("tcp", net.JoinHostPort(ip, fmt.Sprint(opsPort)))
-			if err != nil {
-				return fmt.Errorf("router: ops listener: %w", err)
-			}
-			ops := &http.Server{Handler: health.Handler(reg), ReadHeaderTimeout: 10 * time.Second}
-			go ops.Serve(opsLn)
-			defer ops.Close()
 			rcfg, closers, err := rf.config(ctx, routerNode{Client: client, Creds: creds, DataDir: dataDir, Log: log, Registry: reg})
 			for _, c := range closers {
 				defer c.Close()
@@ -94,6 +87,15 @@ and /metrics are served on --ops-port.`,
 				return fmt.Errorf("router: %w", err)
 			}
 			defer rt.Close()
+			// The ops port opens once the router serves, so /readyz
+			// answering means traffic can be sent here.
+			opsLn, err := net.Listen("tcp", net.JoinHostPort(ip, fmt.Sprint(opsPort)))
+			if err != nil {
+				return fmt.Errorf("router: ops listener: %w", err)
+			}
+			ops := &http.Server{Handler: health.Handler(reg), ReadHeaderTimeout: 10 * time.Second}
+			go ops.Serve(opsLn)
+			defer ops.Close()
 			log.Info("router ready", "name", name, "http", rcfg.HTTPAddr, "https", rcfg.HTTPSAddr, "ops", opsLn.Addr().String())
 			select {
 			case <-ctx.Done():
