@@ -44,7 +44,7 @@ import (
 
 // DefaultTCPPortRange is the router ports TCP routes get when the
 // controller is configured with none. It stays clear of the host agents'
-// default job port range (30000-39999) and of Linux's default ephemeral
+// default job port range (21000-32000) and of Linux's default ephemeral
 // ports (32768-60999).
 var DefaultTCPPortRange = [2]int{20000, 20999}
 

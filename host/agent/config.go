@@ -59,6 +59,12 @@ type Config struct {
 	Log      *slog.Logger
 }
 
+// The default range of host ports allocated to jobs.
+const (
+	DefaultPortLow  = 21000
+	DefaultPortHigh = 32000
+)
+
 func (c *Config) setDefaults() error {
 	if c.DataDir == "" {
 		return errors.New("agent: no data directory")
@@ -80,7 +86,10 @@ func (c *Config) setDefaults() error {
 		c.APIPort = DefaultAPIPort
 	}
 	if c.PortLow == 0 {
-		c.PortLow, c.PortHigh = 30000, 39999
+		// Below Linux's ephemeral ports (32768-60999), which any
+		// process's outgoing connections take, and above the routers' TCP
+		// route ports (20000-20999), as Nomad's dynamic ports are.
+		c.PortLow, c.PortHigh = DefaultPortLow, DefaultPortHigh
 	}
 	if c.PortLow > c.PortHigh || c.PortLow < 1 || c.PortHigh > 65535 {
 		return fmt.Errorf("agent: bad port range %d-%d", c.PortLow, c.PortHigh)

@@ -29,7 +29,7 @@ func (f *hostFlags) register(cmd *cobra.Command, withJoin bool) {
 	fl.StringVar(&f.cfg.Runtime, "runtime", "runc", "container runtime: runc, or process (no isolation; development only)")
 	fl.Int64Var(&f.cfg.CPUMillis, "cpu", 0, "CPU millicores offered to jobs (default: all cores)")
 	fl.Int64Var(&f.cfg.MemoryMB, "memory", 0, "memory in MB offered to jobs (default: all memory)")
-	fl.StringVar(&f.portRange, "port-range", "30000-39999", "host ports allocated to jobs")
+	fl.StringVar(&f.portRange, "port-range", fmt.Sprintf("%d-%d", agent.DefaultPortLow, agent.DefaultPortHigh), "host ports allocated to jobs")
 	if withJoin {
 		fl.StringVar(&f.cfg.DataDir, "data-dir", filepath.Join(defaultDataDir(), "host"), "directory for the host's state, jobs and credentials")
 		fl.StringVar(&f.join, "join", "", "comma-separated API addresses (host:port) of servers, for the first start")

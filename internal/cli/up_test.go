@@ -3,6 +3,7 @@ package cli_test
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
@@ -39,12 +40,15 @@ func TestMain(m *testing.M) {
 // host API, router HTTP and HTTPS, git over SSH.
 type upPorts [8]int
 
-func freeUpPorts(t *testing.T) upPorts {
+// freeUpPorts picks free ports. A pointer, so that startUp can pick new
+// ones for a first start that lost a port to another process, and a
+// restart on the same data directory reuses what the first start used.
+func freeUpPorts(t *testing.T) *upPorts {
 	var p upPorts
 	for i := range p {
 		p[i] = testutil.FreePort(t)
 	}
-	return p
+	return &p
 }
 
 // configHome is where the CLI config of the `pier up` on dataDir lives:
@@ -64,7 +68,29 @@ type upProc struct {
 	waitErr    error
 }
 
-func startUp(t *testing.T, dataDir string, ports upPorts) *upProc {
+// startUp starts `pier up` on dataDir and waits until it is ready. A
+// free port can be taken by another process between its check and pier's
+// bind (tests run side by side); a first start that fails so is made
+// again on other ports.
+func startUp(t *testing.T, dataDir string, ports *upPorts) *upProc {
+	t.Helper()
+	_, err := os.Stat(dataDir)
+	first := os.IsNotExist(err)
+	for attempt := 1; ; attempt++ {
+		p, err := tryStartUp(t, dataDir, *ports)
+		if err == nil {
+			return p
+		}
+		if !first || attempt == 3 || !strings.Contains(p.stderr.String(), "address already in use") {
+			t.Fatal(err)
+		}
+		t.Logf("pier up lost a port to another process; again on other ports")
+		os.RemoveAll(dataDir)
+		*ports = *freeUpPorts(t)
+	}
+}
+
+func tryStartUp(t *testing.T, dataDir string, ports upPorts) (*upProc, error) {
 	t.Helper()
 	cmd := exec.Command(pierBin, "up", "--data-dir", dataDir,
 		"--etcd-client-port", strconv.Itoa(ports[0]), "--etcd-peer-port", strconv.Itoa(ports[1]),
@@ -79,7 +105,7 @@ func startUp(t *testing.T, dataDir string, ports upPorts) *upProc {
 	// containers and shims it left are removed.
 	t.Cleanup(func() { cleanupHost(filepath.Join(dataDir, "host")) })
 	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+		return p, err
 	}
 	go func() {
 		p.waitErr = cmd.Wait()
@@ -99,16 +125,16 @@ func startUp(t *testing.T, dataDir string, ports upPorts) *upProc {
 			_, cfgErr := os.Stat(filepath.Join(p.configHome, "pier", "config.json"))
 			if resp.StatusCode == 200 && cfgErr == nil {
 				t.Logf("pier up ready after %s", time.Since(begin).Round(time.Millisecond))
-				return p
+				return p, nil
 			}
 		}
 		select {
 		case <-p.exited:
-			t.Fatalf("pier up exited: %v\n%s", p.waitErr, p.stderr)
+			return p, fmt.Errorf("pier up exited: %v\n%s", p.waitErr, p.stderr)
 		case <-time.After(100 * time.Millisecond):
 		}
 		if time.Since(begin) > 30*time.Second {
-			t.Fatalf("pier up not ready after 30s\n%s", p.stderr)
+			return p, fmt.Errorf("pier up not ready after 30s\n%s", p.stderr)
 		}
 	}
 }
