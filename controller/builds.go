@@ -11,6 +11,7 @@ import (
 	"io"
 	"maps"
 	"os"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -142,6 +143,7 @@ func (c *Controller) runBuild(ctx context.Context, app api.App, b api.Build, env
 	}
 	rr.Deployment = d
 	if d.State != api.DeployComplete {
+		c.showFailedJob(ctx, d, out)
 		return b, &rr, fmt.Errorf("deployment of v%d %s: %s; the previous release keeps serving", d.Version, d.State, d.Reason)
 	}
 	fmt.Fprintf(out, "=====> %s v%d deployed\n", app.Name, d.Version)
@@ -377,4 +379,38 @@ func (b *boundedBuffer) Bytes() []byte {
 		return append(b.buf, "\n[output truncated]\n"...)
 	}
 	return b.buf
+}
+
+// failedJobRE finds the job a deployment's failure names ("web job
+// hello-web-x1 failed: exit status 1").
+var failedJobRE = regexp.MustCompile(`\bjob ([a-z0-9]+(?:-[a-z0-9]+)*) (?:failed|crashed|rejected)`)
+
+// showFailedJob writes the last lines of the job a failed deployment
+// names, as Heroku shows a crashed dyno's output: the reason is usually
+// there. Best effort: a job whose host is gone has no lines to show.
+func (c *Controller) showFailedJob(ctx context.Context, d api.Deployment, out io.Writer) {
+	m := failedJobRE.FindStringSubmatch(d.Reason)
+	switch {
+	case m != nil:
+	case d.ReleaseJob != "" && strings.HasPrefix(d.Reason, "release phase failed"):
+		m = []string{"", d.ReleaseJob}
+	default:
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	st, _, err := store.Get[api.JobStatus](ctx, c.Client, store.JobStatusPrefix+m[1])
+	if err != nil {
+		return
+	}
+	hc, err := c.hostClient(ctx, st.HostID)
+	if err != nil {
+		return
+	}
+	defer hc.Close()
+	fmt.Fprintf(out, " !     The last lines of job %s:\n", m[1])
+	hc.Logs(ctx, m[1], false, 20, func(l api.LogLine) error {
+		_, err := fmt.Fprintf(out, "       %s\n", l.Text)
+		return err
+	})
 }

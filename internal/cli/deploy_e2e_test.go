@@ -39,8 +39,12 @@ func TestDeployFailuresPendingAndRestart(t *testing.T) {
 		t.Fatalf("after the failed deploy of v2: %+v", jl.Jobs)
 	}
 
-	// v3's release phase fails: nothing of v3 starts.
-	u.fails("release phase", "deploy", "-a", "svc", writeApp(t, "release: sh -c 'exit 4'\n"+good, map[string]string{"index.html": "v3\n"}))
+	// v3's release phase fails: nothing of v3 starts, and the deploy shows
+	// the job's last lines, where its reason is.
+	u.fails("release phase", "deploy", "-a", "svc", writeApp(t, "release: sh -c 'echo migration failed: no table users; exit 4'\n"+good, map[string]string{"index.html": "v3\n"}))
+	if out := u.must("builds:output", "-a", "svc"); !strings.Contains(out, "The last lines of job svc-v3-release:\n       migration failed: no table users\n") {
+		t.Fatalf("the failed deploy's output:\n%s", out)
+	}
 	serving("v1\n")
 	out := u.must("releases", "-a", "svc")
 	lines := strings.Split(out, "\n")
