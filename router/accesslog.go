@@ -63,22 +63,35 @@ func (p *Proxy) observe(r *nethttp.Request, st *reqState, rec *recorder, rm *rou
 	if status == 0 {
 		status = nethttp.StatusOK // what net/http sends for a silent handler
 	}
-	if p.metrics != nil {
-		switch {
-		case st.route == nil:
-			p.metrics.unrouted.Inc()
-		case rm != nil:
-			rm.inflight.Dec()
-			rm.codes[statusClass(status)].Inc()
-			if st.upgrade == nil {
-				rm.duration.Observe(elapsed.Seconds())
-			}
-		}
-	}
+	p.count(st, rm, status, elapsed)
 	if p.alog != nil {
-		p.alog.write(r, st, status, bytes, elapsed)
+		host := r.Host
+		if host == "" {
+			host = r.URL.Host
+		}
+		p.alog.write(logRequest{r.Method, host, r.URL.Path, r.RemoteAddr}, st, status, bytes, elapsed)
 	}
 }
+
+// count adds a finished request to its route's metrics.
+func (p *Proxy) count(st *reqState, rm *routeMetrics, status int, elapsed time.Duration) {
+	if p.metrics == nil {
+		return
+	}
+	switch {
+	case st.route == nil:
+		p.metrics.unrouted.Inc()
+	case rm != nil:
+		rm.inflight.Dec()
+		rm.codes[statusClass(status)].Inc()
+		if st.upgrade == nil {
+			rm.duration.Observe(elapsed.Seconds())
+		}
+	}
+}
+
+// logRequest is what an access log line says of the request.
+type logRequest struct{ method, host, path, remoteAddr string }
 
 // accessLog writes lines to w, one Write per line, so that concurrent
 // requests never interleave within a line.
@@ -89,7 +102,7 @@ type accessLog struct {
 
 var logBufs = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
 
-func (l *accessLog) write(r *nethttp.Request, st *reqState, status int, bytes int64, elapsed time.Duration) {
+func (l *accessLog) write(r logRequest, st *reqState, status int, bytes int64, elapsed time.Duration) {
 	bp := logBufs.Get().(*[]byte)
 	b := (*bp)[:0]
 	b = append(b, `{"time":"`...)
@@ -97,15 +110,11 @@ func (l *accessLog) write(r *nethttp.Request, st *reqState, status int, bytes in
 	b = append(b, `","request_id":`...)
 	b = appendJSONString(b, st.requestID)
 	b = append(b, `,"method":`...)
-	b = appendJSONString(b, r.Method)
+	b = appendJSONString(b, r.method)
 	b = append(b, `,"host":`...)
-	host := r.Host
-	if host == "" {
-		host = r.URL.Host
-	}
-	b = appendJSONString(b, host)
+	b = appendJSONString(b, r.host)
 	b = append(b, `,"path":`...)
-	b = appendJSONString(b, r.URL.Path)
+	b = appendJSONString(b, r.path)
 	b = append(b, `,"status":`...)
 	b = strconv.AppendInt(b, int64(status), 10)
 	b = append(b, `,"bytes":`...)
@@ -124,9 +133,9 @@ func (l *accessLog) write(r *nethttp.Request, st *reqState, status int, bytes in
 	b = append(b, `,"backend":`...)
 	b = appendJSONString(b, backend)
 	b = append(b, `,"client_ip":`...)
-	ip, _, err := net.SplitHostPort(r.RemoteAddr)
+	ip, _, err := net.SplitHostPort(r.remoteAddr)
 	if err != nil {
-		ip = r.RemoteAddr
+		ip = r.remoteAddr
 	}
 	b = appendJSONString(b, ip)
 	b = append(b, "}\n"...)

@@ -48,7 +48,8 @@ func (p *Proxy) direct(r *nethttp.Request) bool {
 func (p *Proxy) serveDirect(w nethttp.ResponseWriter, r *nethttp.Request, st *reqState) {
 	route := st.route
 	set := p.backends.viewWait(r.Context(), route.Service, p.cfg.BackendWait)
-	b, pinned, err := p.choose(r, st, set)
+	pinned := p.pinned(r, route)
+	b, err := p.choose(st, set, pinned)
 	if err != nil {
 		p.fail(w, r, st, err)
 		return

@@ -139,255 +139,267 @@ func TestDirectHeadersMatchReverseProxy(t *testing.T) {
 // 5s) costs no request: a GET that finds its pooled connection closed is
 // sent again on a new one.
 func TestDirectStaleConnectionRetried(t *testing.T) {
-	var conns atomic.Int64
-	s := httptest.NewUnstartedServer(nethttp.HandlerFunc(func(w nethttp.ResponseWriter, r *nethttp.Request) {
-		io.WriteString(w, "ok")
-	}))
-	s.Config.IdleTimeout = 20 * time.Millisecond
-	s.Config.ConnState = func(_ net.Conn, st nethttp.ConnState) {
-		if st == nethttp.StateNew {
-			conns.Add(1)
+	forEachPlainServer(t, func(t *testing.T, via plainServer) {
+		var conns atomic.Int64
+		s := httptest.NewUnstartedServer(nethttp.HandlerFunc(func(w nethttp.ResponseWriter, r *nethttp.Request) {
+			io.WriteString(w, "ok")
+		}))
+		s.Config.IdleTimeout = 20 * time.Millisecond
+		s.Config.ConnState = func(_ net.Conn, st nethttp.ConnState) {
+			if st == nethttp.StateNew {
+				conns.Add(1)
+			}
 		}
-	}
-	s.Start()
-	t.Cleanup(s.Close)
-	fw := newFakeWatcher()
-	fw.add("svc", discovery.Instance{ID: "b", Addr: s.Listener.Addr().String()})
-	_, ps := newTestProxy(t, fw, route("r1", "a.test", "", "svc"))
-	for i := range 5 {
-		if code, body, _ := get(t, ps, "a.test", "/"); code != 200 || body != "ok" {
-			t.Fatalf("request %d: %d %q", i, code, body)
+		s.Start()
+		t.Cleanup(s.Close)
+		fw := newFakeWatcher()
+		fw.add("svc", discovery.Instance{ID: "b", Addr: s.Listener.Addr().String()})
+		_, ps := newTestProxyOn(t, fw, via.serve, route("r1", "a.test", "", "svc"))
+		for i := range 5 {
+			if code, body, _ := get(t, ps, "a.test", "/"); code != 200 || body != "ok" {
+				t.Fatalf("request %d: %d %q", i, code, body)
+			}
+			time.Sleep(60 * time.Millisecond) // the backend closes the idle connection
 		}
-		time.Sleep(60 * time.Millisecond) // the backend closes the idle connection
-	}
-	if n := conns.Load(); n < 2 {
-		t.Errorf("%d backend connections: the backend's closes were not seen", n)
-	}
+		if n := conns.Load(); n < 2 {
+			t.Errorf("%d backend connections: the backend's closes were not seen", n)
+		}
+	})
 }
 
 // Connections are reused: sequential requests take one backend
 // connection.
 func TestDirectReusesConnections(t *testing.T) {
-	var conns atomic.Int64
-	s := httptest.NewUnstartedServer(nethttp.HandlerFunc(func(w nethttp.ResponseWriter, r *nethttp.Request) {
-		io.WriteString(w, "ok")
-	}))
-	s.Config.ConnState = func(_ net.Conn, st nethttp.ConnState) {
-		if st == nethttp.StateNew {
-			conns.Add(1)
+	forEachPlainServer(t, func(t *testing.T, via plainServer) {
+		var conns atomic.Int64
+		s := httptest.NewUnstartedServer(nethttp.HandlerFunc(func(w nethttp.ResponseWriter, r *nethttp.Request) {
+			io.WriteString(w, "ok")
+		}))
+		s.Config.ConnState = func(_ net.Conn, st nethttp.ConnState) {
+			if st == nethttp.StateNew {
+				conns.Add(1)
+			}
 		}
-	}
-	s.Start()
-	t.Cleanup(s.Close)
-	fw := newFakeWatcher()
-	fw.add("svc", discovery.Instance{ID: "b", Addr: s.Listener.Addr().String()})
-	p, ps := newTestProxy(t, fw, route("r1", "a.test", "", "svc"))
-	for i := range 20 {
-		method := "GET"
-		if i%2 == 1 {
-			method = "HEAD"
+		s.Start()
+		t.Cleanup(s.Close)
+		fw := newFakeWatcher()
+		fw.add("svc", discovery.Instance{ID: "b", Addr: s.Listener.Addr().String()})
+		p, ps := newTestProxyOn(t, fw, via.serve, route("r1", "a.test", "", "svc"))
+		for i := range 20 {
+			method := "GET"
+			if i%2 == 1 {
+				method = "HEAD"
+			}
+			req, _ := nethttp.NewRequest(method, ps.URL, nil)
+			req.Host = "a.test"
+			resp, err := ps.Client().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if want := map[string]string{"GET": "ok", "HEAD": ""}[method]; resp.StatusCode != 200 || string(b) != want {
+				t.Fatalf("%s: %d %q", method, resp.StatusCode, b)
+			}
 		}
-		req, _ := nethttp.NewRequest(method, ps.URL, nil)
-		req.Host = "a.test"
-		resp, err := ps.Client().Do(req)
-		if err != nil {
-			t.Fatal(err)
+		if n := conns.Load(); n != 1 {
+			t.Errorf("%d backend connections for 20 sequential requests, want 1", n)
 		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if want := map[string]string{"GET": "ok", "HEAD": ""}[method]; resp.StatusCode != 200 || string(b) != want {
-			t.Fatalf("%s: %d %q", method, resp.StatusCode, b)
+		if n := p.Backends().List(context.Background(), "svc")[0].InFlight(); n != 0 {
+			t.Errorf("in flight %d after the requests", n)
 		}
-	}
-	if n := conns.Load(); n != 1 {
-		t.Errorf("%d backend connections for 20 sequential requests, want 1", n)
-	}
-	if n := p.Backends().List(context.Background(), "svc")[0].InFlight(); n != 0 {
-		t.Errorf("in flight %d after the requests", n)
-	}
+	})
 }
 
 // A client that goes away while the backend thinks cuts the backend's
 // connection at once, as http.Transport does.
 func TestDirectClientGoneCutsBackend(t *testing.T) {
-	gone := make(chan struct{})
-	_, b := backend(t, "b", func(w nethttp.ResponseWriter, r *nethttp.Request) {
+	forEachPlainServer(t, func(t *testing.T, via plainServer) {
+		gone := make(chan struct{})
+		_, b := backend(t, "b", func(w nethttp.ResponseWriter, r *nethttp.Request) {
+			select {
+			case <-r.Context().Done():
+				close(gone)
+			case <-time.After(10 * time.Second):
+			}
+		})
+		fw := newFakeWatcher()
+		fw.add("svc", b)
+		_, s := newTestProxyOn(t, fw, via.serve, route("r1", "a.test", "", "svc"))
+		ctx, cancel := context.WithCancel(context.Background())
+		req, _ := nethttp.NewRequestWithContext(ctx, "GET", s.URL, nil)
+		req.Host = "a.test"
+		go func() {
+			time.Sleep(100 * time.Millisecond)
+			cancel()
+		}()
+		if _, err := s.Client().Do(req); err == nil {
+			t.Fatal("no error")
+		}
 		select {
-		case <-r.Context().Done():
-			close(gone)
-		case <-time.After(10 * time.Second):
+		case <-gone:
+		case <-time.After(5 * time.Second):
+			t.Fatal("the backend's request went on after the client left")
 		}
 	})
-	fw := newFakeWatcher()
-	fw.add("svc", b)
-	_, s := newTestProxy(t, fw, route("r1", "a.test", "", "svc"))
-	ctx, cancel := context.WithCancel(context.Background())
-	req, _ := nethttp.NewRequestWithContext(ctx, "GET", s.URL, nil)
-	req.Host = "a.test"
-	go func() {
-		time.Sleep(100 * time.Millisecond)
-		cancel()
-	}()
-	if _, err := s.Client().Do(req); err == nil {
-		t.Fatal("no error")
-	}
-	select {
-	case <-gone:
-	case <-time.After(5 * time.Second):
-		t.Fatal("the backend's request went on after the client left")
-	}
 }
 
 func TestDirectResponseHeaderTimeout(t *testing.T) {
-	release := make(chan struct{})
-	_, b := backend(t, "b", func(w nethttp.ResponseWriter, r *nethttp.Request) { <-release })
-	t.Cleanup(func() { close(release) }) // before the backend's Close (cleanups run last first)
-	fw := newFakeWatcher()
-	fw.add("svc", b)
-	p := NewProxy(fw, Config{ResponseHeaderTimeout: 100 * time.Millisecond})
-	p.SetTable(mustTable(t, route("r1", "a.test", "", "svc")))
-	s := httptest.NewServer(p)
-	t.Cleanup(func() { s.Close(); p.Close() })
-	start := time.Now()
-	if code, _, _ := get(t, s, "a.test", "/"); code != 502 {
-		t.Fatalf("status %d, want 502", code)
-	}
-	if d := time.Since(start); d > 3*time.Second {
-		t.Fatalf("took %v", d)
-	}
+	forEachPlainServer(t, func(t *testing.T, via plainServer) {
+		release := make(chan struct{})
+		_, b := backend(t, "b", func(w nethttp.ResponseWriter, r *nethttp.Request) { <-release })
+		t.Cleanup(func() { close(release) }) // before the backend's Close (cleanups run last first)
+		fw := newFakeWatcher()
+		fw.add("svc", b)
+		p := NewProxy(fw, Config{ResponseHeaderTimeout: 100 * time.Millisecond})
+		p.SetTable(mustTable(t, route("r1", "a.test", "", "svc")))
+		s := via.serve(t, p)
+		t.Cleanup(p.Close)
+		start := time.Now()
+		if code, _, _ := get(t, s, "a.test", "/"); code != 502 {
+			t.Fatalf("status %d, want 502", code)
+		}
+		if d := time.Since(start); d > 3*time.Second {
+			t.Fatalf("took %v", d)
+		}
+	})
 }
 
 // Streams, trailers, informational responses and a backend that dies
 // mid-body, through the direct path.
 func TestDirectResponses(t *testing.T) {
-	_, b := backend(t, "b", func(w nethttp.ResponseWriter, r *nethttp.Request) {
-		switch r.URL.Path {
-		case "/stream":
-			w.Header().Set("Content-Type", "text/event-stream")
-			for i := range 3 {
-				io.WriteString(w, "data: x\n\n")
-				w.(nethttp.Flusher).Flush()
-				if i == 0 {
-					time.Sleep(50 * time.Millisecond)
+	forEachPlainServer(t, func(t *testing.T, via plainServer) {
+		_, b := backend(t, "b", func(w nethttp.ResponseWriter, r *nethttp.Request) {
+			switch r.URL.Path {
+			case "/stream":
+				w.Header().Set("Content-Type", "text/event-stream")
+				for i := range 3 {
+					io.WriteString(w, "data: x\n\n")
+					w.(nethttp.Flusher).Flush()
+					if i == 0 {
+						time.Sleep(50 * time.Millisecond)
+					}
 				}
+			case "/trailer":
+				w.Header().Set("Trailer", "X-Sum")
+				io.WriteString(w, "body")
+				w.Header().Set("X-Sum", "42")
+			case "/hints":
+				w.Header().Set("Link", "</a.css>; rel=preload")
+				w.WriteHeader(nethttp.StatusEarlyHints)
+				io.WriteString(w, "final")
+			case "/die":
+				w.Header().Set("Content-Length", "100")
+				io.WriteString(w, "short")
+				w.(nethttp.Flusher).Flush()
+				conn, _, _ := w.(nethttp.Hijacker).Hijack()
+				conn.Close()
+			case "/hop":
+				w.Header().Set("Connection", "X-Private")
+				w.Header().Set("X-Private", "1")
+				w.Header().Set("Keep-Alive", "timeout=1")
+				io.WriteString(w, "hop")
 			}
-		case "/trailer":
-			w.Header().Set("Trailer", "X-Sum")
-			io.WriteString(w, "body")
-			w.Header().Set("X-Sum", "42")
-		case "/hints":
-			w.Header().Set("Link", "</a.css>; rel=preload")
-			w.WriteHeader(nethttp.StatusEarlyHints)
-			io.WriteString(w, "final")
-		case "/die":
-			w.Header().Set("Content-Length", "100")
-			io.WriteString(w, "short")
-			w.(nethttp.Flusher).Flush()
-			conn, _, _ := w.(nethttp.Hijacker).Hijack()
-			conn.Close()
-		case "/hop":
-			w.Header().Set("Connection", "X-Private")
-			w.Header().Set("X-Private", "1")
-			w.Header().Set("Keep-Alive", "timeout=1")
-			io.WriteString(w, "hop")
+		})
+		fw := newFakeWatcher()
+		fw.add("svc", b)
+		_, s := newTestProxyOn(t, fw, via.serve, route("r1", "a.test", "", "svc"))
+
+		// The first event arrives before the backend's pause ends.
+		conn, err := net.Dial("tcp", s.Listener.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		conn.SetDeadline(time.Now().Add(5 * time.Second))
+		io.WriteString(conn, "GET /stream HTTP/1.1\r\nHost: a.test\r\n\r\n")
+		br := bufio.NewReader(conn)
+		resp, err := nethttp.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		first := make([]byte, len("data: x\n\n"))
+		start := time.Now()
+		if _, err := io.ReadFull(resp.Body, first); err != nil || string(first) != "data: x\n\n" {
+			t.Fatalf("first event %q, %v", first, err)
+		}
+		if d := time.Since(start); d > 40*time.Millisecond {
+			t.Logf("first event after %v (buffered?)", d)
+		}
+		rest, _ := io.ReadAll(resp.Body)
+		if string(rest) != "data: x\n\ndata: x\n\n" {
+			t.Errorf("rest of stream %q", rest)
+		}
+
+		req, _ := nethttp.NewRequest("GET", s.URL+"/trailer", nil)
+		req.Host = "a.test"
+		resp, err = s.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(body) != "body" || resp.Trailer.Get("X-Sum") != "42" {
+			t.Errorf("trailer: body %q, trailer %v", body, resp.Trailer)
+		}
+
+		io.WriteString(conn, "GET /hints HTTP/1.1\r\nHost: a.test\r\n\r\n")
+		conn.SetDeadline(time.Now().Add(5 * time.Second))
+		resp, err = nethttp.ReadResponse(br, nil)
+		if err != nil || resp.StatusCode != 103 || resp.Header.Get("Link") == "" {
+			t.Fatalf("early hints: %v %v", resp, err)
+		}
+		resp, err = nethttp.ReadResponse(br, nil)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("after early hints: %v %v", resp, err)
+		}
+		if b, _ := io.ReadAll(resp.Body); string(b) != "final" {
+			t.Errorf("after early hints: %q", b)
+		}
+
+		code, body2, h := get(t, s, "a.test", "/hop")
+		if code != 200 || body2 != "hop" || h.Get("X-Private") != "" || h.Get("Keep-Alive") != "" {
+			t.Errorf("hop-by-hop: %d %q %v", code, body2, h)
+		}
+
+		req, _ = nethttp.NewRequest("GET", s.URL+"/die", nil)
+		req.Host = "a.test"
+		resp, err = s.Client().Do(req)
+		if err == nil {
+			_, err = io.ReadAll(resp.Body)
+			resp.Body.Close()
+		}
+		if err == nil || !(errors.Is(err, io.ErrUnexpectedEOF) || strings.Contains(err.Error(), "EOF") || strings.Contains(err.Error(), "reset")) {
+			t.Errorf("backend died mid-body: client got %v, want a cut response", err)
 		}
 	})
-	fw := newFakeWatcher()
-	fw.add("svc", b)
-	_, s := newTestProxy(t, fw, route("r1", "a.test", "", "svc"))
-
-	// The first event arrives before the backend's pause ends.
-	conn, err := net.Dial("tcp", s.Listener.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(5 * time.Second))
-	io.WriteString(conn, "GET /stream HTTP/1.1\r\nHost: a.test\r\n\r\n")
-	br := bufio.NewReader(conn)
-	resp, err := nethttp.ReadResponse(br, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	first := make([]byte, len("data: x\n\n"))
-	start := time.Now()
-	if _, err := io.ReadFull(resp.Body, first); err != nil || string(first) != "data: x\n\n" {
-		t.Fatalf("first event %q, %v", first, err)
-	}
-	if d := time.Since(start); d > 40*time.Millisecond {
-		t.Logf("first event after %v (buffered?)", d)
-	}
-	rest, _ := io.ReadAll(resp.Body)
-	if string(rest) != "data: x\n\ndata: x\n\n" {
-		t.Errorf("rest of stream %q", rest)
-	}
-
-	req, _ := nethttp.NewRequest("GET", s.URL+"/trailer", nil)
-	req.Host = "a.test"
-	resp, err = s.Client().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if string(body) != "body" || resp.Trailer.Get("X-Sum") != "42" {
-		t.Errorf("trailer: body %q, trailer %v", body, resp.Trailer)
-	}
-
-	io.WriteString(conn, "GET /hints HTTP/1.1\r\nHost: a.test\r\n\r\n")
-	conn.SetDeadline(time.Now().Add(5 * time.Second))
-	resp, err = nethttp.ReadResponse(br, nil)
-	if err != nil || resp.StatusCode != 103 || resp.Header.Get("Link") == "" {
-		t.Fatalf("early hints: %v %v", resp, err)
-	}
-	resp, err = nethttp.ReadResponse(br, nil)
-	if err != nil || resp.StatusCode != 200 {
-		t.Fatalf("after early hints: %v %v", resp, err)
-	}
-	if b, _ := io.ReadAll(resp.Body); string(b) != "final" {
-		t.Errorf("after early hints: %q", b)
-	}
-
-	code, body2, h := get(t, s, "a.test", "/hop")
-	if code != 200 || body2 != "hop" || h.Get("X-Private") != "" || h.Get("Keep-Alive") != "" {
-		t.Errorf("hop-by-hop: %d %q %v", code, body2, h)
-	}
-
-	req, _ = nethttp.NewRequest("GET", s.URL+"/die", nil)
-	req.Host = "a.test"
-	resp, err = s.Client().Do(req)
-	if err == nil {
-		_, err = io.ReadAll(resp.Body)
-		resp.Body.Close()
-	}
-	if err == nil || !(errors.Is(err, io.ErrUnexpectedEOF) || strings.Contains(err.Error(), "EOF") || strings.Contains(err.Error(), "reset")) {
-		t.Errorf("backend died mid-body: client got %v, want a cut response", err)
-	}
 }
 
 // A backend's idle connections close when discovery drops it.
 func TestDirectDownBackendClosesIdle(t *testing.T) {
-	closed := make(chan struct{}, 4)
-	s := httptest.NewUnstartedServer(nethttp.HandlerFunc(func(w nethttp.ResponseWriter, r *nethttp.Request) {}))
-	s.Config.ConnState = func(_ net.Conn, st nethttp.ConnState) {
-		if st == nethttp.StateClosed {
-			closed <- struct{}{}
+	forEachPlainServer(t, func(t *testing.T, via plainServer) {
+		closed := make(chan struct{}, 4)
+		s := httptest.NewUnstartedServer(nethttp.HandlerFunc(func(w nethttp.ResponseWriter, r *nethttp.Request) {}))
+		s.Config.ConnState = func(_ net.Conn, st nethttp.ConnState) {
+			if st == nethttp.StateClosed {
+				closed <- struct{}{}
+			}
 		}
-	}
-	s.Start()
-	t.Cleanup(s.Close)
-	inst := discovery.Instance{ID: "b", Addr: s.Listener.Addr().String()}
-	fw := newFakeWatcher()
-	fw.add("svc", inst)
-	p, ps := newTestProxy(t, fw, route("r1", "a.test", "", "svc"))
-	if code, _, _ := get(t, ps, "a.test", "/"); code != 200 {
-		t.Fatal(code)
-	}
-	fw.send(t, discovery.Event{Type: discovery.EventDown, Service: "svc", Instance: &inst})
-	waitFor(t, func() bool { return len(p.Backends().List(context.Background(), "svc")) == 0 })
-	select {
-	case <-closed:
-	case <-time.After(5 * time.Second):
-		t.Fatal("the idle connection to the removed backend stayed open")
-	}
+		s.Start()
+		t.Cleanup(s.Close)
+		inst := discovery.Instance{ID: "b", Addr: s.Listener.Addr().String()}
+		fw := newFakeWatcher()
+		fw.add("svc", inst)
+		p, ps := newTestProxyOn(t, fw, via.serve, route("r1", "a.test", "", "svc"))
+		if code, _, _ := get(t, ps, "a.test", "/"); code != 200 {
+			t.Fatal(code)
+		}
+		fw.send(t, discovery.Event{Type: discovery.EventDown, Service: "svc", Instance: &inst})
+		waitFor(t, func() bool { return len(p.Backends().List(context.Background(), "svc")) == 0 })
+		select {
+		case <-closed:
+		case <-time.After(5 * time.Second):
+			t.Fatal("the idle connection to the removed backend stayed open")
+		}
+	})
 }

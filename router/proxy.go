@@ -326,6 +326,12 @@ func localPort(r *nethttp.Request) string {
 // unpredictable as crypto/rand for this, at a fraction of its cost.
 func newRequestID() string {
 	var b [32]byte
+	newRequestIDTo(&b)
+	return string(b[:])
+}
+
+// newRequestIDTo writes a new request ID into b.
+func newRequestIDTo(b *[32]byte) {
 	for i := 0; i < 32; i += 16 {
 		v := mrand.Uint64()
 		for j := range 16 {
@@ -333,7 +339,6 @@ func newRequestID() string {
 			v <<= 4
 		}
 	}
-	return string(b[:])
 }
 
 func (p *Proxy) proxyError(w nethttp.ResponseWriter, r *nethttp.Request, err error) {
@@ -352,17 +357,25 @@ func (p *Proxy) fail(w nethttp.ResponseWriter, r *nethttp.Request, st *reqState,
 	if st != nil && st.route != nil {
 		service = st.route.Service
 	}
-	switch {
-	case errors.Is(err, errNoLeader):
-		errorPage(w, nethttp.StatusServiceUnavailable, "503 Service Unavailable: service "+strconv.Quote(service)+" has no leader; it may be failing over.")
-	case errors.Is(err, errNoBackend):
-		errorPage(w, nethttp.StatusServiceUnavailable, "503 Service Unavailable: no healthy backend for service "+strconv.Quote(service)+"; the app may be stopped, crashed or still starting.")
-	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
+	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
 		// The client went away: nobody reads the answer.
 		w.WriteHeader(499)
-	default:
-		errorPage(w, nethttp.StatusBadGateway, "502 Bad Gateway: the backend of service "+strconv.Quote(service)+" failed to answer.")
+		return
 	}
+	code, msg := failure(err, service)
+	errorPage(w, code, msg)
+}
+
+// failure is the status and page for a request that could not be
+// proxied: 503 for no backend or leader, 502 for a backend that failed.
+func failure(err error, service string) (int, string) {
+	switch {
+	case errors.Is(err, errNoLeader):
+		return nethttp.StatusServiceUnavailable, "503 Service Unavailable: service " + strconv.Quote(service) + " has no leader; it may be failing over."
+	case errors.Is(err, errNoBackend):
+		return nethttp.StatusServiceUnavailable, "503 Service Unavailable: no healthy backend for service " + strconv.Quote(service) + "; the app may be stopped, crashed or still starting."
+	}
+	return nethttp.StatusBadGateway, "502 Bad Gateway: the backend of service " + strconv.Quote(service) + " failed to answer."
 }
 
 func errorPage(w nethttp.ResponseWriter, code int, msg string) {
@@ -389,7 +402,8 @@ func (bl *balancer) RoundTrip(req *nethttp.Request) (*nethttp.Response, error) {
 	if set != nil {
 		list = set.list
 	}
-	b, pinned, err := bl.p.choose(req, st, set)
+	pinned := bl.p.pinned(req, route)
+	b, err := bl.p.choose(st, set, pinned)
 	if err != nil {
 		return nil, err
 	}
@@ -433,27 +447,33 @@ func (bl *balancer) RoundTrip(req *nethttp.Request) (*nethttp.Response, error) {
 }
 
 // choose picks the backend for a request: the leader for a leader-only
-// route, the instance a valid sticky cookie names (pinned) if it is
-// still listed, else one by the power of two choices.
-func (p *Proxy) choose(req *nethttp.Request, st *reqState, set *backendSet) (b *Backend, pinned string, err error) {
-	route := st.route
-	switch {
-	case route.LeaderOnly:
-		if b = set.leader(); b == nil {
-			return nil, "", errNoLeader
+// route, the instance pinned (by a valid sticky cookie, see
+// Proxy.pinned) if it is still listed, else one by the power of two
+// choices.
+func (p *Proxy) choose(st *reqState, set *backendSet, pinned string) (*Backend, error) {
+	if st.route.LeaderOnly {
+		if b := set.leader(); b != nil {
+			return b, nil
 		}
-		return b, "", nil
-	case route.Sticky:
-		pinned = p.stickyInstance(req, route)
-		b = set.byID(pinned)
+		return nil, errNoLeader
 	}
+	b := set.byID(pinned)
 	if b == nil && set != nil {
 		b = pick(set.list, nil)
 	}
 	if b == nil {
-		return nil, "", errNoBackend
+		return nil, errNoBackend
 	}
-	return b, pinned, nil
+	return b, nil
+}
+
+// pinned is the instance a request's sticky cookie pins it to on a
+// sticky route, or "".
+func (p *Proxy) pinned(req *nethttp.Request, route *api.Route) string {
+	if !route.Sticky || route.LeaderOnly {
+		return ""
+	}
+	return p.stickyInstance(req, route)
 }
 
 func (bl *balancer) try(req *nethttp.Request, st *reqState, b *Backend) (*nethttp.Response, error) {

@@ -91,15 +91,7 @@ func route(id, domain, path, service string) api.Route {
 
 func newTestProxy(t *testing.T, w Watcher, routes ...api.Route) (*Proxy, *httptest.Server) {
 	t.Helper()
-	p := NewProxy(w, Config{BackendWait: 2 * time.Second})
-	tb, errs := NewTable(routes)
-	if len(errs) > 0 {
-		t.Fatal(errs)
-	}
-	p.SetTable(tb)
-	s := httptest.NewServer(p)
-	t.Cleanup(func() { s.Close(); p.Close() })
-	return p, s
+	return newTestProxyOn(t, w, serveNetHTTP, routes...)
 }
 
 func get(t *testing.T, s *httptest.Server, host, path string) (int, string, nethttp.Header) {
@@ -473,4 +465,13 @@ func TestProxyTableSwapKeepsInFlight(t *testing.T) {
 	if r := <-done; r.code != 200 || r.body != "a" {
 		t.Fatalf("in-flight request: %d %q", r.code, r.body)
 	}
+}
+
+// newTestProxyOn is newTestProxy served by serve.
+func newTestProxyOn(t *testing.T, w Watcher, serve func(*testing.T, *Proxy) *httptest.Server, routes ...api.Route) (*Proxy, *httptest.Server) {
+	t.Helper()
+	p := NewProxy(w, Config{BackendWait: 2 * time.Second})
+	p.SetTable(mustTable(t, routes...))
+	t.Cleanup(p.Close)
+	return p, serve(t, p)
 }

@@ -155,7 +155,8 @@ type Server struct {
 	cfg     ServerConfig
 	proxy   *Proxy
 	tcp     *TCPProxy
-	http    *nethttp.Server // serves both listeners
+	http    *nethttp.Server // serves both listeners, the plain one through h1
+	h1      *h1Server       // the plain port's server; nil with a FlushInterval
 	ln      net.Listener
 	tlsLn   net.Listener // nil without HTTPSAddr
 	serveWG sync.WaitGroup
@@ -263,7 +264,17 @@ func Start(ctx context.Context, cfg ServerConfig) (_ *Server, err error) {
 		IdleTimeout:       cfg.IdleTimeout,
 		ErrorLog:          slog.NewLogLogger(&quietHandshakes{cfg.Log.Handler()}, slog.LevelWarn),
 	}
-	s.serve("HTTP", s.ln, s.http.Serve)
+	if s.proxy.cfg.FlushInterval == 0 {
+		s.h1 = newH1Server(s.proxy, s.ln, h1Config{
+			ReadHeaderTimeout: cfg.ReadHeaderTimeout, ReadTimeout: cfg.ReadTimeout,
+			WriteTimeout: cfg.WriteTimeout, IdleTimeout: cfg.IdleTimeout,
+		}, cfg.ACME != nil, cfg.Log)
+		s.serve("HTTP", s.ln, func(net.Listener) error { return s.h1.serve() })
+		s.serve("HTTP (net/http)", s.h1.next, s.http.Serve)
+	} else {
+		// Its flushes are ReverseProxy's: everything goes through it.
+		s.serve("HTTP", s.ln, s.http.Serve)
+	}
 	attrs := []any{"http", s.ln.Addr().String()}
 	if s.tlsLn != nil {
 		s.serve("HTTPS", s.tlsLn, func(ln net.Listener) error { return s.http.ServeTLS(ln, "", "") })
@@ -287,6 +298,9 @@ func (s *Server) serve(name string, ln net.Listener, serve func(net.Listener) er
 				s.serveErr = fmt.Errorf("router: %s listener %s: %w", name, ln.Addr(), err)
 				s.cfg.Log.Error("router: listener failed", "listener", name, "addr", ln.Addr().String(), "err", err)
 				go s.http.Close()
+				if s.h1 != nil {
+					go s.h1.close()
+				}
 			})
 		}
 	})
@@ -349,7 +363,14 @@ func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
 		defer cancel()
-		if err := s.http.Shutdown(ctx); err != nil {
+		var h1Err error
+		var h1Done sync.WaitGroup
+		if s.h1 != nil {
+			h1Done.Go(func() { h1Err = s.h1.shutdown(ctx) })
+		}
+		err := s.http.Shutdown(ctx)
+		h1Done.Wait()
+		if err = errors.Join(err, h1Err); err != nil {
 			s.closeErr = fmt.Errorf("router: shutdown: %w", err)
 			s.http.Close()
 		}
