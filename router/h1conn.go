@@ -36,14 +36,16 @@ type h1Conn struct {
 	idle      atomic.Bool // waiting for a request: shutdown may close it
 	served    bool        // a request was answered
 
-	// The client watch (watchClient): set while a backend is slow to
-	// answer.
-	watch     *time.Timer
+	// The client watch (h1watch.go).
+	waitState atomic.Int32 // watchNone, watchWaiting, watchReading
+	waitSince atomic.Int64 // when the backend got the request (UnixNano)
+	watched   net.Conn     // the backend connection to cut if the client leaves
 	watchMu   sync.Mutex
 	watchOff  bool
-	watched   net.Conn // the backend connection to cut if the client leaves
 	watchDone chan struct{}
 	gone      atomic.Bool
+
+	idleDeadline time.Time // the read deadline readHead set, if still set
 }
 
 // What becomes of a connection after a request.
@@ -68,15 +70,12 @@ func newH1Conn(s *h1Server, c net.Conn) *h1Conn {
 	if a, ok := c.LocalAddr().(*net.TCPAddr); ok {
 		hc.localPort = strconv.AppendInt(nil, int64(a.Port), 10)
 	}
-	hc.watch = time.AfterFunc(time.Hour, hc.watchRead)
-	hc.watch.Stop()
 	return hc
 }
 
 func (hc *h1Conn) serve() {
 	next := h1Close
 	defer func() {
-		hc.watch.Stop()
 		hc.s.forget(hc)
 		hc.bw.Reset(nil)
 		connWriters.Put(hc.bw)
@@ -115,18 +114,13 @@ func (hc *h1Conn) readHead() (int, error) {
 		if hc.s.closing.Load() {
 			return 0, net.ErrClosed
 		}
-		wait := cfg.IdleTimeout
-		if !hc.served {
-			wait = cfg.headerTimeout() // a new connection owes a request
-		}
-		hc.c.SetReadDeadline(time.Now().Add(wait))
+		hc.setIdleDeadline()
 		if _, err := hc.br.Peek(1); err != nil {
 			return 0, err
 		}
 		hc.idle.Store(false)
 	}
-	hc.c.SetReadDeadline(time.Now().Add(cfg.headerTimeout()))
-	for {
+	for headerDeadline := false; ; {
 		buf, _ := hc.br.Peek(hc.br.Buffered())
 		if n, ok := headEnd(buf); ok {
 			return n, nil
@@ -134,10 +128,36 @@ func (hc *h1Conn) readHead() (int, error) {
 		if len(buf) == hc.br.Size() {
 			return 0, nil
 		}
+		if !headerDeadline {
+			// The head did not come in one piece: the rest must come in
+			// time.
+			headerDeadline = true
+			hc.idleDeadline = time.Time{}
+			hc.c.SetReadDeadline(time.Now().Add(cfg.headerTimeout()))
+		}
 		if _, err := hc.br.Peek(len(buf) + 1); err != nil {
 			return 0, err
 		}
 	}
+}
+
+// setIdleDeadline bounds the wait for the next request: IdleTimeout, or
+// the header timeout for a connection's first request. A deadline set
+// less than a second ago stays, which saves the call on nearly every
+// request of a busy connection; idle connections close up to a second
+// late.
+func (hc *h1Conn) setIdleDeadline() {
+	cfg := &hc.s.cfg
+	wait := cfg.IdleTimeout
+	if !hc.served {
+		wait = cfg.headerTimeout() // a new connection owes a request
+	}
+	d := time.Now().Add(wait)
+	if !hc.idleDeadline.IsZero() && d.Sub(hc.idleDeadline) < time.Second {
+		return
+	}
+	hc.idleDeadline = d
+	hc.c.SetReadDeadline(d)
 }
 
 // headEnd finds the empty line that ends a head: (n, true) for a head of
@@ -303,7 +323,7 @@ func (hc *h1Conn) roundTrip(pc *backendConn, st *reqState) error {
 	if timeout > 0 {
 		pc.c.SetReadDeadline(time.Now().Add(timeout))
 	}
-	hc.watchClient(pc.c)
+	hc.watchClient(pc.c, st.start)
 	defer hc.unwatchClient()
 	if _, err := pc.br.Peek(1); err != nil {
 		return err

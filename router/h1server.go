@@ -29,16 +29,10 @@ import (
 // before. So behaviour at the edges stays net/http's, and this server
 // only has to be right about the common case.
 //
+//
 // A client that closes its connection while a backend is slow to answer
-// is noticed by a read on the connection started after clientWatchDelay
-// (net/http starts one for every request), and the backend connection is
-// cut at once, as the direct path does.
-
-// clientWatchDelay is how long a backend may take before the router
-// watches the client for a close: short enough that a client giving up
-// frees its backend connection at once, long enough that answers in the
-// usual milliseconds never pay for the watch.
-const clientWatchDelay = 50 * time.Millisecond
+// is noticed (h1watch.go), and the backend connection is cut at once, as
+// the direct path does.
 
 // h1Config are the client-side timeouts, ServerConfig's.
 type h1Config struct {
@@ -77,6 +71,9 @@ func newH1Server(p *Proxy, ln net.Listener, cfg h1Config, acme bool, log *slog.L
 // serve accepts connections until shutdown; it returns
 // http.ErrServerClosed then, as http.Server.Serve does.
 func (s *h1Server) serve() error {
+	stop := make(chan struct{})
+	defer close(stop)
+	go s.sweep(stop)
 	var backoff time.Duration
 	for {
 		c, err := s.ln.Accept()
@@ -210,52 +207,4 @@ func (r *clientReader) Read(p []byte) (int, error) {
 		return 1, nil
 	}
 	return r.c.Read(p)
-}
-
-// watchClient arms the client watch for a request sent on backend:
-// unless unwatchClient comes first, watchRead runs after
-// clientWatchDelay.
-func (hc *h1Conn) watchClient(backend net.Conn) {
-	hc.watchMu.Lock()
-	hc.watched, hc.watchOff = backend, false
-	hc.watchMu.Unlock()
-	hc.watch.Reset(clientWatchDelay)
-}
-
-// unwatchClient ends the watch, waiting for a read it started to return.
-func (hc *h1Conn) unwatchClient() {
-	if hc.watch.Stop() {
-		return // never fired
-	}
-	hc.watchMu.Lock()
-	hc.watchOff = true
-	hc.c.SetReadDeadline(aLongTimeAgo) // ends the read; readHead sets the next deadline
-	hc.watchMu.Unlock()
-	<-hc.watchDone
-}
-
-// watchRead reads from the client while a backend is slow to answer. The
-// read returns when the client closes the connection (then the backend
-// connection is cut, and the request ends as the client's doing), when
-// it sends more (the next request, kept in hc.in), or when
-// unwatchClient ends it.
-func (hc *h1Conn) watchRead() {
-	defer func() { hc.watchDone <- struct{}{} }()
-	hc.watchMu.Lock()
-	if hc.watchOff {
-		hc.watchMu.Unlock()
-		return
-	}
-	hc.c.SetReadDeadline(time.Time{})
-	backend := hc.watched
-	hc.watchMu.Unlock()
-	n, err := hc.c.Read(hc.in.pending[:])
-	if n == 1 {
-		hc.in.has = true
-		return
-	}
-	if err != nil && !isTimeout(err) {
-		hc.gone.Store(true)
-		backend.SetDeadline(aLongTimeAgo)
-	}
 }
