@@ -3,11 +3,14 @@ package router
 import (
 	"bufio"
 	"context"
+	"io"
 	"net"
 	nethttp "net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -144,13 +147,15 @@ func appendLocalPort(b []byte, r *nethttp.Request) []byte {
 // backendConn is a keep-alive connection of the direct path.
 type backendConn struct {
 	c      net.Conn
-	br     *bufio.Reader
+	raw    syscall.RawConn // nil unless c is a TCP connection
+	br     *bufio.Reader   // reads through the backendConn (Read)
 	bw     *bufio.Writer
 	idleAt time.Time
 
 	// for one exchange:
 	stop        func() bool // ends the watch of the request's context
 	nothingRead bool        // no byte of a response came yet
+	sendOnRead  bool        // bw holds a request: the next Read sends it
 }
 
 var (
@@ -159,11 +164,75 @@ var (
 )
 
 func newBackendConn(c net.Conn) *backendConn {
-	br := connReaders.Get().(*bufio.Reader)
-	br.Reset(c)
-	bw := connWriters.Get().(*bufio.Writer)
-	bw.Reset(c)
-	return &backendConn{c: c, br: br, bw: bw}
+	pc := &backendConn{c: c}
+	if tc, ok := c.(*net.TCPConn); ok {
+		pc.raw, _ = tc.SyscallConn()
+	}
+	pc.br = connReaders.Get().(*bufio.Reader)
+	pc.br.Reset(pc)
+	pc.bw = connWriters.Get().(*bufio.Writer)
+	pc.bw.Reset(c)
+	return pc
+}
+
+// send sends the request bw holds and waits for the first bytes of the
+// answer (the caller then reads it from br).
+//
+// Go reads a socket before it waits on it, and a read right after a
+// request nearly always finds nothing yet: a system call for EAGAIN
+// (bench/router counts them). On a TCP connection the request is instead
+// written from inside the read's wait (Read): the poller's readiness is
+// reset when a read starts, so an answer arriving after the write wakes
+// the wait, and one read takes it.
+func (pc *backendConn) send() error {
+	if pc.raw == nil {
+		if err := pc.bw.Flush(); err != nil {
+			return err
+		}
+	} else {
+		pc.sendOnRead = true
+	}
+	_, err := pc.br.Peek(1)
+	return err
+}
+
+// Read reads from the connection for br; the first Read after send
+// writes the request first (see send).
+func (pc *backendConn) Read(p []byte) (int, error) {
+	if !pc.sendOnRead {
+		return pc.c.Read(p)
+	}
+	pc.sendOnRead = false
+	var n int
+	var rerr, werr error
+	sent := false
+	err := pc.raw.Read(func(fd uintptr) bool {
+		if !sent {
+			// Nothing to read before the request: wait unless the
+			// write failed.
+			sent = true
+			werr = pc.bw.Flush()
+			return werr != nil
+		}
+		for {
+			n, rerr = syscall.Read(int(fd), p)
+			if rerr != syscall.EINTR {
+				break
+			}
+		}
+		return rerr != syscall.EAGAIN
+	})
+	switch {
+	case werr != nil:
+		return 0, werr
+	case err != nil:
+		return 0, err
+	case rerr != nil:
+		return 0, &net.OpError{Op: "read", Net: "tcp", Source: pc.c.LocalAddr(), Addr: pc.c.RemoteAddr(), Err: os.NewSyscallError("read", rerr)}
+	case n == 0 && len(p) > 0:
+		return 0, io.EOF
+	}
+	return n, nil
 }
 
 // aLongTimeAgo is a deadline in the past: it makes blocked reads and

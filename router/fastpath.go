@@ -253,13 +253,10 @@ func isTimeout(err error) bool {
 func (p *Proxy) roundTrip(w nethttp.ResponseWriter, pc *backendConn, r *nethttp.Request, st *reqState, b *Backend) (*nethttp.Response, error) {
 	pc.nothingRead = true
 	p.writeRequest(pc.bw, r, st, b)
-	if err := pc.bw.Flush(); err != nil {
-		return nil, err
-	}
 	if t := p.cfg.ResponseHeaderTimeout; t > 0 {
 		pc.c.SetReadDeadline(time.Now().Add(t))
 	}
-	if _, err := pc.br.Peek(1); err != nil {
+	if err := pc.send(); err != nil {
 		return nil, err
 	}
 	pc.nothingRead = false

@@ -317,15 +317,12 @@ func (hc *h1Conn) roundTrip(pc *backendConn, st *reqState) error {
 	pc.nothingRead = true
 	id := hc.id[:]
 	hc.req.write(pc.bw, hc.clientIP, hc.localPort, id, st.start.UnixMilli())
-	if err := pc.bw.Flush(); err != nil {
-		return err
-	}
 	if timeout > 0 {
 		pc.c.SetReadDeadline(time.Now().Add(timeout))
 	}
 	hc.watchClient(pc.c, st.start)
 	defer hc.unwatchClient()
-	if _, err := pc.br.Peek(1); err != nil {
+	if err := pc.send(); err != nil {
 		return err
 	}
 	pc.nothingRead = false
