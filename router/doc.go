@@ -15,10 +15,19 @@
 // table, picks a backend of the route's service from Backends (kept from
 // discovery watches that start on a service's first request and stop when
 // no route names it) by the power of two random choices on in-flight
-// requests, and proxies with httputil.ReverseProxy over one shared
-// transport. A backend that cannot be dialled is retried once on another,
-// body and all, since a failed dial sent nothing; nothing is retried once
-// any of it was sent.
+// requests, and proxies the request. Bodiless HTTP/1.x GETs and HEADs
+// (nearly all of an app's traffic) take the direct path (fastpath.go):
+// the request head is written to a pooled backend connection and the
+// answer read back on the handler's goroutine. Everything else goes
+// through httputil.ReverseProxy over one shared transport. A backend
+// that cannot be dialled is retried once on another, body and all, since
+// a failed dial sent nothing; nothing is retried once any of it was sent.
+//
+// The plain-HTTP port has a server of its own (h1server.go) in front of
+// net/http's: it reads request heads in place from the connection's
+// buffer, and proxies the GETs and HEADs it understands whole over the
+// direct path's connections; anything else it hands, connection and
+// bytes already read, to net/http's server. The HTTPS port is net/http's.
 //
 // Per-route options act in the proxy. RedirectHTTPS answers plain HTTP
 // with a 308 to the HTTPS listener. Sticky pins a client to an instance
@@ -42,7 +51,8 @@
 // store with list+watch caches and rebuilds the whole table from them on
 // every change (level triggered, so a coalesced or re-listed change is
 // never lost), then swaps it into the proxy, which serves HTTP/1.1 and
-// h2c, and on HTTPSAddr HTTP/2 and HTTP/1.1 over TLS. Every app whose current release has a web process gets the route
+// h2c, and on HTTPSAddr HTTP/2 and HTTP/1.1 over TLS. Every app whose
+// current release has a web process gets the route
 // "<app>.<cluster domain>" to its service "web.<app>" without one being
 // stored (MergeRoutes); a stored route for the same domain and path wins.
 package router

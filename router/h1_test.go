@@ -22,7 +22,7 @@ import (
 // HTTPS port, use).
 type plainServer struct {
 	name  string
-	serve func(*testing.T, *Proxy) *httptest.Server
+	serve func(testing.TB, *Proxy) *httptest.Server
 }
 
 var plainServers = []plainServer{{"h1", serveH1}, {"net-http", serveNetHTTP}}
@@ -34,7 +34,7 @@ func forEachPlainServer(t *testing.T, test func(*testing.T, plainServer)) {
 	}
 }
 
-func serveNetHTTP(t *testing.T, p *Proxy) *httptest.Server {
+func serveNetHTTP(t testing.TB, p *Proxy) *httptest.Server {
 	s := httptest.NewServer(p)
 	t.Cleanup(s.Close)
 	return s
@@ -43,12 +43,12 @@ func serveNetHTTP(t *testing.T, p *Proxy) *httptest.Server {
 // serveH1 serves p as Server does: the h1 server on the listener,
 // net/http's behind it on the hand-off listener. The httptest.Server
 // (its URL, Client and Close) is the net/http side's.
-func serveH1(t *testing.T, p *Proxy) *httptest.Server {
+func serveH1(t testing.TB, p *Proxy) *httptest.Server {
 	s, _ := startH1(t, p)
 	return s
 }
 
-func startH1(t *testing.T, p *Proxy) (*httptest.Server, *h1Server) {
+func startH1(t testing.TB, p *Proxy) (*httptest.Server, *h1Server) {
 	s := httptest.NewUnstartedServer(p)
 	h := newH1Server(p, s.Listener, h1Config{ReadHeaderTimeout: 5 * time.Second, IdleTimeout: time.Minute}, false, slog.Default())
 	s.Listener = h.next
@@ -249,6 +249,8 @@ func TestH1ResponseFraming(t *testing.T) {
 		"/204":     "HTTP/1.1 204 No Content\r\n\r\n",
 		"/304":     "HTTP/1.1 304 Not Modified\r\nContent-Length: 7\r\n\r\n",
 		"/hop":     "HTTP/1.1 200 OK\r\nConnection: X-Private, keep-alive\r\nX-Private: 1\r\nKeep-Alive: timeout=1\r\nContent-Length: 3\r\n\r\nhop",
+		// A header line of 4 KiB and more, ending where the read buffer does.
+		"/long": "HTTP/1.1 200 OK\r\nX-Long: " + strings.Repeat("l", 4096-len("X-Long: ")) + "\r\nContent-Length: 4\r\n\r\nlong",
 	}
 	var backendConns atomic.Int64
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -298,7 +300,7 @@ func TestH1ResponseFraming(t *testing.T) {
 	}
 	// All in one write: pipelined.
 	io.WriteString(c, req("GET", "/length")+req("GET", "/chunked")+req("GET", "/eof")+req("HEAD", "/head")+
-		req("GET", "/204")+req("GET", "/304")+req("GET", "/hop"))
+		req("GET", "/204")+req("GET", "/304")+req("GET", "/hop")+req("GET", "/long"))
 	read := func(method string) (*nethttp.Response, string) {
 		t.Helper()
 		resp, err := nethttp.ReadResponse(br, &nethttp.Request{Method: method})
@@ -332,6 +334,9 @@ func TestH1ResponseFraming(t *testing.T) {
 	if resp, body := read("GET"); body != "hop" || resp.Header.Get("X-Private") != "" || resp.Header.Get("Keep-Alive") != "" ||
 		resp.Header.Get("Connection") != "" {
 		t.Errorf("hop: %q %v", body, resp.Header)
+	}
+	if resp, body := read("GET"); body != "long" || len(resp.Header.Get("X-Long")) != 4096-len("X-Long: ") {
+		t.Errorf("long header: %q %d", body, len(resp.Header.Get("X-Long")))
 	}
 	if n := h.handoffs.Load(); n != 0 {
 		t.Errorf("%d hand-offs", n)

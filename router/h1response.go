@@ -36,13 +36,14 @@ type h1Response struct {
 // method, for which a response has no body.
 func (r *h1Response) read(br *bufio.Reader, method string) error {
 	r.head = r.head[:0]
-	for {
+	for lineStart := true; ; {
 		line, err := br.ReadSlice('\n')
 		if len(r.head)+len(line) > maxResponseHead {
 			return errBadResponse
 		}
 		r.head = append(r.head, line...)
 		if err == bufio.ErrBufferFull {
+			lineStart = false // the rest of a long line follows
 			continue
 		}
 		if err != nil {
@@ -51,9 +52,10 @@ func (r *h1Response) read(br *bufio.Reader, method string) error {
 			}
 			return err
 		}
-		if len(line) <= 2 && (len(line) == 1 || line[0] == '\r') {
-			break
+		if lineStart && (len(line) == 1 || (len(line) == 2 && line[0] == '\r')) {
+			break // the empty line
 		}
+		lineStart = true
 	}
 	return r.parse(method)
 }
@@ -83,6 +85,9 @@ func (r *h1Response) parse(method string) error {
 			return errBadResponse
 		}
 		name, value := line[:colon], trimOWS(line[colon+1:])
+		if !validValue(value) {
+			return errBadResponse // a CR or NUL the client could take apart
+		}
 		switch {
 		case foldEq(name, "content-length"):
 			n, err := strconv.ParseInt(string(value), 10, 64)

@@ -17,23 +17,27 @@ import (
 )
 
 // BenchmarkProxy measures the proxy's HTTP/1.1 path in process: keep-alive
-// clients → Proxy (behind net/http's server) → 4 Go backends answering a
-// fixed 37-byte body, as bench/router does across processes. allocs/op
-// counts the whole process (client, router and backends); the client
-// reuses its buffers, so the difference between two runs is the router's.
+// clients → Proxy → 4 Go backends answering a fixed 37-byte body, as
+// bench/router does across processes, behind the plain port's own server
+// (h1, as the router serves plain HTTP) and behind net/http's (as it
+// serves HTTPS, without the TLS). allocs/op counts the whole process
+// (client, router and backends); the client reuses its buffers, so the
+// difference between two runs is the router's.
 //
 //	go test -run '^$' -bench Proxy -benchmem ./router/
 func BenchmarkProxy(b *testing.B) {
-	b.Run("plain", func(b *testing.B) { benchProxy(b, Config{}) })
-	b.Run("observed", func(b *testing.B) {
-		// The access log and metrics on, as in production.
-		benchProxy(b, Config{AccessLog: io.Discard, Registry: prometheus.NewRegistry()})
-	})
+	for _, ps := range plainServers {
+		b.Run(ps.name+"/plain", func(b *testing.B) { benchProxy(b, ps, Config{}) })
+		b.Run(ps.name+"/observed", func(b *testing.B) {
+			// The access log and metrics on, as in production.
+			benchProxy(b, ps, Config{AccessLog: io.Discard, Registry: prometheus.NewRegistry()})
+		})
+	}
 }
 
 var benchBody = []byte("Hello from a pier benchmark backend.\n")
 
-func benchProxy(b *testing.B, cfg Config) {
+func benchProxy(b *testing.B, ps plainServer, cfg Config) {
 	fw := newFakeWatcher()
 	cl := []string{strconv.Itoa(len(benchBody))}
 	ct := []string{"text/plain; charset=utf-8"}
@@ -54,8 +58,8 @@ func benchProxy(b *testing.B, cfg Config) {
 		b.Fatal(errs)
 	}
 	p.SetTable(tb)
-	s := httptest.NewServer(p)
-	b.Cleanup(func() { s.Close(); p.Close() })
+	b.Cleanup(p.Close)
+	s := ps.serve(b, p)
 	addr := s.Listener.Addr().String()
 	req := []byte("GET /some/path?q=1 HTTP/1.1\r\nHost: bench.test\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n")
 

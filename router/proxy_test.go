@@ -468,7 +468,7 @@ func TestProxyTableSwapKeepsInFlight(t *testing.T) {
 }
 
 // newTestProxyOn is newTestProxy served by serve.
-func newTestProxyOn(t *testing.T, w Watcher, serve func(*testing.T, *Proxy) *httptest.Server, routes ...api.Route) (*Proxy, *httptest.Server) {
+func newTestProxyOn(t *testing.T, w Watcher, serve func(testing.TB, *Proxy) *httptest.Server, routes ...api.Route) (*Proxy, *httptest.Server) {
 	t.Helper()
 	p := NewProxy(w, Config{BackendWait: 2 * time.Second})
 	p.SetTable(mustTable(t, routes...))
