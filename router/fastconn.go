@@ -121,9 +121,8 @@ func (p *Proxy) writeRequest(bw *bufio.Writer, r *nethttp.Request, st *reqState,
 	} else {
 		bw.WriteString("X-Forwarded-Proto: http\r\n")
 	}
-	var num [20]byte
 	bw.WriteString("X-Forwarded-Port: ")
-	bw.Write(appendLocalPort(num[:0], r))
+	bw.Write(appendLocalPort(bw.AvailableBuffer(), r))
 	bw.WriteString("\r\n")
 	if !keepID {
 		bw.WriteString("X-Request-Id: ")
@@ -131,7 +130,7 @@ func (p *Proxy) writeRequest(bw *bufio.Writer, r *nethttp.Request, st *reqState,
 		bw.WriteString("\r\n")
 	}
 	bw.WriteString("X-Request-Start: t=")
-	bw.Write(strconv.AppendInt(num[:0], st.start.UnixMilli(), 10))
+	bw.Write(strconv.AppendInt(bw.AvailableBuffer(), st.start.UnixMilli(), 10))
 	bw.WriteString("\r\n\r\n")
 }
 
@@ -156,6 +155,8 @@ type backendConn struct {
 	stop        func() bool // ends the watch of the request's context
 	nothingRead bool        // no byte of a response came yet
 	sendOnRead  bool        // bw holds a request: the next Read sends it
+	rd          rawRead
+	readFn      func(fd uintptr) bool // pc.sendThenRead
 }
 
 var (
@@ -167,6 +168,7 @@ func newBackendConn(c net.Conn) *backendConn {
 	pc := &backendConn{c: c}
 	if tc, ok := c.(*net.TCPConn); ok {
 		pc.raw, _ = tc.SyscallConn()
+		pc.readFn = pc.sendThenRead
 	}
 	pc.br = connReaders.Get().(*bufio.Reader)
 	pc.br.Reset(pc)
@@ -203,36 +205,52 @@ func (pc *backendConn) Read(p []byte) (int, error) {
 		return pc.c.Read(p)
 	}
 	pc.sendOnRead = false
-	var n int
-	var rerr, werr error
-	sent := false
-	err := pc.raw.Read(func(fd uintptr) bool {
-		if !sent {
-			// Nothing to read before the request: wait unless the
-			// write failed.
-			sent = true
-			werr = pc.bw.Flush()
-			return werr != nil
-		}
-		for {
-			n, rerr = syscall.Read(int(fd), p)
-			if rerr != syscall.EINTR {
-				break
-			}
-		}
-		return rerr != syscall.EAGAIN
-	})
+	rd := &pc.rd
+	*rd = rawRead{p: p}
+	err := pc.raw.Read(pc.readFn)
 	switch {
-	case werr != nil:
-		return 0, werr
+	case rd.werr != nil:
+		return 0, rd.werr
 	case err != nil:
 		return 0, err
-	case rerr != nil:
-		return 0, &net.OpError{Op: "read", Net: "tcp", Source: pc.c.LocalAddr(), Addr: pc.c.RemoteAddr(), Err: os.NewSyscallError("read", rerr)}
-	case n == 0 && len(p) > 0:
+	case rd.rerr != nil:
+		return 0, &net.OpError{Op: "read", Net: "tcp", Source: pc.c.LocalAddr(), Addr: pc.c.RemoteAddr(), Err: os.NewSyscallError("read", rd.rerr)}
+	case rd.n == 0 && len(p) > 0:
 		return 0, io.EOF
 	}
-	return n, nil
+	return rd.n, nil
+}
+
+// rawRead is the state of one Read after send, kept in the backendConn
+// so that its callback (readFn, made once) allocates nothing.
+type rawRead struct {
+	p          []byte
+	n          int
+	sent       bool
+	rerr, werr error
+}
+
+// sendThenRead is the callback of a Read after send: first the request,
+// then, once the poller reports the answer, the read.
+func (pc *backendConn) sendThenRead(fd uintptr) bool {
+	rd := &pc.rd
+	if !rd.sent {
+		// Nothing to read before the request: wait unless the write
+		// failed.
+		rd.sent = true
+		rd.werr = pc.bw.Flush()
+		return rd.werr != nil
+	}
+	for {
+		rd.n, rd.rerr = syscall.Read(int(fd), rd.p)
+		if rd.rerr != syscall.EINTR {
+			break
+		}
+	}
+	if rd.n < 0 {
+		rd.n = 0
+	}
+	return rd.rerr != syscall.EAGAIN
 }
 
 // aLongTimeAgo is a deadline in the past: it makes blocked reads and

@@ -380,16 +380,14 @@ func (hc *h1Conn) respond(st *reqState, pc *backendConn, keep bool) (int, int64,
 func (hc *h1Conn) errorPage(code int, msg string, keep bool) (int, int64, bool) {
 	bw := hc.bw
 	keep = keep && !hc.s.closing.Load()
-	var num [20]byte
 	bw.WriteString("HTTP/1.1 ")
-	bw.Write(strconv.AppendInt(num[:0], int64(code), 10))
+	bw.Write(strconv.AppendInt(bw.AvailableBuffer(), int64(code), 10))
 	bw.WriteByte(' ')
 	bw.WriteString(nethttp.StatusText(code))
 	bw.WriteString("\r\nContent-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\nCache-Control: no-store\r\nDate: ")
-	var date [40]byte
-	bw.Write(time.Now().UTC().AppendFormat(date[:0], nethttp.TimeFormat))
+	bw.Write(time.Now().UTC().AppendFormat(bw.AvailableBuffer(), nethttp.TimeFormat))
 	bw.WriteString("\r\nContent-Length: ")
-	bw.Write(strconv.AppendInt(num[:0], int64(len(msg)+1), 10))
+	bw.Write(strconv.AppendInt(bw.AvailableBuffer(), int64(len(msg)+1), 10))
 	if !keep {
 		bw.WriteString("\r\nConnection: close")
 	}

@@ -208,9 +208,8 @@ func (r *h1Request) write(bw *bufio.Writer, clientIP string, localPort []byte, i
 		bw.Write(id)
 		bw.WriteString("\r\n")
 	}
-	var num [20]byte
 	bw.WriteString("X-Request-Start: t=")
-	bw.Write(strconv.AppendInt(num[:0], start, 10))
+	bw.Write(strconv.AppendInt(bw.AvailableBuffer(), start, 10))
 	bw.WriteString("\r\n\r\n")
 }
 

@@ -368,7 +368,6 @@ func relayToEOF(bw *bufio.Writer, br *bufio.Reader) (int64, error) {
 	buf := copyBufferPool.Get().(*[]byte)
 	defer copyBufferPool.Put(buf)
 	var sent int64
-	var num [16]byte
 	for {
 		if br.Buffered() == 0 {
 			if err := bw.Flush(); err != nil {
@@ -377,7 +376,7 @@ func relayToEOF(bw *bufio.Writer, br *bufio.Reader) (int64, error) {
 		}
 		k, err := br.Read(*buf)
 		if k > 0 {
-			bw.Write(strconv.AppendInt(num[:0], int64(k), 16))
+			bw.Write(strconv.AppendInt(bw.AvailableBuffer(), int64(k), 16))
 			bw.WriteString("\r\n")
 			bw.Write((*buf)[:k])
 			if _, werr := bw.WriteString("\r\n"); werr != nil {
