@@ -38,15 +38,24 @@ func SlugArgs(command string) []string {
 	return []string{api.PierBinary, "slugrun", "--", command}
 }
 
-// RunSlug replaces this process with the Procfile command run the way
-// Heroku runs it: HOME=/app, DYNO=<process type>.<job id> when the host
-// agent said which, .profile.d/*.sh and .profile sourced, then the
-// command under bash in /app. PORT and the PIER_* variables the host
-// agent set are kept. It returns only on failure.
+// RunSlug runs the Procfile command the way Heroku runs it: HOME=/app,
+// DYNO=<process type>.<job id> when the host agent said which,
+// .profile.d/*.sh and .profile sourced, then the command under bash in
+// /app. PORT and the PIER_* variables the host agent set are kept. As a
+// container's first process it stays as the command's init (init.go)
+// and exits as the command does; otherwise it replaces itself with the
+// command. It returns only on failure.
 func RunSlug(command string) error {
 	argv, env := slugExec(SlugDir, command, os.Environ())
 	if err := os.Chdir(SlugDir); err != nil {
 		return fmt.Errorf("slugrun: %w", err)
+	}
+	if os.Getpid() == 1 {
+		code, err := runAsInit(argv, env, SlugDir)
+		if err != nil {
+			return fmt.Errorf("slugrun: start %s: %w", argv[0], err)
+		}
+		os.Exit(code)
 	}
 	if err := syscall.Exec(argv[0], argv, env); err != nil {
 		return fmt.Errorf("slugrun: exec %s: %w", argv[0], err)
