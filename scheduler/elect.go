@@ -2,8 +2,10 @@ package scheduler
 
 import (
 	"context"
+	"errors"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 )
@@ -23,7 +25,15 @@ type Leader struct {
 // Elect campaigns under prefix as name, with a lease of ttl (at least one
 // second), and returns once elected or when ctx ends. Any program can
 // lead its own scheduler this way; pier's own use ElectionPrefix.
+//
+// Names must be unique among the candidates: a key under prefix that
+// holds name on another lease is taken for this candidate's own, from
+// before a restart, and its lease is revoked first (see
+// revokeOwnStale).
 func Elect(ctx context.Context, cli *clientv3.Client, prefix, name string, ttl time.Duration) (*Leader, error) {
+	if err := revokeOwnStale(ctx, cli, prefix, name); err != nil {
+		return nil, err
+	}
 	sess, err := concurrency.NewSession(cli, concurrency.WithTTL(int(max(ttl/time.Second, 1))))
 	if err != nil {
 		return nil, err
@@ -46,3 +56,25 @@ func (l *Leader) Lease() clientv3.LeaseID { return l.sess.Lease() }
 
 // Close resigns: the lease is revoked and a successor may be elected.
 func (l *Leader) Close() error { return l.sess.Close() }
+
+// revokeOwnStale revokes the leases of the election keys under prefix
+// that hold name: a previous run of this candidate, killed without
+// resigning. etcd gives a restored lease a fresh TTL when it restarts
+// too, so after a power cut such a key would otherwise hold the
+// election for a whole TTL after everything is back, with no leader
+// alive behind it.
+func revokeOwnStale(ctx context.Context, cli *clientv3.Client, prefix, name string) error {
+	resp, err := cli.Get(ctx, prefix+"/", clientv3.WithPrefix()) // concurrency.Election's keys
+	if err != nil {
+		return err
+	}
+	for _, kv := range resp.Kvs {
+		if string(kv.Value) != name || kv.Lease == 0 {
+			continue
+		}
+		if _, err := cli.Revoke(ctx, clientv3.LeaseID(kv.Lease)); err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
+			return err
+		}
+	}
+	return nil
+}

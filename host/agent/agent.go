@@ -169,6 +169,7 @@ func (a *Agent) credentials(ctx context.Context) ([]string, error) {
 // than the TTL, an etcd outage).
 func (a *Agent) keepPresence(ctx context.Context, up chan struct{}) {
 	backoff := 100 * time.Millisecond
+	previous := a.previousLease(ctx)
 	for ctx.Err() == nil {
 		sess, err := a.reg.NewSession(ctx, a.cfg.LeaseTTL)
 		if err == nil {
@@ -191,6 +192,10 @@ func (a *Agent) keepPresence(ctx context.Context, up chan struct{}) {
 		a.session = sess
 		a.mu.Unlock()
 		a.services.newSession(sess)
+		if previous != 0 && previous != sess.Lease() {
+			a.dropDeadInstances(ctx, previous)
+			previous = 0
+		}
 		if up != nil {
 			close(up)
 			up = nil
@@ -204,6 +209,45 @@ func (a *Agent) keepPresence(ctx context.Context, up chan struct{}) {
 		case <-sess.Done():
 			a.cfg.Log.Warn("host lease lost; registering again")
 		}
+	}
+}
+
+// previousLease is the lease of the host record a previous run of this
+// agent left, if it is still there; 0 if not, or if it cannot be read.
+func (a *Agent) previousLease(ctx context.Context) clientv3.LeaseID {
+	key, err := store.Key(store.HostsPrefix, a.cfg.ID)
+	if err != nil {
+		return 0
+	}
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	resp, err := a.Client.Get(rctx, key)
+	if err != nil || len(resp.Kvs) == 0 {
+		return 0
+	}
+	return clientv3.LeaseID(resp.Kvs[0].Lease)
+}
+
+// dropDeadInstances deregisters the instances a previous run of this
+// agent registered on its lease for jobs that did not survive it (all of
+// them after a reboot). Adopted jobs keep theirs until they register on
+// the new lease. Without this, after a power cut, routers would send
+// traffic to the dead jobs' addresses until the old lease expired, which
+// etcd restarts with a fresh TTL.
+func (a *Agent) dropDeadInstances(ctx context.Context, lease clientv3.LeaseID) {
+	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	n, err := a.reg.DropLease(dctx, lease, func(inst discovery.Instance) bool {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		_, alive := a.workers[inst.Meta["job"]]
+		return alive
+	})
+	if err != nil {
+		a.cfg.Log.Warn("cannot deregister the previous run's dead jobs; they leave discovery when its lease expires", "err", err)
+	}
+	if n > 0 {
+		a.cfg.Log.Info("deregistered jobs that did not survive the agent's restart", "instances", n)
 	}
 }
 
