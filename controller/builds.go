@@ -64,8 +64,13 @@ func (c *Controller) Build(ctx context.Context, app, source string, src io.Reade
 		SourceSHA256: srcBlob.SHA256, CreatedAt: time.Now().UTC()}
 	b.JobID = b.ID
 	token := randomHex(32)
+	sess, err := c.buildSession() // see builds_orphans.go
+	if err != nil {
+		return b, nil, err
+	}
+	defer sess.Close()
 	if _, err := store.Txn().Create(store.BuildsPrefix+b.ID, b).
-		Create(store.BuildSecretsPrefix+b.ID, buildSecret{TokenSHA256: hashHex(token)}).
+		Create(store.BuildSecretsPrefix+b.ID, buildSecret{TokenSHA256: hashHex(token)}, store.WithLease(sess.Lease())).
 		Commit(ctx, c.Client); err != nil {
 		return b, nil, err
 	}
@@ -327,7 +332,7 @@ func (c *Controller) appBuilds(ctx context.Context, app string) ([]api.Build, er
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].CreatedAt.After(out[j].CreatedAt) })
-	return out, nil
+	return out, c.settleOrphans(ctx, out)
 }
 
 // newID makes an id "<app>-<kind>-<random>" that is a DNS label.

@@ -96,7 +96,12 @@ func (c *Controller) findBuild(r *http.Request) (api.Build, error) {
 	if errors.Is(err, store.ErrNotFound) || (err == nil && b.App != app) {
 		return api.Build{}, notFound("app %s has no build %q", app, id)
 	}
-	return b, err
+	if err != nil {
+		return b, err
+	}
+	bs := []api.Build{b}
+	err = c.settleOrphans(r.Context(), bs)
+	return bs[0], err
 }
 
 func (c *Controller) getBuild(w http.ResponseWriter, r *http.Request) error {
