@@ -52,8 +52,27 @@ func TestDirectEligible(t *testing.T) {
 	}
 }
 
-// The direct path and ReverseProxy send a backend the same headers.
-func TestDirectHeadersMatchReverseProxy(t *testing.T) {
+// countingBackend answers "ok" and counts the connections it accepts;
+// idle > 0 closes idle ones after that long.
+func countingBackend(t *testing.T, idle time.Duration) (*atomic.Int64, discovery.Instance) {
+	var conns atomic.Int64
+	s := httptest.NewUnstartedServer(nethttp.HandlerFunc(func(w nethttp.ResponseWriter, r *nethttp.Request) {
+		io.WriteString(w, "ok")
+	}))
+	s.Config.IdleTimeout = idle
+	s.Config.ConnState = func(_ net.Conn, st nethttp.ConnState) {
+		if st == nethttp.StateNew {
+			conns.Add(1)
+		}
+	}
+	s.Start()
+	t.Cleanup(s.Close)
+	return &conns, discovery.Instance{ID: "b", Addr: s.Listener.Addr().String()}
+}
+
+// headerBackend sends on its channel the headers of each request it
+// gets, with Host and X-Uri (the request target) added.
+func headerBackend(t *testing.T) (discovery.Instance, <-chan nethttp.Header) {
 	got := make(chan nethttp.Header, 1)
 	_, b := backend(t, "b", func(w nethttp.ResponseWriter, r *nethttp.Request) {
 		h := r.Header.Clone()
@@ -62,6 +81,12 @@ func TestDirectHeadersMatchReverseProxy(t *testing.T) {
 		io.Copy(io.Discard, r.Body)
 		got <- h
 	})
+	return b, got
+}
+
+// The direct path and ReverseProxy send a backend the same headers.
+func TestDirectHeadersMatchReverseProxy(t *testing.T) {
+	b, got := headerBackend(t)
 	fw := newFakeWatcher()
 	fw.add("svc", b)
 	_, s := newTestProxy(t, fw, route("r1", "a.test", "", "svc"))
@@ -140,20 +165,9 @@ func TestDirectHeadersMatchReverseProxy(t *testing.T) {
 // sent again on a new one.
 func TestDirectStaleConnectionRetried(t *testing.T) {
 	forEachPlainServer(t, func(t *testing.T, via plainServer) {
-		var conns atomic.Int64
-		s := httptest.NewUnstartedServer(nethttp.HandlerFunc(func(w nethttp.ResponseWriter, r *nethttp.Request) {
-			io.WriteString(w, "ok")
-		}))
-		s.Config.IdleTimeout = 20 * time.Millisecond
-		s.Config.ConnState = func(_ net.Conn, st nethttp.ConnState) {
-			if st == nethttp.StateNew {
-				conns.Add(1)
-			}
-		}
-		s.Start()
-		t.Cleanup(s.Close)
+		conns, inst := countingBackend(t, 20*time.Millisecond)
 		fw := newFakeWatcher()
-		fw.add("svc", discovery.Instance{ID: "b", Addr: s.Listener.Addr().String()})
+		fw.add("svc", inst)
 		_, ps := newTestProxyOn(t, fw, via.serve, route("r1", "a.test", "", "svc"))
 		for i := range 5 {
 			if code, body, _ := get(t, ps, "a.test", "/"); code != 200 || body != "ok" {
@@ -171,19 +185,9 @@ func TestDirectStaleConnectionRetried(t *testing.T) {
 // connection.
 func TestDirectReusesConnections(t *testing.T) {
 	forEachPlainServer(t, func(t *testing.T, via plainServer) {
-		var conns atomic.Int64
-		s := httptest.NewUnstartedServer(nethttp.HandlerFunc(func(w nethttp.ResponseWriter, r *nethttp.Request) {
-			io.WriteString(w, "ok")
-		}))
-		s.Config.ConnState = func(_ net.Conn, st nethttp.ConnState) {
-			if st == nethttp.StateNew {
-				conns.Add(1)
-			}
-		}
-		s.Start()
-		t.Cleanup(s.Close)
+		conns, inst := countingBackend(t, 0)
 		fw := newFakeWatcher()
-		fw.add("svc", discovery.Instance{ID: "b", Addr: s.Listener.Addr().String()})
+		fw.add("svc", inst)
 		p, ps := newTestProxyOn(t, fw, via.serve, route("r1", "a.test", "", "svc"))
 		for i := range 20 {
 			method := "GET"

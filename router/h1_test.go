@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pierpaas/pier/api"
 	"github.com/pierpaas/pier/discovery"
 )
 
@@ -59,6 +60,27 @@ func startH1(t testing.TB, p *Proxy) (*httptest.Server, *h1Server) {
 		s.Close()
 	})
 	return s, h
+}
+
+// newH1Proxy is a proxy of routes over fw's backends, served by startH1.
+func newH1Proxy(t *testing.T, fw *fakeWatcher, cfg Config, routes ...api.Route) (*Proxy, *httptest.Server, *h1Server) {
+	p := NewProxy(fw, cfg)
+	p.SetTable(mustTable(t, routes...))
+	t.Cleanup(p.Close)
+	s, h := startH1(t, p)
+	return p, s, h
+}
+
+// dialRaw opens a connection to s for raw requests, closed at the end.
+func dialRaw(t *testing.T, s *httptest.Server) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	c, err := net.Dial("tcp", s.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	return c, bufio.NewReader(c)
 }
 
 func TestH1RequestParse(t *testing.T) {
@@ -113,13 +135,7 @@ func TestH1RequestParse(t *testing.T) {
 // The h1 server sends a backend the headers the direct path sends for
 // the same request, and writes the target as it came.
 func TestH1HeadersMatchDirectPath(t *testing.T) {
-	got := make(chan nethttp.Header, 1)
-	_, b := backend(t, "b", func(w nethttp.ResponseWriter, r *nethttp.Request) {
-		h := r.Header.Clone()
-		h.Set("Host", r.Host)
-		h.Set("X-Uri", r.RequestURI)
-		got <- h
-	})
+	b, got := headerBackend(t)
 	fw := newFakeWatcher()
 	fw.add("svc", b)
 	raw := "GET /p%2Fq/r?x=1&y HTTP/1.1\r\nHost: a.test:81\r\nX-Forwarded-For: 1.2.3.4\r\nx-forwarded-for: 5.6.7.8\r\n" +
@@ -177,18 +193,9 @@ func TestH1HandsOff(t *testing.T) {
 	})
 	fw := newFakeWatcher()
 	fw.add("svc", b)
-	p := NewProxy(fw, Config{})
-	p.SetTable(mustTable(t, route("r1", "a.test", "", "svc")))
-	t.Cleanup(p.Close)
-	s, h := startH1(t, p)
+	_, s, h := newH1Proxy(t, fw, Config{}, route("r1", "a.test", "", "svc"))
 
-	c, err := net.Dial("tcp", s.Listener.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	br := bufio.NewReader(c)
+	c, br := dialRaw(t, s)
 	exchange := func(req, want string) {
 		t.Helper()
 		io.WriteString(c, req)
@@ -283,18 +290,9 @@ func TestH1ResponseFraming(t *testing.T) {
 	}()
 	fw := newFakeWatcher()
 	fw.add("svc", discovery.Instance{ID: "raw", Addr: ln.Addr().String()})
-	p := NewProxy(fw, Config{})
-	p.SetTable(mustTable(t, route("r1", "a.test", "", "svc")))
-	t.Cleanup(p.Close)
-	s, h := startH1(t, p)
+	_, s, h := newH1Proxy(t, fw, Config{}, route("r1", "a.test", "", "svc"))
 
-	c, err := net.Dial("tcp", s.Listener.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	br := bufio.NewReader(c)
+	c, br := dialRaw(t, s)
 	req := func(method, path string) string {
 		return method + " " + path + " HTTP/1.1\r\nHost: a.test\r\n\r\n"
 	}
@@ -364,13 +362,7 @@ func TestH1ErrorPages(t *testing.T) {
 	p.SetTable(mustTable(t, route("r1", "none.test", "", "none"), route("r2", "dead.test", "", "dead")))
 	t.Cleanup(p.Close)
 	s := serveH1(t, p)
-	c, err := net.Dial("tcp", s.Listener.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	br := bufio.NewReader(c)
+	c, br := dialRaw(t, s)
 	for _, x := range []struct {
 		host string
 		code int
@@ -434,27 +426,15 @@ func TestH1Shutdown(t *testing.T) {
 	})
 	fw := newFakeWatcher()
 	fw.add("svc", b)
-	p := NewProxy(fw, Config{})
-	p.SetTable(mustTable(t, route("r1", "a.test", "", "svc")))
-	t.Cleanup(p.Close)
-	s, h := startH1(t, p)
-	dial := func() (net.Conn, *bufio.Reader) {
-		c, err := net.Dial("tcp", s.Listener.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		c.SetDeadline(time.Now().Add(10 * time.Second))
-		return c, bufio.NewReader(c)
-	}
-	idle, idleR := dial()
+	p, s, h := newH1Proxy(t, fw, Config{}, route("r1", "a.test", "", "svc"))
+	idle, idleR := dialRaw(t, s)
 	io.WriteString(idle, "GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
 	if resp, err := nethttp.ReadResponse(idleR, nil); err != nil {
 		t.Fatal(err)
 	} else {
 		io.ReadAll(resp.Body)
 	}
-	busy, busyR := dial()
+	busy, busyR := dialRaw(t, s)
 	io.WriteString(busy, "GET /slow HTTP/1.1\r\nHost: a.test\r\n\r\n")
 	waitFor(t, func() bool { return p.Backends().List(context.Background(), "svc")[0].InFlight() == 1 })
 
