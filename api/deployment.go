@@ -23,7 +23,11 @@ type Deployment struct {
 	Reason string `json:"reason,omitempty"`
 	// ReleaseJob is the one-off job of the release phase, when the new
 	// release has a "release" process type.
-	ReleaseJob string    `json:"release_job,omitempty"`
+	ReleaseJob string `json:"release_job,omitempty"`
+	// FailedJob is the job whose end failed the deployment (a crashed
+	// job of the new release, or the release phase), whose last log
+	// lines usually say why; empty for other failures.
+	FailedJob  string    `json:"failed_job,omitempty"`
 	CreatedAt  time.Time `json:"created_at"`
 	UpdatedAt  time.Time `json:"updated_at"`
 	FinishedAt time.Time `json:"finished_at,omitzero"`

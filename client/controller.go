@@ -149,6 +149,14 @@ func (c *Controller) Job(ctx context.Context, app, id string) (api.AppJob, error
 	return out, c.do(ctx, http.MethodGet, appPath(app, "/jobs/"+url.PathEscape(id)), nil, &out)
 }
 
+// JobOutput returns the last lines (at most 1000) of a job's output,
+// read from its host.
+func (c *Controller) JobOutput(ctx context.Context, app, id string, lines int) ([]api.LogLine, error) {
+	var out []api.LogLine
+	path := appPath(app, "/jobs/"+url.PathEscape(id)+"/output") + "?lines=" + strconv.Itoa(lines)
+	return out, c.do(ctx, http.MethodGet, path, nil, &out)
+}
+
 // KillJob stops a job.
 func (c *Controller) KillJob(ctx context.Context, app, id string) error {
 	return c.do(ctx, http.MethodDelete, appPath(app, "/jobs/"+url.PathEscape(id)), nil, nil)

@@ -11,7 +11,6 @@ import (
 	"io"
 	"maps"
 	"os"
-	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -386,36 +385,20 @@ func (b *boundedBuffer) Bytes() []byte {
 	return b.buf
 }
 
-// failedJobRE finds the job a deployment's failure names ("web job
-// hello-web-x1 failed: exit status 1").
-var failedJobRE = regexp.MustCompile(`\bjob ([a-z0-9]+(?:-[a-z0-9]+)*) (?:failed|crashed|rejected)`)
-
-// showFailedJob writes the last lines of the job a failed deployment
-// names, as Heroku shows a crashed dyno's output: the reason is usually
-// there. Best effort: a job whose host is gone has no lines to show.
+// showFailedJob writes the last lines of the job that failed a
+// deployment, as Heroku shows a crashed dyno's output: the reason is
+// usually there. Best effort: a job whose host is gone has no lines to
+// show.
 func (c *Controller) showFailedJob(ctx context.Context, d api.Deployment, out io.Writer) {
-	m := failedJobRE.FindStringSubmatch(d.Reason)
-	switch {
-	case m != nil:
-	case d.ReleaseJob != "" && strings.HasPrefix(d.Reason, "release phase failed"):
-		m = []string{"", d.ReleaseJob}
-	default:
+	if d.FailedJob == "" {
 		return
 	}
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	st, _, err := store.Get[api.JobStatus](ctx, c.Client, store.JobStatusPrefix+m[1])
-	if err != nil {
+	lines, err := c.jobTail(ctx, d.App, d.FailedJob, 20)
+	if err != nil || len(lines) == 0 {
 		return
 	}
-	hc, err := c.hostClient(ctx, st.HostID)
-	if err != nil {
-		return
+	fmt.Fprintf(out, " !     The last lines of job %s:\n", d.FailedJob)
+	for _, l := range lines {
+		fmt.Fprintf(out, "       %s\n", l.Text)
 	}
-	defer hc.Close()
-	fmt.Fprintf(out, " !     The last lines of job %s:\n", m[1])
-	hc.Logs(ctx, m[1], false, 20, func(l api.LogLine) error {
-		_, err := fmt.Fprintf(out, "       %s\n", l.Text)
-		return err
-	})
 }

@@ -35,6 +35,7 @@ func (c *Controller) routes() []route {
 		{"GET /v1/apps/{app}/jobs/{id}", c.getJob, "Show a job", nil, api.AppJob{}, 200},
 		{"DELETE /v1/apps/{app}/jobs/{id}", c.killJob, "Stop a job (a service job is replaced)", nil, nil, 202},
 		{"POST /v1/apps/{app}/run", c.run, "Run a one-off job", api.RunRequest{}, api.AppJob{}, 201},
+		{"GET /v1/apps/{app}/jobs/{id}/output", c.jobOutput, "The last lines of a job's output (?lines=, default 20), from its host", nil, []api.LogLine{}, 200},
 		{"GET /v1/apps/{app}/jobs/{id}/attach", c.attach, "Attach to a one-off job's stdio (Upgrade: " + api.AttachUpgrade + ")", nil, nil, 101},
 		{"GET /v1/apps/{app}/deployments", c.listDeployments, "List deployments, newest first", nil, []api.Deployment{}, 200},
 		{"GET /v1/apps/{app}/deployments/{id}", c.getDeployment, "Show a deployment (v3 or its id)", nil, api.Deployment{}, 200},

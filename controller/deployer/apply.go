@@ -59,7 +59,7 @@ func apply(ctx context.Context, kv clientv3.KV, e *entry, a Action, now time.Tim
 			tx.Delete(e.oldKey, e.oldRev)
 		}
 	case Fail:
-		d.State, d.Reason, d.FinishedAt = api.DeployFailed, a.Note, now
+		d.State, d.Reason, d.FailedJob, d.FinishedAt = api.DeployFailed, a.Note, a.Job, now
 		if e.invalid != "" {
 			break
 		}

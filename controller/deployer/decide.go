@@ -73,6 +73,8 @@ type Action struct {
 	Kind Kind
 	// Note is what a Wait waits for, or why a deployment Fails.
 	Note string
+	// Job, on Fail, is the job whose end failed the deployment.
+	Job string
 	// OldProcesses, on Begin, records the old formation's counts for a
 	// deployment created without them, so a rollback has them.
 	OldProcesses map[string]int
@@ -181,7 +183,9 @@ func releasePhase(v *View, now time.Time, timedOut bool) (a Action, done bool) {
 		if r.Status.State == api.JobComplete {
 			return Action{}, true
 		}
-		return fail(v, "release phase failed: "+jobEnd(r.Status)), false
+		a := fail(v, "release phase failed: "+jobEnd(r.Status))
+		a.Job = d.ReleaseJob
+		return a, false
 	case !r.Requested && r.Pending == "" && r.Status == nil:
 		// Request, placement and result are all gone: the result
 		// outlived its retention while no deployer ran. The rollout only
@@ -219,7 +223,9 @@ func crashed(v *View) (Action, bool) {
 			continue
 		}
 		if st.State == api.JobFailed || st.State == api.JobRejected {
-			return fail(v, fmt.Sprintf("%s job %s %s: %s", j.Job.ProcessType, j.Job.ID, st.State, jobEnd(st))), true
+			a := fail(v, fmt.Sprintf("%s job %s %s: %s", j.Job.ProcessType, j.Job.ID, st.State, jobEnd(st)))
+			a.Job = j.Job.ID
+			return a, true
 		}
 	}
 	return Action{}, false

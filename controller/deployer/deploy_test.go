@@ -167,8 +167,8 @@ func TestCrashFailsFast(t *testing.T) {
 		t.Fatal(err)
 	}
 	got, _ := e.waitDone(d.ID, 20*time.Second)
-	if want := "web job " + id + " failed: exit status 1"; got.State != api.DeployFailed || got.Reason != want {
-		t.Fatalf("deployment %s %q, want failed %q", got.State, got.Reason, want)
+	if want := "web job " + id + " failed: exit status 1"; got.State != api.DeployFailed || got.Reason != want || got.FailedJob != id {
+		t.Fatalf("deployment %s %q (failed job %q), want failed %q", got.State, got.Reason, got.FailedJob, want)
 	}
 	if f, _, _ := get[api.Formation](e, key(store.FormationsPrefix, "hello", v1)); f.Processes["web"] != 2 {
 		t.Fatalf("old formation %v, want web=2", f.Processes)
@@ -205,7 +205,7 @@ func TestReleasePhaseFailure(t *testing.T) {
 		t.Fatal(err)
 	}
 	got, _ := e.waitDone(d.ID, 20*time.Second)
-	if got.State != api.DeployFailed || got.Reason != "release phase failed: exit status 3" || got.ReleaseJob != id {
+	if got.State != api.DeployFailed || got.Reason != "release phase failed: exit status 3" || got.ReleaseJob != id || got.FailedJob != id {
 		t.Fatalf("deployment %s %q (release job %q)", got.State, got.Reason, got.ReleaseJob)
 	}
 	if _, rev, _ := get[api.Formation](e, key(store.FormationsPrefix, "hello", v1)); rev != oldRev {

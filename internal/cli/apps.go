@@ -219,6 +219,26 @@ func newDestroyCmd() *cobra.Command {
 	return cmd
 }
 
+// showFailedJob writes on stderr the last lines of the job that failed
+// a deployment (a crashed job, the release phase), as a build's output
+// does and as Heroku shows a crashed dyno's: the reason is usually
+// there. Best effort: a job whose host is gone has none to show.
+func showFailedJob(ctx context.Context, c *client.Controller, d api.Deployment) {
+	if d.FailedJob == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	lines, err := c.JobOutput(ctx, d.App, d.FailedJob, 20)
+	if err != nil || len(lines) == 0 {
+		return
+	}
+	progress(" !     The last lines of job %s:", d.FailedJob)
+	for _, l := range lines {
+		progress("       %s", l.Text)
+	}
+}
+
 // waitDeployment follows a deployment to its end, saying on stderr how
 // it goes; a failed one is an error with its reason.
 func waitDeployment(ctx context.Context, c *client.Controller, d api.Deployment) error {
@@ -239,6 +259,7 @@ func waitDeployment(ctx context.Context, c *client.Controller, d api.Deployment)
 			progress("-----> v%d is live", cur.Version)
 			return nil
 		case api.DeployFailed:
+			showFailedJob(ctx, c, cur)
 			old := "the previous release keeps running"
 			if cur.OldRelease == "" {
 				old = "nothing was running before"

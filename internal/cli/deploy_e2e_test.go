@@ -53,6 +53,16 @@ func TestDeployFailuresPendingAndRestart(t *testing.T) {
 		t.Fatalf("releases:\n%s", out)
 	}
 
+	// A release deployed as it is (no build) whose web process crashes:
+	// the deploy fails with the job's last lines, as a build's does.
+	crash := writeApp(t, "web: sh -c 'echo crashing on purpose: no DATABASE_URL; exit 3'\n", map[string]string{"index.html": "v4\n"})
+	_, errOut, code := u.run("deploy", "--no-build", "-a", "svc", crash)
+	if code == 0 || !strings.Contains(errOut, "failed") || !strings.Contains(errOut, "The last lines of job svc-web-") ||
+		!strings.Contains(errOut, "       crashing on purpose: no DATABASE_URL\n") {
+		t.Fatalf("deploy --no-build of a crashing release: exit %d, stderr:\n%s", code, errOut)
+	}
+	serving("v1\n")
+
 	// More memory than the host has: the jobs wait, and ps says why.
 	u.must("resize", "-a", "svc", "big=4000G")
 	u.must("scale", "-a", "svc", "big=2")
