@@ -2,36 +2,19 @@ package cli
 
 import (
 	"fmt"
-	"os"
 
 	"github.com/spf13/cobra"
+
+	"github.com/pierpaas/pier/api"
+	"github.com/pierpaas/pier/client"
 )
 
 func newAPIKeysCmd() *cobra.Command {
-	var asJSON bool
-	cmd := &cobra.Command{
-		Use:   "api-keys",
-		Short: "List the controller's API keys; create and revoke them to rotate without downtime",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := controllerClient()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			keys, err := c.APIKeys(cmd.Context())
-			if err != nil || asJSON {
-				return orJSON(keys, err)
-			}
-			rows := [][]string{}
-			for _, k := range keys {
-				rows = append(rows, []string{k.ID, orDash(k.Name), ago(k.CreatedAt)})
-			}
-			table(os.Stdout, []string{"ID", "NAME", "CREATED"}, rows)
-			return nil
-		},
-	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	cmd := listing[api.APIKey]{
+		Use: "api-keys", Short: "List the controller's API keys; create and revoke them to rotate without downtime",
+		Header: []string{"ID", "NAME", "CREATED"},
+		Row:    func(k api.APIKey) []string { return []string{k.ID, orDash(k.Name), ago(k.CreatedAt)} },
+	}.command((*client.Controller).APIKeys)
 	create := &cobra.Command{
 		Use:   "create [NAME]",
 		Short: "Create a key and print it (it is shown only once)",

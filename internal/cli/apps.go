@@ -67,31 +67,11 @@ func addStrategyFlags(cmd *cobra.Command, strategy *string, batch *int, timeout 
 }
 
 func newAppsCmd() *cobra.Command {
-	var asJSON bool
-	cmd := &cobra.Command{
-		Use:   "apps",
-		Short: "List apps",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := controllerClient()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			apps, err := c.Apps(cmd.Context())
-			if err != nil || asJSON {
-				return orJSON(apps, err)
-			}
-			rows := [][]string{}
-			for _, a := range apps {
-				rows = append(rows, []string{a.Name, releaseName(a.Release), ago(a.CreatedAt)})
-			}
-			table(os.Stdout, []string{"NAME", "RELEASE", "CREATED"}, rows)
-			return nil
-		},
-	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-	return cmd
+	return listing[api.App]{
+		Use: "apps", Short: "List apps",
+		Header: []string{"NAME", "RELEASE", "CREATED"},
+		Row:    func(a api.App) []string { return []string{a.Name, releaseName(a.Release), ago(a.CreatedAt)} },
+	}.command((*client.Controller).Apps)
 }
 
 // orJSON prints v as JSON unless err.

@@ -141,6 +141,13 @@ func TestAppWorkflow(t *testing.T) {
 	if out := u.must("apps"); strings.Count(out, "\n") != 2 {
 		t.Fatalf("apps after one create and four refusals:\n%s", out)
 	}
+	var apps []api.App
+	if err := json.Unmarshal([]byte(u.must("apps", "--json")), &apps); err != nil || len(apps) != 1 || apps[0].Name != "hello" {
+		t.Fatalf("apps --json: %+v, %v", apps, err)
+	}
+	if out := u.must("api-keys"); !strings.HasPrefix(out, "ID") || strings.Count(out, "\n") != 2 {
+		t.Fatalf("api-keys: the bootstrap key alone:\n%s", out)
+	}
 
 	dir := writeApp(t, "web: python3 -m http.server $PORT\n", map[string]string{"index.html": "hello from pier\n"})
 	out := u.must("deploy", "-a", "hello", dir)

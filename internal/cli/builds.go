@@ -7,38 +7,20 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/pierpaas/pier/api"
+	"github.com/pierpaas/pier/client"
 )
 
 // buildsCommands are `pier builds`, `builds info ID` and `builds output
 // ID` (also builds:output, as Heroku's builds:output).
 func buildsCommands() []*cobra.Command {
-	var ac appCommand
-	var asJSON bool
-	builds := &cobra.Command{
-		Use:   "builds",
-		Short: "List the app's builds, newest first",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			app, c, err := ac.resolve()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			list, err := c.Builds(cmd.Context(), app)
-			if err != nil || asJSON {
-				return orJSON(list, err)
-			}
-			rows := [][]string{}
-			for _, b := range list {
-				rows = append(rows, []string{b.ID, string(b.State), orDash(shortSource(b.Source)),
-					orDash(strings.Join(b.Buildpacks, ",")), orDash(b.Release), ago(b.CreatedAt), orDash(firstLineOf(b.Error))})
-			}
-			table(os.Stdout, []string{"ID", "STATE", "SOURCE", "BUILDPACKS", "RELEASE", "CREATED", "ERROR"}, rows)
-			return nil
+	builds := listing[api.Build]{
+		Use: "builds", Short: "List the app's builds, newest first",
+		Header: []string{"ID", "STATE", "SOURCE", "BUILDPACKS", "RELEASE", "CREATED", "ERROR"},
+		Row: func(b api.Build) []string {
+			return []string{b.ID, string(b.State), orDash(shortSource(b.Source)),
+				orDash(strings.Join(b.Buildpacks, ",")), orDash(b.Release), ago(b.CreatedAt), orDash(firstLineOf(b.Error))}
 		},
-	}
-	ac.register(builds)
-	builds.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	}.appCommand((*client.Controller).Builds)
 
 	output := func(use string) *cobra.Command {
 		var ac appCommand
@@ -62,6 +44,7 @@ func buildsCommands() []*cobra.Command {
 		ac.register(cmd)
 		return cmd
 	}
+	var ac appCommand
 	info := &cobra.Command{
 		Use:   "info [ID]",
 		Short: "Show a build (default: the latest) as JSON",

@@ -2,51 +2,26 @@ package cli
 
 import (
 	"fmt"
-	"os"
 
 	"github.com/spf13/cobra"
+
+	"github.com/pierpaas/pier/api"
+	"github.com/pierpaas/pier/client"
 )
 
 // newDrainsCmd is `pier drains`, with add and remove.
 func newDrainsCmd() *cobra.Command {
-	var (
-		ac     appCommand
-		asJSON bool
-	)
-	cmd := &cobra.Command{
-		Use:   "drains",
-		Short: "List an app's syslog drains",
+	cmd := listing[api.Drain]{
+		Use: "drains", Short: "List an app's syslog drains",
 		Long: `List the syslog drains of an app: destinations that receive every line of
 its log, as RFC 5424 messages over TCP (syslog://HOST:PORT) or TLS
 (syslog+tls://HOST:PORT), with octet-counted framing.`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			app, c, err := ac.resolve()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			drains, err := c.Drains(cmd.Context(), app)
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				return printJSON(os.Stdout, drains)
-			}
-			if len(drains) == 0 {
-				fmt.Printf("%s has no drains\n", app)
-				return nil
-			}
-			var rows [][]string
-			for _, d := range drains {
-				rows = append(rows, []string{d.ID, d.URL, d.CreatedAt.Local().Format("2006-01-02 15:04")})
-			}
-			table(os.Stdout, []string{"ID", "URL", "CREATED"}, rows)
-			return nil
+		Header: []string{"ID", "URL", "CREATED"},
+		Row: func(d api.Drain) []string {
+			return []string{d.ID, d.URL, d.CreatedAt.Local().Format("2006-01-02 15:04")}
 		},
-	}
-	ac.register(cmd)
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print the drains as JSON")
+		Empty: "%s has no drains",
+	}.appCommand((*client.Controller).Drains)
 	cmd.AddCommand(newDrainsAddCmd("add"), newDrainsRemoveCmd("remove"))
 	return cmd
 }

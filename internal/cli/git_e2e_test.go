@@ -110,6 +110,9 @@ func TestGitPushDeploys(t *testing.T) {
 	u := newPusher(t, p)
 	cli := cliUser{t, p}
 	cli.must("keys", "add", u.key+".pub")
+	if out := cli.must("keys"); !strings.HasPrefix(out, "FINGERPRINT") || !strings.Contains(out, "SHA256:") {
+		t.Fatalf("keys after keys add:\n%s", out)
+	}
 
 	examples := []struct {
 		dir, app, buildpack, want string

@@ -6,35 +6,19 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/pierpaas/pier/api"
+	"github.com/pierpaas/pier/client"
 )
 
 // keysCommands are `pier keys`, `keys add FILE`, `keys remove KEY` and
 // Heroku's keys:add and keys:remove.
 func keysCommands() []*cobra.Command {
-	var asJSON bool
-	keys := &cobra.Command{
-		Use:   "keys",
-		Short: "List the SSH keys that may git push to the cluster",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := controllerClient()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			keys, err := c.SSHKeys(cmd.Context())
-			if err != nil || asJSON {
-				return orJSON(keys, err)
-			}
-			rows := [][]string{}
-			for _, k := range keys {
-				rows = append(rows, []string{k.Fingerprint, orDash(k.Comment), ago(k.CreatedAt)})
-			}
-			table(os.Stdout, []string{"FINGERPRINT", "COMMENT", "ADDED"}, rows)
-			return nil
-		},
-	}
-	keys.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	keys := listing[api.SSHKey]{
+		Use: "keys", Short: "List the SSH keys that may git push to the cluster",
+		Header: []string{"FINGERPRINT", "COMMENT", "ADDED"},
+		Row:    func(k api.SSHKey) []string { return []string{k.Fingerprint, orDash(k.Comment), ago(k.CreatedAt)} },
+	}.command((*client.Controller).SSHKeys)
 	add := func(use string) *cobra.Command {
 		return &cobra.Command{
 			Use:   use + " FILE",

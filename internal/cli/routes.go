@@ -27,40 +27,24 @@ func routeCommands() []*cobra.Command {
 }
 
 func newRoutesCmd() *cobra.Command {
-	var ac appCommand
-	var asJSON bool
-	cmd := &cobra.Command{
+	cmd := listing[api.Route]{
 		Use:   "routes",
 		Short: "List an app's routes: its automatic one and the http and tcp routes added to it",
 		Long: `List an app's routes. An app whose release has a web process answers at
 APP.<cluster domain> without a stored route: that automatic route is shown
 with the option "auto" (a route added for the same domain and path "/"
 overrides it). TLS private keys are never shown; a certificate's expiry is.`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			app, c, err := ac.resolve()
-			if err != nil {
-				return err
+		Header: []string{"ID", "TYPE", "DOMAIN/PORT", "PATH", "SERVICE", "OPTIONS"},
+		Row: func(rt api.Route) []string {
+			addr, path := rt.Domain, api.CanonicalPath(rt.Path)
+			if rt.Type == api.RouteTCP {
+				addr, path = strconv.Itoa(rt.Port), "-"
 			}
-			defer c.Close()
-			routes, err := appRoutes(cmd.Context(), c, app)
-			if err != nil || asJSON {
-				return orJSON(routes, err)
-			}
-			rows := [][]string{}
-			for _, rt := range routes {
-				addr, path := rt.Domain, api.CanonicalPath(rt.Path)
-				if rt.Type == api.RouteTCP {
-					addr, path = strconv.Itoa(rt.Port), "-"
-				}
-				rows = append(rows, []string{rt.ID, rt.Type, addr, path, rt.Service, routeOptions(rt)})
-			}
-			table(os.Stdout, []string{"ID", "TYPE", "DOMAIN/PORT", "PATH", "SERVICE", "OPTIONS"}, rows)
-			return nil
+			return []string{rt.ID, rt.Type, addr, path, rt.Service, routeOptions(rt)}
 		},
-	}
-	ac.register(cmd)
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	}.appCommand(func(c *client.Controller, ctx context.Context, app string) ([]api.Route, error) {
+		return appRoutes(ctx, c, app)
+	})
 	add := &cobra.Command{
 		Use:   "add http DOMAIN | tcp",
 		Short: "Add an http or a tcp route",
