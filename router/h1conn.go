@@ -145,7 +145,7 @@ func (hc *h1Conn) readHead() (int, error) {
 // the header timeout for a connection's first request. A deadline set
 // less than a second ago stays, which saves the call on nearly every
 // request of a busy connection; idle connections close up to a second
-// late.
+// early.
 func (hc *h1Conn) setIdleDeadline() {
 	cfg := &hc.s.cfg
 	wait := cfg.IdleTimeout
