@@ -35,7 +35,7 @@ func (r *Runc) Delete(id string) error {
 		errs = append(errs, err)
 	}
 	dir := r.bundle(id)
-	if err := unmountUnder(dir); err != nil {
+	if err := UnmountUnder(dir); err != nil {
 		errs = append(errs, err)
 	}
 	if len(errs) == 0 {
@@ -211,17 +211,24 @@ func removeTree(dir string) error {
 	return nil
 }
 
-// unmountUnder unmounts everything mounted at or below dir, topmost first.
+// MountsUnder lists the mount points at or below dir, in the order they
+// were mounted (so each one after any it is mounted over).
+func MountsUnder(dir string) ([]string, error) {
+	var points []string
+	err := eachMount(func(mp, _, _ string) {
+		if mp == dir || strings.HasPrefix(mp, dir+"/") {
+			points = append(points, mp)
+		}
+	})
+	return points, err
+}
+
+// UnmountUnder unmounts everything mounted at or below dir, topmost first.
 // A mount that is busy is detached instead, which is enough for the bundle
 // to be removed; its memory goes when the last user lets go.
-func unmountUnder(dir string) error {
+func UnmountUnder(dir string) error {
 	for range 10 {
-		var points []string
-		err := eachMount(func(mp, _, _ string) {
-			if mp == dir || strings.HasPrefix(mp, dir+"/") {
-				points = append(points, mp)
-			}
-		})
+		points, err := MountsUnder(dir)
 		if err != nil {
 			return err
 		}

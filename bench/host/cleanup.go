@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -9,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -96,10 +94,8 @@ func (b *bench) cleanup() []string {
 	}
 	// Never remove through a mount point: a container's bind mount of a
 	// host directory would be emptied with it.
-	for _, mp := range mountsUnder(b.tmp) {
-		syscall.Unmount(mp, syscall.MNT_DETACH)
-	}
-	if left := mountsUnder(b.tmp); len(left) > 0 {
+	runtime.UnmountUnder(b.tmp)
+	if left, _ := runtime.MountsUnder(b.tmp); len(left) > 0 {
 		note("mounts left under %s, not removed: %v", b.tmp, left)
 	} else if err := os.RemoveAll(b.tmp); err != nil {
 		note("remove %s: %v", b.tmp, err)
@@ -149,46 +145,4 @@ func (b *bench) ours(rt *runtime.Runc) []string {
 		}
 	}
 	return out
-}
-
-// mountsUnder lists the mount points at or below dir, deepest first.
-func mountsUnder(dir string) []string {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return nil
-	}
-	defer f.Close()
-	var out []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 5 {
-			continue
-		}
-		mp := unescapeMount(fields[4])
-		if mp == dir || strings.HasPrefix(mp, dir+"/") {
-			out = append(out, mp)
-		}
-	}
-	slices.SortFunc(out, func(a, b string) int { return len(b) - len(a) })
-	return out
-}
-
-// unescapeMount undoes mountinfo's octal escapes (\040 for a space).
-func unescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var sb strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				sb.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		sb.WriteByte(s[i])
-	}
-	return sb.String()
 }

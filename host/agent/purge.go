@@ -1,16 +1,15 @@
 package agent
 
 import (
-	"bufio"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
-	"sort"
-	"strings"
+	"slices"
 	"syscall"
 
 	"github.com/pierpaas/pier/host/shim"
+	"github.com/pierpaas/pier/runtime"
 )
 
 // Purge removes what an agent with this data directory leaves running
@@ -27,30 +26,15 @@ func Purge(dataDir string) {
 		}
 	}
 	shim.KillAll(filepath.Join(dataDir, "jobs"))
-	// What the runtime could not account for (its state was lost).
-	for _, m := range mountsUnder(dataDir) {
-		syscall.Unmount(m, syscall.MNT_DETACH)
+	// What the runtime could not account for (its state was lost); the
+	// data directory itself stays mounted, if it is a mount.
+	mounts, _ := runtime.MountsUnder(dataDir)
+	for _, m := range slices.Backward(mounts) {
+		if m != dataDir {
+			syscall.Unmount(m, syscall.MNT_DETACH)
+		}
 	}
 	for _, d := range RunDirs(dataDir) {
 		os.RemoveAll(d)
 	}
-}
-
-// mountsUnder lists the mount points below dir, deepest first.
-func mountsUnder(dir string) []string {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return nil
-	}
-	defer f.Close()
-	var out []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) > 4 && strings.HasPrefix(fields[4], dir+"/") {
-			out = append(out, fields[4])
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return len(out[i]) > len(out[j]) })
-	return out
 }

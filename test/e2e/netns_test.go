@@ -1,16 +1,16 @@
 package e2e
 
 import (
-	"bufio"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/pierpaas/pier/runtime"
 )
 
 // Every name this suite gives a kernel object (namespaces, links) starts
@@ -153,29 +153,8 @@ func heal(ns string) error {
 	return nil
 }
 
-// mountsUnder lists mount points under dir, deepest first.
-func mountsUnder(dir string) []string {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return nil
-	}
-	defer f.Close()
-	var out []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) > 4 && (fields[4] == dir || strings.HasPrefix(fields[4], dir+"/")) {
-			out = append(out, fields[4])
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return len(out[i]) > len(out[j]) })
-	return out
-}
-
 func unmountAll(dir string) {
-	for _, m := range mountsUnder(dir) {
-		syscall.Unmount(m, syscall.MNT_DETACH)
-	}
+	runtime.UnmountUnder(dir)
 }
 
 // sweep removes whatever a previous run left: processes in our
