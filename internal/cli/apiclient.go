@@ -58,6 +58,23 @@ func (a *appCommand) register(cmd *cobra.Command) {
 	cmd.Flags().StringVarP(&a.app, "app", "a", "", "the app (default: $PIER_APP, or the git remote named pier)")
 }
 
+// appAction makes cmd act on one app (-a, $PIER_APP or the git remote
+// named pier) through a controller client, which run gets open and
+// which is closed after it.
+func appAction(cmd *cobra.Command, run func(cmd *cobra.Command, c *client.Controller, app string, args []string) error) *cobra.Command {
+	var ac appCommand
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		app, c, err := ac.resolve()
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		return run(cmd, c, app, args)
+	}
+	ac.register(cmd)
+	return cmd
+}
+
 // resolve returns the app and a client.
 func (a *appCommand) resolve() (string, *client.Controller, error) {
 	wd, _ := os.Getwd()

@@ -23,47 +23,30 @@ func buildsCommands() []*cobra.Command {
 	}.appCommand((*client.Controller).Builds)
 
 	output := func(use string) *cobra.Command {
-		var ac appCommand
-		cmd := &cobra.Command{
+		return appAction(&cobra.Command{
 			Use:   use + " [ID]",
 			Short: "Print a finished build's output (default: the latest build)",
 			Args:  cobra.MaximumNArgs(1),
-			RunE: func(cmd *cobra.Command, args []string) error {
-				app, c, err := ac.resolve()
-				if err != nil {
-					return err
-				}
-				defer c.Close()
-				id := "latest"
-				if len(args) == 1 {
-					id = args[0]
-				}
-				return c.BuildOutput(cmd.Context(), app, id, os.Stdout)
-			},
-		}
-		ac.register(cmd)
-		return cmd
-	}
-	var ac appCommand
-	info := &cobra.Command{
-		Use:   "info [ID]",
-		Short: "Show a build (default: the latest) as JSON",
-		Args:  cobra.MaximumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			app, c, err := ac.resolve()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
+		}, func(cmd *cobra.Command, c *client.Controller, app string, args []string) error {
 			id := "latest"
 			if len(args) == 1 {
 				id = args[0]
 			}
-			b, err := c.BuildInfo(cmd.Context(), app, id)
-			return orJSON(b, err)
-		},
+			return c.BuildOutput(cmd.Context(), app, id, os.Stdout)
+		})
 	}
-	ac.register(info)
+	info := appAction(&cobra.Command{
+		Use:   "info [ID]",
+		Short: "Show a build (default: the latest) as JSON",
+		Args:  cobra.MaximumNArgs(1),
+	}, func(cmd *cobra.Command, c *client.Controller, app string, args []string) error {
+		id := "latest"
+		if len(args) == 1 {
+			id = args[0]
+		}
+		b, err := c.BuildInfo(cmd.Context(), app, id)
+		return orJSON(b, err)
+	})
 	builds.AddCommand(output("output"), info)
 	alias := output("builds:output")
 	alias.Hidden = true

@@ -35,59 +35,41 @@ func drainsColonAliases() []*cobra.Command {
 }
 
 func newDrainsAddCmd(name string) *cobra.Command {
-	var ac appCommand
-	cmd := &cobra.Command{
+	return appAction(&cobra.Command{
 		Use:   name + " URL",
 		Short: "Send the app's log lines to a syslog drain (syslog:// or syslog+tls://HOST:PORT)",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			app, c, err := ac.resolve()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			d, err := c.AddDrain(cmd.Context(), app, args[0])
-			if err != nil {
-				return err
-			}
-			fmt.Printf("Successfully added drain %s to %s (id %s)\n", d.URL, app, d.ID)
-			return nil
-		},
-	}
-	ac.register(cmd)
-	return cmd
+	}, func(cmd *cobra.Command, c *client.Controller, app string, args []string) error {
+		d, err := c.AddDrain(cmd.Context(), app, args[0])
+		if err != nil {
+			return err
+		}
+		fmt.Printf("Successfully added drain %s to %s (id %s)\n", d.URL, app, d.ID)
+		return nil
+	})
 }
 
 func newDrainsRemoveCmd(name string) *cobra.Command {
-	var ac appCommand
-	cmd := &cobra.Command{
+	return appAction(&cobra.Command{
 		Use:   name + " ID|URL",
 		Short: "Remove a syslog drain",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			app, c, err := ac.resolve()
-			if err != nil {
-				return err
+	}, func(cmd *cobra.Command, c *client.Controller, app string, args []string) error {
+		id := args[0]
+		// A URL is matched here: it does not fit in a path segment.
+		drains, err := c.Drains(cmd.Context(), app)
+		if err != nil {
+			return err
+		}
+		for _, d := range drains {
+			if d.URL == id {
+				id = d.ID
 			}
-			defer c.Close()
-			id := args[0]
-			// A URL is matched here: it does not fit in a path segment.
-			drains, err := c.Drains(cmd.Context(), app)
-			if err != nil {
-				return err
-			}
-			for _, d := range drains {
-				if d.URL == id {
-					id = d.ID
-				}
-			}
-			if err := c.RemoveDrain(cmd.Context(), app, id); err != nil {
-				return err
-			}
-			fmt.Printf("Successfully removed drain %s from %s\n", args[0], app)
-			return nil
-		},
-	}
-	ac.register(cmd)
-	return cmd
+		}
+		if err := c.RemoveDrain(cmd.Context(), app, id); err != nil {
+			return err
+		}
+		fmt.Printf("Successfully removed drain %s from %s\n", args[0], app)
+		return nil
+	})
 }

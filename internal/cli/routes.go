@@ -154,27 +154,19 @@ func newRouteAddHTTPCmd(use string, domainsAlias bool) *cobra.Command {
 }
 
 func newRouteAddTCPCmd() *cobra.Command {
-	var ac appCommand
 	var port int
 	var service string
 	var leaderOnly, asJSON bool
 	var drain time.Duration
-	cmd := &cobra.Command{
+	cmd := appAction(&cobra.Command{
 		Use:   "tcp",
 		Short: "Route a port of the routers to the app's web process, or another with --service; prints the port",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			app, c, err := ac.resolve()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			rt := api.Route{Type: api.RouteTCP, Port: port, Service: serviceOf(app, service),
-				LeaderOnly: leaderOnly, DrainTimeout: api.Duration(drain)}
-			return addRoute(cmd.Context(), c, app, rt, asJSON)
-		},
-	}
-	ac.register(cmd)
+	}, func(cmd *cobra.Command, c *client.Controller, app string, _ []string) error {
+		rt := api.Route{Type: api.RouteTCP, Port: port, Service: serviceOf(app, service),
+			LeaderOnly: leaderOnly, DrainTimeout: api.Duration(drain)}
+		return addRoute(cmd.Context(), c, app, rt, asJSON)
+	})
 	fl := cmd.Flags()
 	fl.IntVar(&port, "port", 0, "the router port (default: a free one of the cluster's tcp range)")
 	fl.StringVar(&service, "service", "", "the process type or service taking the connections: web, or TYPE.APP (default web)")
@@ -205,67 +197,39 @@ func routeAddress(rt api.Route) string {
 }
 
 func newRouteRemoveCmd() *cobra.Command {
-	var ac appCommand
-	cmd := &cobra.Command{
+	return appAction(&cobra.Command{
 		Use:     "remove ID...",
 		Aliases: []string{"rm"},
 		Short:   "Remove routes by id (see pier routes)",
 		Args:    cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			app, c, err := ac.resolve()
-			if err != nil {
+	}, func(cmd *cobra.Command, c *client.Controller, app string, args []string) error {
+		for _, id := range args {
+			if err := c.RemoveRoute(cmd.Context(), app, id); err != nil {
 				return err
 			}
-			defer c.Close()
-			for _, id := range args {
-				if err := c.RemoveRoute(cmd.Context(), app, id); err != nil {
-					return err
-				}
-				fmt.Printf("Removed route %s\n", id)
-			}
-			return nil
-		},
-	}
-	ac.register(cmd)
-	return cmd
+			fmt.Printf("Removed route %s\n", id)
+		}
+		return nil
+	})
 }
 
 func newDomainsCmd() *cobra.Command {
-	var ac appCommand
-	var asJSON bool
-	cmd := &cobra.Command{
-		Use:   "domains",
-		Short: "List the domains an app answers on: its http routes",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			app, c, err := ac.resolve()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			routes, err := appRoutes(cmd.Context(), c, app)
-			if err != nil {
-				return err
-			}
-			httpRoutes := []api.Route{}
-			for _, rt := range routes {
-				if rt.Type == api.RouteHTTP {
-					httpRoutes = append(httpRoutes, rt)
-				}
-			}
-			if asJSON {
-				return printJSON(os.Stdout, httpRoutes)
-			}
-			rows := [][]string{}
-			for _, rt := range httpRoutes {
-				rows = append(rows, []string{rt.Domain, api.CanonicalPath(rt.Path), rt.Service, rt.ID, routeOptions(rt)})
-			}
-			table(os.Stdout, []string{"DOMAIN", "PATH", "SERVICE", "ID", "OPTIONS"}, rows)
-			return nil
+	cmd := listing[api.Route]{
+		Use: "domains", Short: "List the domains an app answers on: its http routes",
+		Header: []string{"DOMAIN", "PATH", "SERVICE", "ID", "OPTIONS"},
+		Row: func(rt api.Route) []string {
+			return []string{rt.Domain, api.CanonicalPath(rt.Path), rt.Service, rt.ID, routeOptions(rt)}
 		},
-	}
-	ac.register(cmd)
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	}.appCommand(func(c *client.Controller, ctx context.Context, app string) ([]api.Route, error) {
+		routes, err := appRoutes(ctx, c, app)
+		httpRoutes := []api.Route{}
+		for _, rt := range routes {
+			if rt.Type == api.RouteHTTP {
+				httpRoutes = append(httpRoutes, rt)
+			}
+		}
+		return httpRoutes, err
+	})
 	cmd.AddCommand(newDomainsAddCmd("add"), newDomainsRemoveCmd("remove"))
 	return cmd
 }
@@ -275,47 +239,38 @@ func newDomainsAddCmd(name string) *cobra.Command {
 }
 
 func newDomainsRemoveCmd(name string) *cobra.Command {
-	var ac appCommand
-	cmd := &cobra.Command{
+	return appAction(&cobra.Command{
 		Use:   name + " DOMAIN",
 		Short: "Remove every route of the app for a domain, whatever its path",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			app, c, err := ac.resolve()
-			if err != nil {
+	}, func(cmd *cobra.Command, c *client.Controller, app string, args []string) error {
+		routes, err := appRoutes(cmd.Context(), c, app)
+		if err != nil {
+			return err
+		}
+		removed, auto := 0, false
+		for _, rt := range routes {
+			if rt.Type != api.RouteHTTP || rt.Domain != args[0] {
+				continue
+			}
+			if isAutoRoute(rt) {
+				auto = true
+				continue
+			}
+			if err := c.RemoveRoute(cmd.Context(), app, rt.ID); err != nil {
 				return err
 			}
-			defer c.Close()
-			routes, err := appRoutes(cmd.Context(), c, app)
-			if err != nil {
-				return err
-			}
-			removed, auto := 0, false
-			for _, rt := range routes {
-				if rt.Type != api.RouteHTTP || rt.Domain != args[0] {
-					continue
-				}
-				if isAutoRoute(rt) {
-					auto = true
-					continue
-				}
-				if err := c.RemoveRoute(cmd.Context(), app, rt.ID); err != nil {
-					return err
-				}
-				fmt.Printf("Removed %s (route %s)\n", routeAddress(rt), rt.ID)
-				removed++
-			}
-			switch {
-			case removed == 0 && auto:
-				return fmt.Errorf("%s is %s's automatic domain: it stays while the app has a web process", args[0], app)
-			case removed == 0:
-				return fmt.Errorf("%s has no route for %s (see pier domains -a %s)", app, args[0], app)
-			}
-			return nil
-		},
-	}
-	ac.register(cmd)
-	return cmd
+			fmt.Printf("Removed %s (route %s)\n", routeAddress(rt), rt.ID)
+			removed++
+		}
+		switch {
+		case removed == 0 && auto:
+			return fmt.Errorf("%s is %s's automatic domain: it stays while the app has a web process", args[0], app)
+		case removed == 0:
+			return fmt.Errorf("%s has no route for %s (see pier domains -a %s)", app, args[0], app)
+		}
+		return nil
+	})
 }
 
 // appRoutes is an app's stored routes, with the automatic route of its
