@@ -230,8 +230,9 @@ func (a *Agent) previousLease(ctx context.Context) clientv3.LeaseID {
 
 // dropDeadInstances deregisters the instances a previous run of this
 // agent registered on its lease for jobs that did not survive it (all of
-// them after a reboot). Adopted jobs keep theirs until they register on
-// the new lease. Without this, after a power cut, routers would send
+// them after a reboot, even those the agent adopts to record their end).
+// Jobs whose shim still runs keep theirs until they register on the new
+// lease. Without this, after a power cut, routers would send
 // traffic to the dead jobs' addresses until the old lease expired, which
 // etcd restarts with a fresh TTL.
 func (a *Agent) dropDeadInstances(ctx context.Context, lease clientv3.LeaseID) {
@@ -240,8 +241,8 @@ func (a *Agent) dropDeadInstances(ctx context.Context, lease clientv3.LeaseID) {
 	n, err := a.reg.DropLease(dctx, lease, func(inst discovery.Instance) bool {
 		a.mu.Lock()
 		defer a.mu.Unlock()
-		_, alive := a.workers[inst.Meta["job"]]
-		return alive
+		w := a.workers[inst.Meta["job"]]
+		return w != nil && !w.orphaned
 	})
 	if err != nil {
 		a.cfg.Log.Warn("cannot deregister the previous run's dead jobs; they leave discovery when its lease expires", "err", err)

@@ -104,7 +104,7 @@ func (a *Agent) startJob(ctx context.Context, job api.Job) {
 	a.mu.Lock()
 	a.workers[job.ID] = w
 	a.mu.Unlock()
-	a.goRun(func() { w.run(ctx, false) })
+	a.goRun(func() { w.run(ctx) })
 }
 
 // adopt resumes supervision of the jobs a previous agent launched.
@@ -120,8 +120,12 @@ func (a *Agent) adopt(ctx context.Context) error {
 		}
 		a.ports.reserve(lj.HostPorts)
 		w := newWorker(a, lj)
+		w.adopted = true
+		if al, ok := a.cfg.Launcher.(aliveLauncher); ok {
+			w.orphaned = !al.Alive(lj.Dir)
+		}
 		a.workers[lj.Job.ID] = w
-		a.goRun(func() { w.run(ctx, true) })
+		a.goRun(func() { w.run(ctx) })
 	}
 	return nil
 }

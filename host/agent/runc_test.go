@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -49,18 +50,23 @@ func runcHost(t *testing.T, c *storetest.Cluster, id string) Config {
 	cfg.Runtime = "runc"
 	cfg.Launcher = ExecLauncher{Binary: pierBinary(t)}
 	// Whatever happens, leave no container, shim or mount behind.
-	t.Cleanup(func() {
-		rt, err := NewRuntime("runc", cfg.runtimeDir(), cfg.Log)
-		if err != nil {
-			return
-		}
-		ids, _ := rt.List()
-		for _, id := range ids {
-			rt.Delete(id)
-		}
-		shim.KillAll(cfg.jobsDir())
-	})
+	t.Cleanup(func() { powerOff(cfg) })
 	return cfg
+}
+
+// powerOff kills a runc host's shims and containers, as a power cut
+// would: the agent must be stopped first.
+func powerOff(cfg Config) error {
+	shim.KillAll(cfg.jobsDir())
+	rt, err := NewRuntime("runc", cfg.runtimeDir(), cfg.Log)
+	if err != nil {
+		return err
+	}
+	ids, err := rt.List()
+	for _, id := range ids {
+		err = errors.Join(err, rt.Delete(id))
+	}
+	return err
 }
 
 // TestAgentRestartsKeepJobsRunning kills the agent ten times while a real

@@ -30,6 +30,12 @@ type worker struct {
 	lj   *localJob
 	shim *shim.Client
 
+	// adopted says the job was found in the local state at start, left by
+	// a previous run of the agent; orphaned, that no shim supervised it
+	// any more then (the machine rebooted, or the shim was killed), so
+	// whatever it registered in discovery is dead.
+	adopted, orphaned bool
+
 	stopOnce sync.Once
 	stopping chan struct{} // closed once the job should stop
 	// killReason says why the agent killed the job itself, if it did.
@@ -59,22 +65,21 @@ func (w *worker) status(state api.JobState) api.JobStatus {
 
 // run takes the job to its end. It returns early, leaving the job
 // running, when the agent stops (ctx ends).
-func (w *worker) run(ctx context.Context, adopted bool) {
+func (w *worker) run(ctx context.Context) {
 	a, job := w.a, &w.lj.Job
 	log := a.cfg.Log.With("job", job.ID)
-	if !adopted {
+	if !w.adopted {
 		a.writeStatus(ctx, w.status(api.JobStarting))
 		if err := w.launch(ctx); err != nil {
 			log.Warn("job rejected", "err", err)
 			w.finish(ctx, api.JobStatus{ID: job.ID, State: api.JobRejected, Error: err.Error()})
 			return
 		}
-	} else if al, ok := a.cfg.Launcher.(aliveLauncher); ok && !al.Alive(w.lj.Dir) {
-		// No shim supervises the job any more (the machine rebooted, or
-		// the shim was killed): a new one finds the job's files and either
-		// starts it (it never started) or records that it died, at once,
-		// instead of this worker waiting out startTimeout for a shim that
-		// will never answer.
+	} else if w.orphaned {
+		// A new shim finds the job's files and either starts it (it never
+		// started) or records that it died, at once, instead of this
+		// worker waiting out startTimeout for a shim that will never
+		// answer.
 		log.Info("adopted job has no supervisor; relaunching it")
 		if err := a.cfg.Launcher.Launch(w.lj.Dir); err != nil {
 			w.finish(ctx, api.JobStatus{ID: job.ID, State: api.JobFailed, Error: err.Error()})
