@@ -23,17 +23,48 @@ func (c *Controller) CollectBlobs(ctx context.Context, keep int) ([]string, erro
 	if c.Blobs == nil {
 		return nil, nil
 	}
-	rels, _, err := store.List[api.Release](ctx, c.Client, store.ReleasesPrefix)
+	digests, builds, err := c.keptBlobs(ctx, keep)
 	if err != nil {
 		return nil, err
+	}
+	// A build older than those keeps its record no longer than its output.
+	for _, id := range oldBuilds(builds, keep) {
+		if err := store.Delete(ctx, c.Client, store.BuildsPrefix+id); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return nil, err
+		}
+	}
+	removed, err := c.Blobs.GC(func(d string) bool { return digests[d] })
+	if len(removed) > 0 {
+		c.Log.Info("blobs collected", "removed", len(removed))
+	}
+	return removed, err
+}
+
+// KeptBlobs are the blobs garbage collection keeps: those every server
+// holds a copy of.
+func (c *Controller) KeptBlobs(ctx context.Context) (map[string]bool, error) {
+	digests, _, err := c.keptBlobs(ctx, c.KeepReleases)
+	return digests, err
+}
+
+// keptBlobs lists the blobs kept releases and builds need, and the
+// builds it read.
+func (c *Controller) keptBlobs(ctx context.Context, keep int) (map[string]bool, []store.Item[api.Build], error) {
+	rels, _, err := store.List[api.Release](ctx, c.Client, store.ReleasesPrefix)
+	if err != nil {
+		return nil, nil, err
 	}
 	apps, _, err := store.List[api.App](ctx, c.Client, store.AppsPrefix)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	deps, _, err := store.List[api.Deployment](ctx, c.Client, store.DeploymentsPrefix)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	builds, _, err := store.List[api.Build](ctx, c.Client, store.BuildsPrefix)
+	if err != nil {
+		return nil, nil, err
 	}
 	pinned := map[string]bool{}
 	for _, a := range apps {
@@ -57,24 +88,10 @@ func (c *Controller) CollectBlobs(ctx context.Context, keep int) ([]string, erro
 			}
 		}
 	}
-	builds, _, err := store.List[api.Build](ctx, c.Client, store.BuildsPrefix)
-	if err != nil {
-		return nil, err
-	}
 	for _, d := range keptBuildBlobs(builds, keep) {
 		digests[d] = true
 	}
-	// A build older than those keeps its record no longer than its output.
-	for _, id := range oldBuilds(builds, keep) {
-		if err := store.Delete(ctx, c.Client, store.BuildsPrefix+id); err != nil && !errors.Is(err, store.ErrNotFound) {
-			return nil, err
-		}
-	}
-	removed, err := c.Blobs.GC(func(d string) bool { return digests[d] })
-	if len(removed) > 0 {
-		c.Log.Info("blobs collected", "removed", len(removed))
-	}
-	return removed, err
+	return digests, builds, nil
 }
 
 // collectBlobsEvery runs CollectBlobs until ctx ends.

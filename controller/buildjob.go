@@ -80,7 +80,7 @@ func (c *Controller) getBuildCache(w http.ResponseWriter, r *http.Request) error
 		if prev.ID == b.ID || prev.CacheSHA256 == "" {
 			continue
 		}
-		f, _, err := c.Blobs.Open(prev.CacheSHA256)
+		f, err := c.openBlob(r.Context(), prev.CacheSHA256)
 		if err != nil {
 			continue // collected; an older one may still be there
 		}

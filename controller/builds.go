@@ -158,7 +158,7 @@ func (c *Controller) runBuild(ctx context.Context, app api.App, b api.Build, env
 // process types the build found, run by the slug runner, keeping the
 // resources and placement a process type of the same name had before.
 func (c *Controller) releaseSlug(ctx context.Context, app string, slug api.Artifact, result api.BuildResult) (api.ReleaseResult, error) {
-	art, err := c.resolveArtifact(slug)
+	art, err := c.resolveArtifact(ctx, slug)
 	if err != nil {
 		return api.ReleaseResult{}, err
 	}
@@ -312,10 +312,6 @@ func (c *Controller) buildJobEnv(id, token string, config map[string]string) map
 		}
 	}
 	return env
-}
-
-func (c *Controller) blobURI(digest string) string {
-	return strings.TrimSuffix(c.BlobURL, "/") + "/v1/blobs/sha256/" + digest
 }
 
 // appBuilds lists an app's builds, newest first.

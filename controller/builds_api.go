@@ -123,9 +123,9 @@ func (c *Controller) buildOutput(w http.ResponseWriter, r *http.Request) error {
 	if b.OutputSHA256 == "" {
 		return conflict("build %s is %s: its output is kept when it ends", b.ID, b.State)
 	}
-	f, _, err := c.Blobs.Open(b.OutputSHA256)
+	f, err := c.openBlob(r.Context(), b.OutputSHA256)
 	if err != nil {
-		return api.Errorf(api.ErrCodeNotFound, "the output of build %s is no longer on this server", b.ID)
+		return api.Errorf(api.ErrCodeNotFound, "the output of build %s is no longer stored", b.ID)
 	}
 	defer f.Close()
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")

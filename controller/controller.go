@@ -11,6 +11,7 @@ import (
 
 	"github.com/pierpaas/pier/api"
 	"github.com/pierpaas/pier/blobstore"
+	"github.com/pierpaas/pier/blobstore/replica"
 	"github.com/pierpaas/pier/store"
 )
 
@@ -22,6 +23,8 @@ type Config struct {
 	// created here point there.
 	Blobs   *blobstore.Store
 	BlobURL string
+	// Replica, if set, copies blobs this server lacks from the others.
+	Replica *replica.Replicator
 	// HostTLS carries the server's cluster certificate, for the host
 	// agents' APIs (attach, stop).
 	HostTLS *tls.Config
@@ -111,17 +114,7 @@ func (c *Controller) Register(mux *http.ServeMux) {
 		return notFound("no such endpoint: %s %s", r.Method, r.URL.Path)
 	}))
 	if c.Blobs != nil {
-		blobs := blobstore.Handler(c.Blobs, c.authenticateBlob)
-		mux.Handle("/v1/blobs/", c.withRequestID(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			// Blobs go away by garbage collection only, when no kept
-			// release needs them; a client cannot pull one from under
-			// a release.
-			if r.Method == http.MethodDelete {
-				writeError(w, r, c.Log, api.Errorf(api.ErrCodeBadRequest, "blobs are removed by garbage collection, not by clients"))
-				return
-			}
-			http.StripPrefix("/v1", blobs).ServeHTTP(w, r)
-		})))
+		mux.Handle("/v1/blobs/", c.blobsHandler())
 	}
 }
 

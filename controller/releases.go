@@ -101,7 +101,7 @@ func (c *Controller) createRelease(w http.ResponseWriter, r *http.Request) error
 	}
 	var art *api.Artifact
 	if req.Artifact != nil {
-		a, err := c.resolveArtifact(*req.Artifact)
+		a, err := c.resolveArtifact(r.Context(), *req.Artifact)
 		if err != nil {
 			return err
 		}
@@ -123,9 +123,9 @@ func (c *Controller) createRelease(w http.ResponseWriter, r *http.Request) error
 	return nil
 }
 
-// resolveArtifact checks that an artifact is in this server's blobstore and
-// points it there.
-func (c *Controller) resolveArtifact(a api.Artifact) (api.Artifact, error) {
+// resolveArtifact checks that an artifact is in this server's blobstore
+// (copied from another server if need be) and points it there.
+func (c *Controller) resolveArtifact(ctx context.Context, a api.Artifact) (api.Artifact, error) {
 	if a.Type == "" {
 		a.Type = "slug"
 	}
@@ -135,12 +135,12 @@ func (c *Controller) resolveArtifact(a api.Artifact) (api.Artifact, error) {
 	if c.Blobs == nil {
 		return a, api.Errorf(api.ErrCodeUnavailable, "this server has no blobstore")
 	}
-	blob, err := c.Blobs.Stat(a.SHA256)
+	blob, err := c.statBlob(ctx, a.SHA256)
 	if err != nil {
 		return a, invalid("artifact sha256:%s is not in the blobstore; upload it first (PUT /v1/blobs/sha256/DIGEST)", a.SHA256)
 	}
 	a.Size = blob.Size
-	a.URI = strings.TrimSuffix(c.BlobURL, "/") + "/v1/blobs/sha256/" + a.SHA256
+	a.URI = c.blobURI(a.SHA256)
 	return a, nil
 }
 
@@ -284,7 +284,7 @@ func (c *Controller) rollback(w http.ResponseWriter, r *http.Request) error {
 			return fmt.Errorf("roll back to v%d: %w", want, err)
 		}
 		if old.Artifact != nil && c.Blobs != nil {
-			if _, err := c.Blobs.Stat(old.Artifact.SHA256); err != nil {
+			if _, err := c.statBlob(r.Context(), old.Artifact.SHA256); err != nil {
 				return invalid("v%d's artifact is no longer stored (only the newest %d releases keep theirs)", want, c.KeepReleases)
 			}
 		}

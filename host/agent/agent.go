@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"sync"
@@ -87,6 +88,9 @@ func Start(ctx context.Context, cfg Config) (_ *Agent, err error) {
 	// its cluster certificate.
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = a.Creds.ClientConfig()
+	// A server that is down must not hold a job's start up for long:
+	// another server has the artifact too.
+	tr.DialContext = (&net.Dialer{Timeout: 3 * time.Second, KeepAlive: 30 * time.Second}).DialContext
 	a.artifacts = &artifact.Cache{Dir: cfg.artifactDir(), Client: &http.Client{Transport: tr}}
 	if os.Geteuid() == 0 {
 		// Jobs run as the app user; a writable job (a build) changes the

@@ -140,7 +140,7 @@ func (w *worker) launch(ctx context.Context) error {
 		spec.Mounts = append(spec.Mounts, runtime.Mount{Source: a.cfg.PierBinary, Destination: api.PierBinary, ReadOnly: true})
 	}
 	if job.Artifact != nil {
-		dir, err := a.artifacts.Fetch(ctx, job.Artifact.URI, job.Artifact.SHA256)
+		dir, err := a.fetchArtifact(ctx, job.Artifact)
 		if err != nil {
 			return fmt.Errorf("artifact: %w", err)
 		}

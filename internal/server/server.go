@@ -12,6 +12,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/pierpaas/pier/blobstore"
+	"github.com/pierpaas/pier/blobstore/replica"
 	"github.com/pierpaas/pier/controller"
 	"github.com/pierpaas/pier/controller/deployer"
 	"github.com/pierpaas/pier/discovery"
@@ -41,6 +42,8 @@ type Server struct {
 	Controller *controller.Controller
 	Git        *gitreceive.Receiver
 	Blobs      *blobstore.Store
+	// Replica copies to Blobs the blobs other servers received.
+	Replica *replica.Replicator
 	// AdminKey is the API key this server created for the cluster's
 	// first user ("" when another server of the cluster made it).
 	AdminKey string
@@ -141,6 +144,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, err
 	}
 	s.startLogs(runCtx)
+	go s.replicateBlobs(runCtx)
 	if s.DNS, err = discovery.NewDNSServer(s.Client, DNSDomain, discovery.WithLogger(cfg.Log)); err != nil {
 		return nil, err
 	}
@@ -276,11 +280,12 @@ func (s *Server) startController(ctx, runCtx context.Context) error {
 	if s.Blobs, err = blobstore.New(s.cfg.blobDir()); err != nil {
 		return err
 	}
+	s.Replica = s.newReplica()
 	if s.AdminKey, err = controller.BootstrapKey(ctx, s.Client, s.cfg.AdminKeyPath()); err != nil {
 		return err
 	}
 	s.Controller = controller.New(controller.Config{
-		Client: s.Client, Blobs: s.Blobs, BlobURL: "https://" + s.cfg.APIAddr(),
+		Client: s.Client, Blobs: s.Blobs, BlobURL: "https://" + s.cfg.APIAddr(), Replica: s.Replica,
 		HostTLS: s.Creds.ClientConfig(), Log: s.cfg.Log, AppURL: s.cfg.AppURL,
 		TCPPortRange: s.cfg.TCPPortRange, BuildCA: s.CA.CertPEM,
 	})

@@ -6,6 +6,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -45,49 +47,60 @@ var (
 )
 
 func helloSlug() ([]byte, string, error) {
-	slugOnce.Do(func() {
-		var buf bytes.Buffer
-		if _, slugErr = tarball.Pack(context.Background(), "../../examples/hello", &buf, tarball.Options{}); slugErr != nil {
-			return
-		}
-		slug = buf.Bytes()
-		sum := sha256.Sum256(slug)
-		slugDigest = hex.EncodeToString(sum[:])
-	})
+	slugOnce.Do(func() { slug, slugDigest, slugErr = packSlug("../../examples/hello") })
 	return slug, slugDigest, slugErr
+}
+
+// ownSlug is examples/hello with a file naming app: a slug no host has
+// fetched before.
+func ownSlug(t *testing.T, app string) ([]byte, string) {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.CopyFS(dir, os.DirFS("../../examples/hello")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "slug-of"), []byte(app+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	body, digest, err := packSlug(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return body, digest
+}
+
+func packSlug(dir string) ([]byte, string, error) {
+	var buf bytes.Buffer
+	if _, err := tarball.Pack(context.Background(), dir, &buf, tarball.Options{}); err != nil {
+		return nil, "", err
+	}
+	sum := sha256.Sum256(buf.Bytes())
+	return buf.Bytes(), hex.EncodeToString(sum[:]), nil
 }
 
 func ctxT(d time.Duration) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), d)
 }
 
-// release uploads the slug and makes a new release of app with env, on
-// the controller ctl, and returns it with its deployment.
-//
-// The upload goes to every server that is up, not only ctl's: a server's
-// blobstore is its own disk, and the release's artifact URL names the
-// server that made it, so a slug on one server only is lost with it.
+// release uploads the hello slug and makes a new release of app with
+// env, on the controller ctl, and returns it with its deployment.
 func (c *cluster) release(t *testing.T, ctl *client.Controller, app string, env map[string]string) api.ReleaseResult {
 	t.Helper()
 	body, digest, err := helloSlug()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range c.servers {
-		if !s.running() {
-			continue
-		}
-		sc, err := c.controllerOn(s)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := ctxT(20 * time.Second)
-		err = sc.PutBlob(ctx, digest, int64(len(body)), bytes.NewReader(body))
-		cancel()
-		sc.Close()
-		if err != nil {
-			t.Logf("upload to %s: %v", s.name, err)
-		}
+	return c.releaseSlug(t, ctl, app, body, digest, env)
+}
+
+// releaseSlug is release with a given slug. The upload goes to ctl's
+// server only: the servers copy it among themselves.
+func (c *cluster) releaseSlug(t *testing.T, ctl *client.Controller, app string, body []byte, digest string, env map[string]string) api.ReleaseResult {
+	t.Helper()
+	ctx, cancel := ctxT(20 * time.Second)
+	defer cancel()
+	if err := ctl.PutBlob(ctx, digest, int64(len(body)), bytes.NewReader(body)); err != nil {
+		t.Fatalf("upload the slug of %s: %v", app, err)
 	}
 	procs := procfile.ProcessTypes(app, procfile.Procfile{"web": webCommand})
 	web := procs["web"]
@@ -96,8 +109,6 @@ func (c *cluster) release(t *testing.T, ctl *client.Controller, app string, env 
 	// it took seconds, which every recovery time would include.
 	web.Resources = api.Resources{CPUMillis: 250, MemoryMB: 64}
 	procs["web"] = web
-	ctx, cancel := ctxT(20 * time.Second)
-	defer cancel()
 	res, err := ctl.CreateRelease(ctx, app, api.CreateReleaseRequest{
 		Artifact:  &api.Artifact{Type: "slug", SHA256: digest, Size: int64(len(body))},
 		Processes: procs,

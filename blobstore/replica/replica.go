@@ -1,0 +1,209 @@
+package replica
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/pierpaas/pier/blobstore"
+	"github.com/pierpaas/pier/discovery"
+)
+
+// Service is the discovery service each server's blobstore is listed
+// under, by the server's name, at its API address.
+const Service = "pier-blobs"
+
+// LocalOnlyHeader on a blob request says the asker is a peer: answer
+// from this server's disk only.
+const LocalOnlyHeader = "Pier-Blob-Local-Only"
+
+// Path is where a server's API serves blobs: Path + digest.
+const Path = "/v1" + blobstore.PathPrefix
+
+// ErrNowhere means no live peer holds the blob.
+var ErrNowhere = errors.New("replica: no server has the blob")
+
+// Replicator copies blobs from the other servers into this one's store.
+type Replicator struct {
+	Store    *blobstore.Store
+	Registry *discovery.Registry
+	// Self is this server's instance ID under Service (its name).
+	Self string
+	// Client reaches the peers' API ports; it must present this server's
+	// cluster certificate.
+	Client *http.Client
+	Log    *slog.Logger
+
+	mu      sync.Mutex
+	flights map[string]*flight
+}
+
+// flight is one copy in progress, which concurrent Fetches of the same
+// digest wait for instead of downloading it again.
+type flight struct {
+	done chan struct{}
+	err  error
+}
+
+// Register lists this server's blobstore at addr (host:port of its API)
+// until ctx ends; discovery registers it again after a lost lease.
+func (r *Replicator) Register(ctx context.Context, addr string) {
+	delay := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		g, err := r.Registry.Register(ctx, Service, discovery.Instance{ID: r.Self, Addr: addr, Proto: "https"})
+		if err == nil {
+			<-ctx.Done()
+			g.Close()
+			return
+		}
+		r.Log.Warn("cannot register the blobstore; retrying", "err", err, "in", delay)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 5*time.Second)
+	}
+}
+
+// Fetch makes sure the local store has the blob, copying it from a peer
+// if it does not. It returns ErrNowhere (wrapped) if no peer has it.
+func (r *Replicator) Fetch(ctx context.Context, digest string) error {
+	if !blobstore.ValidDigest(digest) {
+		return blobstore.ErrBadDigest
+	}
+	if _, err := r.Store.Stat(digest); err == nil {
+		return nil
+	}
+	r.mu.Lock()
+	if f, ok := r.flights[digest]; ok {
+		r.mu.Unlock()
+		select {
+		case <-f.done:
+			return f.err
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	if r.flights == nil {
+		r.flights = map[string]*flight{}
+	}
+	f := &flight{done: make(chan struct{})}
+	r.flights[digest] = f
+	r.mu.Unlock()
+
+	f.err = r.copyFromPeers(ctx, digest)
+	r.mu.Lock()
+	delete(r.flights, digest)
+	r.mu.Unlock()
+	close(f.done)
+	return f.err
+}
+
+// copyFromPeers asks the live peers, in random order so that servers
+// catching up do not all load the same one, until one has the blob.
+func (r *Replicator) copyFromPeers(ctx context.Context, digest string) error {
+	peers, err := r.Registry.Instances(ctx, Service)
+	if err != nil {
+		return fmt.Errorf("replica: list servers: %w", err)
+	}
+	rand.Shuffle(len(peers), func(i, j int) { peers[i], peers[j] = peers[j], peers[i] })
+	var errs []error
+	for _, p := range peers {
+		if p.ID == r.Self {
+			continue
+		}
+		err := r.copyFrom(ctx, p, digest)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, blobstore.ErrNotFound) {
+			errs = append(errs, err)
+		}
+	}
+	return fmt.Errorf("%w: sha256:%s %w", ErrNowhere, digest, errors.Join(errs...))
+}
+
+func (r *Replicator) copyFrom(ctx context.Context, peer discovery.Instance, digest string) error {
+	u := url.URL{Scheme: "https", Host: peer.Addr, Path: Path + digest}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set(LocalOnlyHeader, "1")
+	resp, err := r.Client.Do(req)
+	if err != nil {
+		return fmt.Errorf("replica: %s: %w", peer.ID, err)
+	}
+	defer resp.Body.Close()
+	switch resp.StatusCode {
+	case http.StatusOK:
+	case http.StatusNotFound:
+		return blobstore.ErrNotFound
+	default:
+		return fmt.Errorf("replica: %s answered %s", peer.ID, resp.Status)
+	}
+	// Put hashes what it stores: a peer cannot plant other bytes.
+	if _, err := r.Store.Put(ctx, resp.Body, digest); err != nil {
+		return fmt.Errorf("replica: copy from %s: %w", peer.ID, err)
+	}
+	r.Log.Debug("blob copied from a peer", "sha256", digest, "from", peer.ID)
+	return nil
+}
+
+// Sync copies every wanted blob the local store lacks and returns how
+// many it copied. A blob no live peer has is logged, not an error: its
+// only copy may be on a server that is down for now.
+func (r *Replicator) Sync(ctx context.Context, want map[string]bool) (int, error) {
+	copied := 0
+	for d := range want {
+		if !blobstore.ValidDigest(d) {
+			continue
+		}
+		if _, err := r.Store.Stat(d); err == nil {
+			continue
+		}
+		switch err := r.Fetch(ctx, d); {
+		case err == nil:
+			copied++
+		case ctx.Err() != nil:
+			return copied, ctx.Err()
+		case errors.Is(err, ErrNowhere):
+			r.Log.Warn("a kept blob is on no live server", "sha256", d, "err", err)
+		default:
+			return copied, err
+		}
+	}
+	return copied, nil
+}
+
+// Run keeps the store holding the blobs want lists: a pass at start, at
+// each signal on changed (debounced by the pass itself), and every
+// interval to catch up after a partition or an outage of the peers.
+func (r *Replicator) Run(ctx context.Context, want func(context.Context) (map[string]bool, error), changed <-chan struct{}, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		if ds, err := want(ctx); err != nil {
+			if ctx.Err() == nil {
+				r.Log.Warn("cannot list the kept blobs", "err", err)
+			}
+		} else if n, err := r.Sync(ctx, ds); err != nil && ctx.Err() == nil {
+			r.Log.Warn("blob replication pass failed", "err", err, "copied", n)
+		} else if n > 0 {
+			r.Log.Info("blobs copied from peers", "count", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		case <-t.C:
+		}
+	}
+}

@@ -1,0 +1,178 @@
+package replica
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pierpaas/pier/blobstore"
+	"github.com/pierpaas/pier/discovery"
+	"github.com/pierpaas/pier/store/storetest"
+)
+
+// server is one server's blobstore, served as a server's API serves it,
+// and listed in discovery. (httptest's TLS servers share one
+// certificate, so any one's client trusts them all.)
+type server struct {
+	store *blobstore.Store
+	r     *Replicator
+	// asked counts the blob requests it answered, and localOnly those
+	// that carried LocalOnlyHeader.
+	asked, localOnly atomic.Int32
+}
+
+func newServers(t *testing.T, names ...string) map[string]*server {
+	t.Helper()
+	c := storetest.NewCluster(t, 1)
+	reg := discovery.New(c.Client())
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	out := map[string]*server{}
+	for _, name := range names {
+		st, err := blobstore.New(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := &server{store: st}
+		h := http.StripPrefix("/v1", blobstore.Handler(st, func(*http.Request) error { return nil }))
+		ts := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			s.asked.Add(1)
+			if r.Header.Get(LocalOnlyHeader) != "" {
+				s.localOnly.Add(1)
+			}
+			h.ServeHTTP(w, r)
+		}))
+		t.Cleanup(ts.Close)
+		s.r = &Replicator{Store: st, Registry: reg, Self: name, Client: ts.Client(),
+			Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+		go s.r.Register(ctx, strings.TrimPrefix(ts.URL, "https://"))
+		out[name] = s
+	}
+	waitFor(t, "every server listed", func() bool {
+		insts, _ := reg.Instances(ctx, Service)
+		return len(insts) == len(names)
+	})
+	return out
+}
+
+func put(t *testing.T, s *server, content string) string {
+	t.Helper()
+	b, err := s.store.Put(context.Background(), strings.NewReader(content), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b.SHA256
+}
+
+func has(s *server, digest string) bool {
+	_, err := s.store.Stat(digest)
+	return err == nil
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestFetchCopiesFromThePeerThatHasIt(t *testing.T) {
+	ss := newServers(t, "s1", "s2", "s3")
+	d := put(t, ss["s1"], "slug bytes")
+	ctx := context.Background()
+	if err := ss["s3"].r.Fetch(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	if !has(ss["s3"], d) {
+		t.Fatal("fetched, but not stored")
+	}
+	if ss["s1"].localOnly.Load() != 1 || ss["s3"].asked.Load() != 0 {
+		t.Fatalf("s1 asked %d times as a peer, s3 asked itself %d times", ss["s1"].localOnly.Load(), ss["s3"].asked.Load())
+	}
+	// Already here: nobody is asked.
+	before := ss["s1"].asked.Load() + ss["s2"].asked.Load()
+	if err := ss["s3"].r.Fetch(ctx, d); err != nil || ss["s1"].asked.Load()+ss["s2"].asked.Load() != before {
+		t.Fatalf("a second fetch asked peers (%v)", err)
+	}
+	// Nowhere: an error saying so.
+	missing := strings.Repeat("ab", 32)
+	if err := ss["s2"].r.Fetch(ctx, missing); !errors.Is(err, ErrNowhere) {
+		t.Fatalf("fetch of a missing blob: %v", err)
+	}
+	if err := ss["s2"].r.Fetch(ctx, "../etc/passwd"); !errors.Is(err, blobstore.ErrBadDigest) {
+		t.Fatalf("fetch of a bad digest: %v", err)
+	}
+}
+
+func TestFetchRefusesOtherBytes(t *testing.T) {
+	ss := newServers(t, "s1")
+	// A "peer" that answers every blob with the same wrong bytes.
+	liar := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "not the blob")
+	}))
+	defer liar.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go (&Replicator{Registry: ss["s1"].r.Registry, Self: "liar", Log: ss["s1"].r.Log}).Register(ctx, strings.TrimPrefix(liar.URL, "https://"))
+	waitFor(t, "the liar listed", func() bool {
+		insts, _ := ss["s1"].r.Registry.Instances(ctx, Service)
+		return len(insts) == 2
+	})
+	sum := sha256.Sum256([]byte("the real blob"))
+	d := hex.EncodeToString(sum[:])
+	err := ss["s1"].r.Fetch(ctx, d)
+	if !errors.Is(err, ErrNowhere) || !strings.Contains(err.Error(), "does not match") {
+		t.Fatalf("fetch from a liar: %v", err)
+	}
+	if has(ss["s1"], d) {
+		t.Fatal("the wrong bytes were stored")
+	}
+}
+
+func TestSyncCopiesWhatIsWanted(t *testing.T) {
+	ss := newServers(t, "s1", "s2")
+	kept := put(t, ss["s1"], "kept")
+	other := put(t, ss["s1"], "not kept")
+	nowhere := strings.Repeat("cd", 32)
+	n, err := ss["s2"].r.Sync(context.Background(), map[string]bool{kept: true, nowhere: true, "": true})
+	if err != nil || n != 1 {
+		t.Fatalf("sync copied %d: %v", n, err)
+	}
+	if !has(ss["s2"], kept) || has(ss["s2"], other) {
+		t.Fatal("sync copied the wrong blobs")
+	}
+}
+
+func TestRunFollowsChanges(t *testing.T) {
+	ss := newServers(t, "s1", "s2")
+	var want atomic.Value
+	want.Store(map[string]bool{})
+	changed := make(chan struct{}, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		ss["s2"].r.Run(ctx, func(context.Context) (map[string]bool, error) {
+			return want.Load().(map[string]bool), nil
+		}, changed, time.Hour)
+	}()
+	d := put(t, ss["s1"], "new release")
+	want.Store(map[string]bool{d: true})
+	changed <- struct{}{}
+	waitFor(t, "the new blob copied", func() bool { return has(ss["s2"], d) })
+	cancel()
+	<-done
+}

@@ -1,0 +1,66 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"net/url"
+
+	"github.com/pierpaas/pier/api"
+	"github.com/pierpaas/pier/blobstore/replica"
+	"github.com/pierpaas/pier/host/artifact"
+)
+
+// fetchArtifact fetches a job's artifact from where its release says,
+// and if that server cannot give it (it is down, or lost its disk), from
+// the other servers: each keeps a copy of every kept blob.
+func (a *Agent) fetchArtifact(ctx context.Context, art *api.Artifact) (string, error) {
+	dir, err := a.artifacts.Fetch(ctx, art.URI, art.SHA256)
+	if err == nil || !fetchElsewhere(err) || ctx.Err() != nil {
+		return dir, err
+	}
+	for _, uri := range a.mirrors(ctx, art.URI) {
+		dir, err2 := a.artifacts.Fetch(ctx, uri, art.SHA256)
+		if err2 == nil {
+			a.cfg.Log.Info("artifact fetched from another server", "sha256", art.SHA256, "uri", uri, "first_err", err)
+			return dir, nil
+		}
+		if !fetchElsewhere(err2) || ctx.Err() != nil {
+			return "", err2
+		}
+	}
+	return "", err
+}
+
+// fetchElsewhere says whether another server may succeed where a fetch
+// failed: not when the bytes themselves were refused.
+func fetchElsewhere(err error) bool {
+	for _, bad := range []error{artifact.ErrUnsafe, artifact.ErrLimit, artifact.ErrBadDigest, artifact.ErrUnsupportedURI} {
+		if errors.Is(err, bad) {
+			return false
+		}
+	}
+	return true
+}
+
+// mirrors are uri on each other server listed under replica.Service.
+func (a *Agent) mirrors(ctx context.Context, uri string) []string {
+	u, err := url.Parse(uri)
+	if err != nil || u.Scheme != "https" {
+		return nil
+	}
+	servers, err := a.reg.Instances(ctx, replica.Service)
+	if err != nil {
+		a.cfg.Log.Warn("cannot list the servers to fetch an artifact from", "err", err)
+		return nil
+	}
+	var out []string
+	for _, s := range servers {
+		if s.Addr == u.Host {
+			continue
+		}
+		m := *u
+		m.Host = s.Addr
+		out = append(out, m.String())
+	}
+	return out
+}

@@ -1,0 +1,97 @@
+package e2e
+
+import (
+	"testing"
+	"time"
+
+	"github.com/pierpaas/pier/api"
+)
+
+// Scenario 8: the server a slug was uploaded to is lost. Every server
+// keeps a copy of each blob a kept release needs, so after a kill -9 of
+// the server that took the upload (the one the release's artifact URL
+// names), a scale onto hosts that never fetched the slug starts from the
+// other servers' copies, and a release of the same slug is made through
+// another server without uploading it again.
+func TestUploadServerKill(t *testing.T) {
+	c := getCluster(t)
+	r := report(t, "8-upload-server-kill")
+	const app = "uploadkill"
+	ctx, cancel := ctxT(10 * time.Second)
+	leader, err := c.etcdLeader(ctx)
+	cancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A follower: its loss costs no etcd election, which is another
+	// scenario's subject.
+	var target *node
+	for _, s := range c.servers {
+		if s != leader && s.running() {
+			target = s
+			break
+		}
+	}
+	ctl, err := c.controllerOn(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ctl.Close()
+	ctx, cancel = ctxT(20 * time.Second)
+	_, err = ctl.CreateApp(ctx, api.CreateAppRequest{Name: app})
+	cancel()
+	if err != nil {
+		t.Fatalf("create %s: %v", app, err)
+	}
+	t.Cleanup(func() { c.destroy(t, app) })
+	body, digest := ownSlug(t, app)
+	res := c.releaseSlug(t, ctl, app, body, digest, nil)
+	waitDeployment(t, ctl, res.Deployment, 60*time.Second)
+	first := c.waitRunning(t, app, 1, 30*time.Second)[0]
+
+	t0 := time.Now()
+	target.kill()
+	r.Extra["killed"] = target.name
+	t.Cleanup(func() {
+		// The cluster is shared with the next scenarios.
+		if err := target.start(); err != nil {
+			t.Error(err)
+			return
+		}
+		if err := target.waitReady(60 * time.Second); err != nil {
+			t.Error(err)
+		}
+	})
+	jobs := c.scaleAndWait(t, app, 3)
+	recovery := time.Since(t0)
+	fresh := 0
+	for _, j := range jobs {
+		if j.HostID != first.HostID {
+			fresh++
+		}
+	}
+	if fresh == 0 {
+		t.Fatalf("every job runs on %s, which had the slug: the scenario proves nothing", first.HostID)
+	}
+	r.Extra["jobs_on_hosts_without_the_slug"] = fresh
+	r.setRecovery(recovery, "kill -9 of the server holding the upload to 3 jobs running, from the other servers' copies")
+
+	other, err := c.controller()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	ctx, cancel = ctxT(20 * time.Second)
+	defer cancel()
+	again, err := other.CreateRelease(ctx, app, api.CreateReleaseRequest{
+		Artifact:  &api.Artifact{Type: "slug", SHA256: digest, Size: int64(len(body))},
+		Processes: res.Release.Processes,
+		Env:       map[string]string{"RELEASE": "2"},
+	})
+	if err != nil {
+		t.Fatalf("release through another server without an upload: %v", err)
+	}
+	waitDeployment(t, other, again.Deployment, 60*time.Second)
+	t.Logf("killed %s; 3 jobs (%d on hosts without the slug) after %s; v%d deployed through another server",
+		target.name, fresh, recovery.Round(time.Millisecond), again.Release.Version)
+}
