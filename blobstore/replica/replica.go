@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"slices"
 	"sync"
 	"time"
 
@@ -157,11 +158,10 @@ func (r *Replicator) copyFrom(ctx context.Context, peer discovery.Instance, dige
 	return nil
 }
 
-// Sync copies every wanted blob the local store lacks and returns how
-// many it copied. A blob no live peer has is logged, not an error: its
-// only copy may be on a server that is down for now.
-func (r *Replicator) Sync(ctx context.Context, want map[string]bool) (int, error) {
-	copied := 0
+// Sync copies every wanted blob the local store lacks. It returns how
+// many it copied and which no live peer has: not an error, as their only
+// copy may be on a server that is down for now.
+func (r *Replicator) Sync(ctx context.Context, want map[string]bool) (copied int, missing []string, err error) {
 	for d := range want {
 		if !blobstore.ValidDigest(d) {
 			continue
@@ -173,14 +173,15 @@ func (r *Replicator) Sync(ctx context.Context, want map[string]bool) (int, error
 		case err == nil:
 			copied++
 		case ctx.Err() != nil:
-			return copied, ctx.Err()
+			return copied, missing, ctx.Err()
 		case errors.Is(err, ErrNowhere):
-			r.Log.Warn("a kept blob is on no live server", "sha256", d, "err", err)
+			missing = append(missing, d)
 		default:
-			return copied, err
+			return copied, missing, err
 		}
 	}
-	return copied, nil
+	slices.Sort(missing)
+	return copied, missing, nil
 }
 
 // Run keeps the store holding the blobs want lists: a pass at start, at
@@ -189,15 +190,27 @@ func (r *Replicator) Sync(ctx context.Context, want map[string]bool) (int, error
 func (r *Replicator) Run(ctx context.Context, want func(context.Context) (map[string]bool, error), changed <-chan struct{}, every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
+	var lastMissing []string
 	for {
 		if ds, err := want(ctx); err != nil {
 			if ctx.Err() == nil {
 				r.Log.Warn("cannot list the kept blobs", "err", err)
 			}
-		} else if n, err := r.Sync(ctx, ds); err != nil && ctx.Err() == nil {
-			r.Log.Warn("blob replication pass failed", "err", err, "copied", n)
-		} else if n > 0 {
-			r.Log.Info("blobs copied from peers", "count", n)
+		} else {
+			n, missing, err := r.Sync(ctx, ds)
+			switch {
+			case err != nil && ctx.Err() == nil:
+				r.Log.Warn("blob replication pass failed", "err", err, "copied", n)
+			case n > 0:
+				r.Log.Info("blobs copied from other servers", "count", n)
+			}
+			// Said once, not at every pass.
+			if err == nil && !slices.Equal(missing, lastMissing) {
+				if len(missing) > 0 {
+					r.Log.Warn("kept blobs this server lacks are on no live server", "count", len(missing), "first", missing[0])
+				}
+				lastMissing = missing
+			}
 		}
 		select {
 		case <-ctx.Done():

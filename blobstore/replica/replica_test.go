@@ -147,9 +147,9 @@ func TestSyncCopiesWhatIsWanted(t *testing.T) {
 	kept := put(t, ss["s1"], "kept")
 	other := put(t, ss["s1"], "not kept")
 	nowhere := strings.Repeat("cd", 32)
-	n, err := ss["s2"].r.Sync(context.Background(), map[string]bool{kept: true, nowhere: true, "": true})
-	if err != nil || n != 1 {
-		t.Fatalf("sync copied %d: %v", n, err)
+	n, missing, err := ss["s2"].r.Sync(context.Background(), map[string]bool{kept: true, nowhere: true, "": true})
+	if err != nil || n != 1 || len(missing) != 1 || missing[0] != nowhere {
+		t.Fatalf("sync copied %d, missing %v: %v", n, missing, err)
 	}
 	if !has(ss["s2"], kept) || has(ss["s2"], other) {
 		t.Fatal("sync copied the wrong blobs")
