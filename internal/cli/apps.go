@@ -95,60 +95,53 @@ func releaseName(id string) string {
 }
 
 func newInfoCmd() *cobra.Command {
-	var ac appCommand
 	var asJSON bool
 	var strategy string
 	var batch int
 	var timeout time.Duration
-	cmd := &cobra.Command{
+	cmd := appAction(&cobra.Command{
 		Use:   "info",
 		Short: "Show an app, or change its deploy strategy with --strategy",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			name, c, err := ac.resolve()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			ctx := cmd.Context()
-			var app api.App
-			if strategy != "" || batch > 0 || timeout > 0 {
-				app, err = c.UpdateApp(ctx, name, api.UpdateAppRequest{Strategy: &api.DeployStrategy{Kind: strategy, BatchSize: batch, Timeout: api.Duration(timeout)}})
-			} else {
-				app, err = c.App(ctx, name)
-			}
-			if err != nil {
-				return err
-			}
-			f, err := c.Formation(ctx, name)
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				return printJSON(os.Stdout, map[string]any{"app": app, "formation": f})
-			}
-			kind := app.Strategy.Kind
-			if kind == "" {
-				kind = api.StrategyOneByOne
-			}
-			if app.Strategy.Kind == api.StrategyBatch {
-				kind += fmt.Sprintf(" of %d", app.Strategy.BatchSize)
-			}
-			fmt.Printf("=== %s\n", app.Name)
-			fmt.Printf("Release:    %s\n", releaseName(app.Release))
-			if app.URL != "" {
-				fmt.Printf("URL:        %s\n", app.URL)
-			}
-			fmt.Printf("Formation:  %s\n", formatCounts(f.Processes))
-			fmt.Printf("Strategy:   %s, timeout %s\n", kind, app.Strategy.DeployTimeout())
-			fmt.Printf("Created:    %s\n", app.CreatedAt.Local().Format(time.RFC1123))
-			for _, k := range sortedKeys(app.Meta) {
-				fmt.Printf("Meta %s: %s\n", k, app.Meta[k])
-			}
-			return nil
-		},
-	}
-	ac.register(cmd)
+	}, func(cmd *cobra.Command, c *client.Controller, name string, _ []string) error {
+		ctx := cmd.Context()
+		var app api.App
+		var err error
+		if strategy != "" || batch > 0 || timeout > 0 {
+			app, err = c.UpdateApp(ctx, name, api.UpdateAppRequest{Strategy: &api.DeployStrategy{Kind: strategy, BatchSize: batch, Timeout: api.Duration(timeout)}})
+		} else {
+			app, err = c.App(ctx, name)
+		}
+		if err != nil {
+			return err
+		}
+		f, err := c.Formation(ctx, name)
+		if err != nil {
+			return err
+		}
+		if asJSON {
+			return printJSON(os.Stdout, map[string]any{"app": app, "formation": f})
+		}
+		kind := app.Strategy.Kind
+		if kind == "" {
+			kind = api.StrategyOneByOne
+		}
+		if app.Strategy.Kind == api.StrategyBatch {
+			kind += fmt.Sprintf(" of %d", app.Strategy.BatchSize)
+		}
+		fmt.Printf("=== %s\n", app.Name)
+		fmt.Printf("Release:    %s\n", releaseName(app.Release))
+		if app.URL != "" {
+			fmt.Printf("URL:        %s\n", app.URL)
+		}
+		fmt.Printf("Formation:  %s\n", formatCounts(f.Processes))
+		fmt.Printf("Strategy:   %s, timeout %s\n", kind, app.Strategy.DeployTimeout())
+		fmt.Printf("Created:    %s\n", app.CreatedAt.Local().Format(time.RFC1123))
+		for _, k := range sortedKeys(app.Meta) {
+			fmt.Printf("Meta %s: %s\n", k, app.Meta[k])
+		}
+		return nil
+	})
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	addStrategyFlags(cmd, &strategy, &batch, &timeout)
 	return cmd

@@ -14,33 +14,25 @@ import (
 // newEnvCmd is `pier env` with `set` and `unset`; `config` is the same
 // command by its Heroku name.
 func newEnvCmd(name string) *cobra.Command {
-	var ac appCommand
 	var asJSON, shell bool
-	cmd := &cobra.Command{
+	cmd := appAction(&cobra.Command{
 		Use:   name,
 		Short: "Show an app's config vars (set and unset them with the subcommands)",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			app, c, err := ac.resolve()
-			if err != nil {
-				return err
+	}, func(cmd *cobra.Command, c *client.Controller, app string, _ []string) error {
+		env, err := c.Env(cmd.Context(), app)
+		if err != nil || asJSON {
+			return orJSON(env, err)
+		}
+		for _, k := range sortedKeys(env) {
+			if shell {
+				fmt.Printf("%s=%s\n", k, shellQuote(env[k]))
+			} else {
+				fmt.Printf("%s: %s\n", k, env[k])
 			}
-			defer c.Close()
-			env, err := c.Env(cmd.Context(), app)
-			if err != nil || asJSON {
-				return orJSON(env, err)
-			}
-			for _, k := range sortedKeys(env) {
-				if shell {
-					fmt.Printf("%s=%s\n", k, shellQuote(env[k]))
-				} else {
-					fmt.Printf("%s: %s\n", k, env[k])
-				}
-			}
-			return nil
-		},
-	}
-	ac.register(cmd)
+		}
+		return nil
+	})
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	cmd.Flags().BoolVarP(&shell, "shell", "s", false, "print KEY=VALUE lines a shell can read")
 	cmd.AddCommand(newEnvSetCmd("set"), newEnvUnsetCmd("unset"))
@@ -51,64 +43,54 @@ func newEnvCmd(name string) *cobra.Command {
 func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
 func newEnvSetCmd(use string) *cobra.Command {
-	var ac appCommand
-	var noWait bool
-	cmd := &cobra.Command{
+	return envChangeCmd(&cobra.Command{
 		Use:   use + " KEY=VALUE...",
 		Short: "Set config vars: a new release, deployed at once",
 		Args:  cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			changes := map[string]*string{}
-			for _, a := range args {
-				k, v, ok := strings.Cut(a, "=")
-				if !ok || k == "" {
-					return fmt.Errorf("%q: want KEY=VALUE", a)
-				}
-				changes[k] = &v
-			}
-			return changeEnv(cmd.Context(), &ac, changes, noWait)
-		},
-	}
-	ac.register(cmd)
-	cmd.Flags().BoolVar(&noWait, "no-wait", false, "return once the release is made, without waiting for its deployment")
-	return cmd
+	}, func(a string) (string, *string, error) {
+		k, v, ok := strings.Cut(a, "=")
+		if !ok || k == "" {
+			return "", nil, fmt.Errorf("%q: want KEY=VALUE", a)
+		}
+		return k, &v, nil
+	})
 }
 
 func newEnvUnsetCmd(use string) *cobra.Command {
-	var ac appCommand
-	var noWait bool
-	cmd := &cobra.Command{
+	return envChangeCmd(&cobra.Command{
 		Use:   use + " KEY...",
 		Short: "Remove config vars: a new release, deployed at once",
 		Args:  cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			changes := map[string]*string{}
-			for _, k := range args {
-				if strings.Contains(k, "=") {
-					return fmt.Errorf("%q: unset takes names, not KEY=VALUE", k)
-				}
-				changes[k] = nil
-			}
-			return changeEnv(cmd.Context(), &ac, changes, noWait)
-		},
-	}
-	ac.register(cmd)
-	cmd.Flags().BoolVar(&noWait, "no-wait", false, "return once the release is made, without waiting for its deployment")
-	return cmd
+	}, func(k string) (string, *string, error) {
+		if strings.Contains(k, "=") {
+			return "", nil, fmt.Errorf("%q: unset takes names, not KEY=VALUE", k)
+		}
+		return k, nil, nil
+	})
 }
 
-func changeEnv(ctx context.Context, ac *appCommand, changes map[string]*string, noWait bool) error {
-	app, c, err := ac.resolve()
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	res, err := c.SetEnv(ctx, app, changes)
-	if err != nil {
-		return err
-	}
-	fmt.Printf("Config changed for %s: %s\n", app, strings.Join(sortedKeys(changes), ", "))
-	return announceRelease(ctx, c, res, noWait)
+// envChangeCmd makes a release with the config changes its arguments
+// say, each read by change (a nil value removes the var).
+func envChangeCmd(cmd *cobra.Command, change func(arg string) (string, *string, error)) *cobra.Command {
+	var noWait bool
+	cmd = appAction(cmd, func(cmd *cobra.Command, c *client.Controller, app string, args []string) error {
+		changes := map[string]*string{}
+		for _, a := range args {
+			k, v, err := change(a)
+			if err != nil {
+				return err
+			}
+			changes[k] = v
+		}
+		res, err := c.SetEnv(cmd.Context(), app, changes)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("Config changed for %s: %s\n", app, strings.Join(sortedKeys(changes), ", "))
+		return announceRelease(cmd.Context(), c, res, noWait)
+	})
+	cmd.Flags().BoolVar(&noWait, "no-wait", false, "return once the release is made, without waiting for its deployment")
+	return cmd
 }
 
 // announceRelease says which release was made and waits for its

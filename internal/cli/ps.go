@@ -9,96 +9,82 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/pierpaas/pier/api"
+	"github.com/pierpaas/pier/client"
 )
 
 func newScaleCmd() *cobra.Command {
-	var ac appCommand
 	var asJSON bool
-	cmd := &cobra.Command{
+	cmd := appAction(&cobra.Command{
 		Use:   "scale [TYPE=N...]",
 		Short: "Set how many jobs of each process type run; with no arguments, show it",
-		RunE: func(cmd *cobra.Command, args []string) error {
-			counts := map[string]int{}
-			for _, a := range args {
-				k, v, ok := strings.Cut(a, "=")
-				n, err := strconv.Atoi(v)
-				if !ok || k == "" || err != nil {
-					return fmt.Errorf("%q: want TYPE=COUNT, like web=3", a)
-				}
-				counts[k] = n
+	}, func(cmd *cobra.Command, c *client.Controller, app string, args []string) error {
+		counts := map[string]int{}
+		for _, a := range args {
+			k, v, ok := strings.Cut(a, "=")
+			n, err := strconv.Atoi(v)
+			if !ok || k == "" || err != nil {
+				return fmt.Errorf("%q: want TYPE=COUNT, like web=3", a)
 			}
-			app, c, err := ac.resolve()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			var f api.AppFormation
-			if len(counts) == 0 {
-				f, err = c.Formation(cmd.Context(), app)
-			} else {
-				f, err = c.Scale(cmd.Context(), app, counts)
-			}
-			if err != nil || asJSON {
-				return orJSON(f, err)
-			}
-			fmt.Println(formatCounts(f.Processes))
-			return nil
-		},
-	}
-	ac.register(cmd)
+			counts[k] = n
+		}
+		var f api.AppFormation
+		var err error
+		if len(counts) == 0 {
+			f, err = c.Formation(cmd.Context(), app)
+		} else {
+			f, err = c.Scale(cmd.Context(), app, counts)
+		}
+		if err != nil || asJSON {
+			return orJSON(f, err)
+		}
+		fmt.Println(formatCounts(f.Processes))
+		return nil
+	})
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
 }
 
 func newPsCmd() *cobra.Command {
-	var ac appCommand
 	var asJSON bool
-	cmd := &cobra.Command{
+	cmd := appAction(&cobra.Command{
 		Use:   "ps",
 		Short: "List an app's jobs, and why any wait for a host",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			app, c, err := ac.resolve()
-			if err != nil {
-				return err
+	}, func(cmd *cobra.Command, c *client.Controller, app string, _ []string) error {
+		jobs, err := c.Jobs(cmd.Context(), app)
+		if err != nil || asJSON {
+			return orJSON(jobs, err)
+		}
+		rows := [][]string{}
+		for _, j := range jobs.Jobs {
+			typ := j.ProcessType
+			if j.OneOff {
+				typ = "run: " + shorten(strings.Join(j.Args, " "), 30)
 			}
-			defer c.Close()
-			jobs, err := c.Jobs(cmd.Context(), app)
-			if err != nil || asJSON {
-				return orJSON(jobs, err)
+			state := string(j.State)
+			switch {
+			case j.Desired == api.DesiredShutdown && !j.State.Terminal():
+				state = "stopping"
+			case j.Healthy != nil && !*j.Healthy && j.State == api.JobRunning:
+				state += " (unhealthy)"
+			case j.ExitCode != nil:
+				state += fmt.Sprintf(" (exit %d)", *j.ExitCode)
+			case j.Pending != "":
+				state += ": " + j.Pending
 			}
-			rows := [][]string{}
-			for _, j := range jobs.Jobs {
-				typ := j.ProcessType
-				if j.OneOff {
-					typ = "run: " + shorten(strings.Join(j.Args, " "), 30)
-				}
-				state := string(j.State)
-				switch {
-				case j.Desired == api.DesiredShutdown && !j.State.Terminal():
-					state = "stopping"
-				case j.Healthy != nil && !*j.Healthy && j.State == api.JobRunning:
-					state += " (unhealthy)"
-				case j.ExitCode != nil:
-					state += fmt.Sprintf(" (exit %d)", *j.ExitCode)
-				case j.Pending != "":
-					state += ": " + j.Pending
-				}
-				ver := "-"
-				if j.Version > 0 {
-					ver = fmt.Sprintf("v%d", j.Version)
-				}
-				rows = append(rows, []string{j.ID, typ, ver, state, orDash(j.HostID), orDash(strings.Join(j.Addrs, ",")),
-					strconv.Itoa(j.Restarts), ago(j.StartedAt)})
+			ver := "-"
+			if j.Version > 0 {
+				ver = fmt.Sprintf("v%d", j.Version)
 			}
-			table(os.Stdout, []string{"ID", "TYPE", "RELEASE", "STATE", "HOST", "ADDR", "RESTARTS", "STARTED"}, rows)
-			for _, p := range jobs.Pending {
-				fmt.Printf("%s pending: %s\n", plural(p.Count, p.ProcessType+" job", p.ProcessType+" jobs"), p.Reason)
-			}
-			return nil
-		},
-	}
-	ac.register(cmd)
+			rows = append(rows, []string{j.ID, typ, ver, state, orDash(j.HostID), orDash(strings.Join(j.Addrs, ",")),
+				strconv.Itoa(j.Restarts), ago(j.StartedAt)})
+		}
+		table(os.Stdout, []string{"ID", "TYPE", "RELEASE", "STATE", "HOST", "ADDR", "RESTARTS", "STARTED"}, rows)
+		for _, p := range jobs.Pending {
+			fmt.Printf("%s pending: %s\n", plural(p.Count, p.ProcessType+" job", p.ProcessType+" jobs"), p.Reason)
+		}
+		return nil
+	})
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
 }
@@ -118,57 +104,41 @@ func plural(n int, one, many string) string {
 }
 
 func newKillCmd() *cobra.Command {
-	var ac appCommand
-	cmd := &cobra.Command{
+	cmd := appAction(&cobra.Command{
 		Use:   "kill JOB",
 		Short: "Stop a job; a service job is replaced, a one-off job is cancelled",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			app, c, err := ac.resolve()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			if err := c.KillJob(cmd.Context(), app, args[0]); err != nil {
-				return err
-			}
-			fmt.Printf("Stopping %s\n", args[0])
-			return nil
-		},
-	}
-	ac.register(cmd)
+	}, func(cmd *cobra.Command, c *client.Controller, app string, args []string) error {
+		if err := c.KillJob(cmd.Context(), app, args[0]); err != nil {
+			return err
+		}
+		fmt.Printf("Stopping %s\n", args[0])
+		return nil
+	})
 	return cmd
 }
 
 func newResizeCmd() *cobra.Command {
-	var ac appCommand
 	var noWait bool
-	cmd := &cobra.Command{
+	cmd := appAction(&cobra.Command{
 		Use:   "resize TYPE=MEMORY[:CPU]...",
 		Short: "Set the memory (512M, 2G) and CPU (millicores) each job of a process type gets: a new release",
 		Args:  cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			sizes := map[string]api.Resources{}
-			for _, a := range args {
-				r, name, err := parseSize(a)
-				if err != nil {
-					return err
-				}
-				sizes[name] = r
-			}
-			app, c, err := ac.resolve()
+	}, func(cmd *cobra.Command, c *client.Controller, app string, args []string) error {
+		sizes := map[string]api.Resources{}
+		for _, a := range args {
+			r, name, err := parseSize(a)
 			if err != nil {
 				return err
 			}
-			defer c.Close()
-			res, err := c.Resize(cmd.Context(), app, sizes)
-			if err != nil {
-				return err
-			}
-			return announceRelease(cmd.Context(), c, res, noWait)
-		},
-	}
-	ac.register(cmd)
+			sizes[name] = r
+		}
+		res, err := c.Resize(cmd.Context(), app, sizes)
+		if err != nil {
+			return err
+		}
+		return announceRelease(cmd.Context(), c, res, noWait)
+	})
 	cmd.Flags().BoolVar(&noWait, "no-wait", false, "return once the release is made, without waiting for its deployment")
 	return cmd
 }

@@ -12,93 +12,77 @@ import (
 )
 
 func newReleasesCmd() *cobra.Command {
-	var ac appCommand
 	var asJSON bool
-	cmd := &cobra.Command{
+	cmd := appAction(&cobra.Command{
 		Use:   "releases",
 		Short: "List an app's releases, newest first, with how their deployments went",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			app, c, err := ac.resolve()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			ctx := cmd.Context()
-			rels, err := c.Releases(ctx, app)
-			if err != nil || asJSON {
-				return orJSON(rels, err)
-			}
-			a, err := c.App(ctx, app)
-			if err != nil {
-				return err
-			}
-			deps, err := c.Deployments(ctx, app)
-			if err != nil {
-				return err
-			}
-			byRelease := map[string]api.Deployment{}
-			for _, d := range deps {
-				byRelease[d.NewRelease] = d
-			}
-			rows := [][]string{}
-			for _, r := range rels {
-				status := ""
-				if d, ok := byRelease[r.ID]; ok {
-					status = string(d.State)
-					if d.Reason != "" {
-						status += ": " + shorten(d.Reason, 60)
-					}
+	}, func(cmd *cobra.Command, c *client.Controller, app string, _ []string) error {
+		ctx := cmd.Context()
+		rels, err := c.Releases(ctx, app)
+		if err != nil || asJSON {
+			return orJSON(rels, err)
+		}
+		a, err := c.App(ctx, app)
+		if err != nil {
+			return err
+		}
+		deps, err := c.Deployments(ctx, app)
+		if err != nil {
+			return err
+		}
+		byRelease := map[string]api.Deployment{}
+		for _, d := range deps {
+			byRelease[d.NewRelease] = d
+		}
+		rows := [][]string{}
+		for _, r := range rels {
+			status := ""
+			if d, ok := byRelease[r.ID]; ok {
+				status = string(d.State)
+				if d.Reason != "" {
+					status += ": " + shorten(d.Reason, 60)
 				}
-				if r.ID == a.Release {
-					status = "current"
-				}
-				digest := "-"
-				if r.Artifact != nil {
-					digest = r.Artifact.SHA256[:12]
-				}
-				rows = append(rows, []string{fmt.Sprintf("v%d", r.Version), strings.Join(sortedKeys(r.Processes), ","),
-					digest, fmt.Sprint(len(r.Env)), ago(r.CreatedAt), status})
 			}
-			table(os.Stdout, []string{"VERSION", "PROCESSES", "ARTIFACT", "VARS", "CREATED", "STATUS"}, rows)
-			return nil
-		},
-	}
-	ac.register(cmd)
+			if r.ID == a.Release {
+				status = "current"
+			}
+			digest := "-"
+			if r.Artifact != nil {
+				digest = r.Artifact.SHA256[:12]
+			}
+			rows = append(rows, []string{fmt.Sprintf("v%d", r.Version), strings.Join(sortedKeys(r.Processes), ","),
+				digest, fmt.Sprint(len(r.Env)), ago(r.CreatedAt), status})
+		}
+		table(os.Stdout, []string{"VERSION", "PROCESSES", "ARTIFACT", "VARS", "CREATED", "STATUS"}, rows)
+		return nil
+	})
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
 }
 
 func newRollbackCmd() *cobra.Command {
-	var ac appCommand
 	var noWait bool
-	cmd := &cobra.Command{
+	cmd := appAction(&cobra.Command{
 		Use:   "rollback [vN]",
 		Short: "Release an older release's code and config again (default: the one before the current)",
 		Args:  cobra.MaximumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			version := 0
-			if len(args) == 1 {
-				n, err := client.ParseVersion(args[0])
-				if err != nil {
-					return err
-				}
-				version = n
-			}
-			app, c, err := ac.resolve()
+	}, func(cmd *cobra.Command, c *client.Controller, app string, args []string) error {
+		version := 0
+		if len(args) == 1 {
+			n, err := client.ParseVersion(args[0])
 			if err != nil {
 				return err
 			}
-			defer c.Close()
-			res, err := c.Rollback(cmd.Context(), app, version)
-			if err != nil {
-				return err
-			}
-			fmt.Printf("Rolling back %s to the code and config of %s\n", app, rollbackSource(version))
-			return announceRelease(cmd.Context(), c, res, noWait)
-		},
-	}
-	ac.register(cmd)
+			version = n
+		}
+		res, err := c.Rollback(cmd.Context(), app, version)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("Rolling back %s to the code and config of %s\n", app, rollbackSource(version))
+		return announceRelease(cmd.Context(), c, res, noWait)
+	})
 	cmd.Flags().BoolVar(&noWait, "no-wait", false, "return once the release is made, without waiting for its deployment")
 	return cmd
 }
