@@ -16,3 +16,9 @@ type Host struct {
 	Runtime   string    `json:"runtime"`
 	StartedAt time.Time `json:"started_at"`
 }
+
+// ServersService is the discovery service every server registers its API
+// port under (controller, blobstore, log endpoints), by the server's
+// name: how servers find each other's blobstores, and hosts another
+// server when theirs is down.
+const ServersService = "pier-api"

@@ -3,6 +3,7 @@ package scheduler
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -30,7 +31,11 @@ type Leader struct {
 // holds name on another lease is taken for this candidate's own, from
 // before a restart, and its lease is revoked first (see
 // revokeOwnStale).
-func Elect(ctx context.Context, cli *clientv3.Client, prefix, name string, ttl time.Duration) (*Leader, error) {
+func Elect(ctx context.Context, cli *clientv3.Client, prefix, name string, ttl time.Duration, opts ...ElectOption) (*Leader, error) {
+	var cfg electConfig
+	for _, o := range opts {
+		o(&cfg)
+	}
 	if err := revokeOwnStale(ctx, cli, prefix, name); err != nil {
 		return nil, err
 	}
@@ -39,11 +44,88 @@ func Elect(ctx context.Context, cli *clientv3.Client, prefix, name string, ttl t
 		return nil, err
 	}
 	el := concurrency.NewElection(sess, prefix)
-	if err := el.Campaign(ctx, name); err != nil {
+	campaign, stop := context.WithCancel(ctx)
+	if cfg.dead != nil {
+		go deposeDead(campaign, cli, prefix, name, cfg)
+	}
+	err = el.Campaign(ctx, name)
+	stop()
+	if err != nil {
 		sess.Close()
 		return nil, err
 	}
 	return &Leader{Guard: Guard{Key: el.Key(), Rev: el.Rev()}, sess: sess, el: el}, nil
+}
+
+// ElectOption configures Elect.
+type ElectOption func(*electConfig)
+
+type electConfig struct {
+	dead func(ctx context.Context, name string) bool
+	log  *slog.Logger
+}
+
+// WithLeaderProbe lets a candidate cut short its wait for a leader that
+// died without resigning, which would otherwise hold the election until
+// its lease expires: while the candidate waits, it asks dead about the
+// leader's name every probeEvery, and after deadStrikes yes in a row it
+// revokes the leader's lease. dead must say yes only on proof (the
+// leader's own port refusing connections), never on silence, which a
+// partition gives too; a live leader deposed by mistake loses nothing but
+// the work of a failover (its Guard fails its commits). log says when a
+// leader is deposed.
+func WithLeaderProbe(dead func(ctx context.Context, name string) bool, log *slog.Logger) ElectOption {
+	return func(c *electConfig) { c.dead, c.log = dead, log }
+}
+
+const (
+	probeEvery  = 300 * time.Millisecond
+	deadStrikes = 3
+)
+
+// deposeDead probes the leader of the election under prefix until ctx
+// ends, and revokes its lease once dead has said yes deadStrikes times
+// in a row about the same leadership.
+func deposeDead(ctx context.Context, cli *clientv3.Client, prefix, self string, cfg electConfig) {
+	t := time.NewTicker(probeEvery)
+	defer t.Stop()
+	var suspect clientv3.LeaseID
+	strikes := 0
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		// The leader is the oldest key under prefix, as
+		// concurrency.Election orders them.
+		resp, err := cli.Get(ctx, prefix+"/", clientv3.WithFirstCreate()...)
+		if err != nil || len(resp.Kvs) == 0 {
+			continue
+		}
+		kv := resp.Kvs[0]
+		lease, leader := clientv3.LeaseID(kv.Lease), string(kv.Value)
+		if leader == self || lease == 0 {
+			continue
+		}
+		if lease != suspect {
+			suspect, strikes = lease, 0
+		}
+		if !cfg.dead(ctx, leader) {
+			strikes = 0
+			continue
+		}
+		if strikes++; strikes < deadStrikes {
+			continue
+		}
+		if _, err := cli.Revoke(ctx, lease); err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
+			continue
+		}
+		if cfg.log != nil {
+			cfg.log.Warn("deposed a dead leader", "election", prefix, "leader", leader, "by", self)
+		}
+		strikes = 0
+	}
 }
 
 // Done is closed when the leadership's lease is known to be lost. It may

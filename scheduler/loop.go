@@ -35,6 +35,10 @@ type Loop struct {
 	// Election is the prefix the loops campaign under; ElectionPrefix if
 	// empty.
 	Election string
+	// LeaderDead, if set, tells a candidate when the leader is certainly
+	// dead, so it need not wait out the leader's lease (see
+	// WithLeaderProbe).
+	LeaderDead func(ctx context.Context, name string) bool
 
 	caches caches
 }
@@ -113,7 +117,7 @@ func forward(ctx context.Context, in <-chan struct{}, out chan struct{}) {
 // commit is guarded by the leader key, so a leader that lost its lease
 // without noticing (paused past its TTL) commits nothing.
 func (l *Loop) lead(ctx context.Context, changed chan struct{}) error {
-	leader, err := Elect(ctx, l.Client, cmp.Or(l.Election, ElectionPrefix), l.Name, l.LeaseTTL)
+	leader, err := Elect(ctx, l.Client, cmp.Or(l.Election, ElectionPrefix), l.Name, l.LeaseTTL, l.electOptions()...)
 	if err != nil {
 		return err
 	}
@@ -209,4 +213,12 @@ func logEphemeral(log *slog.Logger, p *Plan) {
 			log.Info("scheduler: one-off pending", "id", o.ID, "reason", o.Status.Pending)
 		}
 	}
+}
+
+// electOptions are the options of the loop's campaigns.
+func (l *Loop) electOptions() []ElectOption {
+	if l.LeaderDead == nil {
+		return nil
+	}
+	return []ElectOption{WithLeaderProbe(l.LeaderDead, l.Log)}
 }

@@ -3,8 +3,8 @@
 // nothing: hosts fetch it from another server, and a release can be
 // created through any server.
 //
-// Each server registers its blobstore in discovery (Service) and pulls
-// from its peers, over their authenticated blob endpoints, the blobs it
+// Each server pulls from its peers (listed in discovery under
+// api.ServersService), over their authenticated blob endpoints, the blobs it
 // lacks: the kept ones, whenever releases or builds change and on a
 // timer (Run), and any one a client asks it for (Fetch, the read-through
 // of the blob endpoint). A peer's request carries LocalOnlyHeader, so a

@@ -12,13 +12,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pierpaas/pier/api"
 	"github.com/pierpaas/pier/blobstore"
 	"github.com/pierpaas/pier/discovery"
 )
-
-// Service is the discovery service each server's blobstore is listed
-// under, by the server's name, at its API address.
-const Service = "pier-blobs"
 
 // LocalOnlyHeader on a blob request says the asker is a peer: answer
 // from this server's disk only.
@@ -34,7 +31,8 @@ var ErrNowhere = errors.New("replica: no server has the blob")
 type Replicator struct {
 	Store    *blobstore.Store
 	Registry *discovery.Registry
-	// Self is this server's instance ID under Service (its name).
+	// Self is this server's instance ID under api.ServersService (its
+	// name).
 	Self string
 	// Client reaches the peers' API ports; it must present this server's
 	// cluster certificate.
@@ -50,27 +48,6 @@ type Replicator struct {
 type flight struct {
 	done chan struct{}
 	err  error
-}
-
-// Register lists this server's blobstore at addr (host:port of its API)
-// until ctx ends; discovery registers it again after a lost lease.
-func (r *Replicator) Register(ctx context.Context, addr string) {
-	delay := 100 * time.Millisecond
-	for ctx.Err() == nil {
-		g, err := r.Registry.Register(ctx, Service, discovery.Instance{ID: r.Self, Addr: addr, Proto: "https"})
-		if err == nil {
-			<-ctx.Done()
-			g.Close()
-			return
-		}
-		r.Log.Warn("cannot register the blobstore; retrying", "err", err, "in", delay)
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(delay):
-		}
-		delay = min(2*delay, 5*time.Second)
-	}
 }
 
 // Fetch makes sure the local store has the blob, copying it from a peer
@@ -110,7 +87,7 @@ func (r *Replicator) Fetch(ctx context.Context, digest string) error {
 // copyFromPeers asks the live peers, in random order so that servers
 // catching up do not all load the same one, until one has the blob.
 func (r *Replicator) copyFromPeers(ctx context.Context, digest string) error {
-	peers, err := r.Registry.Instances(ctx, Service)
+	peers, err := r.Registry.Instances(ctx, api.ServersService)
 	if err != nil {
 		return fmt.Errorf("replica: list servers: %w", err)
 	}

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pierpaas/pier/api"
 	"github.com/pierpaas/pier/blobstore"
 	"github.com/pierpaas/pier/discovery"
 	"github.com/pierpaas/pier/store/storetest"
@@ -54,14 +55,25 @@ func newServers(t *testing.T, names ...string) map[string]*server {
 		t.Cleanup(ts.Close)
 		s.r = &Replicator{Store: st, Registry: reg, Self: name, Client: ts.Client(),
 			Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
-		go s.r.Register(ctx, strings.TrimPrefix(ts.URL, "https://"))
+		list(t, reg, name, ts.URL)
 		out[name] = s
 	}
 	waitFor(t, "every server listed", func() bool {
-		insts, _ := reg.Instances(ctx, Service)
+		insts, _ := reg.Instances(ctx, api.ServersService)
 		return len(insts) == len(names)
 	})
 	return out
+}
+
+// list registers a server in discovery as pier's servers do.
+func list(t *testing.T, reg *discovery.Registry, name, url string) {
+	t.Helper()
+	g, err := reg.Register(context.Background(), api.ServersService,
+		discovery.Instance{ID: name, Addr: strings.TrimPrefix(url, "https://"), Proto: "https"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { g.Close() })
 }
 
 func put(t *testing.T, s *server, content string) string {
@@ -126,9 +138,9 @@ func TestFetchRefusesOtherBytes(t *testing.T) {
 	defer liar.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go (&Replicator{Registry: ss["s1"].r.Registry, Self: "liar", Log: ss["s1"].r.Log}).Register(ctx, strings.TrimPrefix(liar.URL, "https://"))
+	list(t, ss["s1"].r.Registry, "liar", liar.URL)
 	waitFor(t, "the liar listed", func() bool {
-		insts, _ := ss["s1"].r.Registry.Instances(ctx, Service)
+		insts, _ := ss["s1"].r.Registry.Instances(ctx, api.ServersService)
 		return len(insts) == 2
 	})
 	sum := sha256.Sum256([]byte("the real blob"))

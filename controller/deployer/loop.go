@@ -36,6 +36,9 @@ type Loop struct {
 	// Election is the prefix the loops campaign under; ElectionPrefix if
 	// empty.
 	Election string
+	// LeaderDead, if set, tells a candidate when the leader is certainly
+	// dead (see scheduler.WithLeaderProbe).
+	LeaderDead func(ctx context.Context, name string) bool
 }
 
 // Run campaigns and deploys until ctx ends.
@@ -58,7 +61,11 @@ func (l *Loop) Run(ctx context.Context) error {
 // lead wins the election, then passes until the leadership is lost. Only
 // the leader watches: the others have nothing to do until they lead.
 func (l *Loop) lead(ctx context.Context) error {
-	leader, err := scheduler.Elect(ctx, l.Client, cmp.Or(l.Election, ElectionPrefix), l.Name, cmp.Or(l.LeaseTTL, 5*time.Second))
+	var opts []scheduler.ElectOption
+	if l.LeaderDead != nil {
+		opts = append(opts, scheduler.WithLeaderProbe(l.LeaderDead, l.Log))
+	}
+	leader, err := scheduler.Elect(ctx, l.Client, cmp.Or(l.Election, ElectionPrefix), l.Name, cmp.Or(l.LeaseTTL, 5*time.Second), opts...)
 	if err != nil {
 		return err
 	}

@@ -6,7 +6,6 @@ import (
 	"net/url"
 
 	"github.com/pierpaas/pier/api"
-	"github.com/pierpaas/pier/blobstore/replica"
 	"github.com/pierpaas/pier/host/artifact"
 )
 
@@ -42,13 +41,13 @@ func fetchElsewhere(err error) bool {
 	return true
 }
 
-// mirrors are uri on each other server listed under replica.Service.
+// mirrors are uri on each other server listed under api.ServersService.
 func (a *Agent) mirrors(ctx context.Context, uri string) []string {
 	u, err := url.Parse(uri)
 	if err != nil || u.Scheme != "https" {
 		return nil
 	}
-	servers, err := a.reg.Instances(ctx, replica.Service)
+	servers, err := a.reg.Instances(ctx, api.ServersService)
 	if err != nil {
 		a.cfg.Log.Warn("cannot list the servers to fetch an artifact from", "err", err)
 		return nil

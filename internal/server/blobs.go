@@ -9,7 +9,6 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/pierpaas/pier/blobstore/replica"
-	"github.com/pierpaas/pier/discovery"
 	"github.com/pierpaas/pier/store"
 )
 
@@ -28,16 +27,15 @@ func (s *Server) newReplica() *replica.Replicator {
 	tr.DialContext = (&net.Dialer{Timeout: 3 * time.Second, KeepAlive: 30 * time.Second}).DialContext
 	tr.ResponseHeaderTimeout = 15 * time.Second
 	return &replica.Replicator{
-		Store: s.Blobs, Registry: discovery.New(s.Client, discovery.WithLogger(s.cfg.Log)),
+		Store: s.Blobs, Registry: s.reg,
 		Self: s.cfg.Name, Client: &http.Client{Transport: tr}, Log: s.cfg.Log,
 	}
 }
 
-// replicateBlobs lists this server's blobstore in discovery and keeps it
-// holding every kept blob, until ctx ends: a pass whenever releases or
-// builds change, and every blobCatchUp.
+// replicateBlobs keeps this server's blobstore holding every kept blob,
+// until ctx ends: a pass whenever releases or builds change, and every
+// blobCatchUp.
 func (s *Server) replicateBlobs(ctx context.Context) {
-	go s.Replica.Register(ctx, s.cfg.APIAddr())
 	changed := make(chan struct{}, 1)
 	for _, prefix := range []string{store.ReleasesPrefix, store.BuildsPrefix} {
 		go func() {

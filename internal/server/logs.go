@@ -4,7 +4,6 @@ import (
 	"context"
 	"net/http"
 
-	"github.com/pierpaas/pier/discovery"
 	"github.com/pierpaas/pier/logs"
 )
 
@@ -22,8 +21,7 @@ func (s *Server) startLogs(ctx context.Context) {
 		mux.Handle("/v1/logs/", agg.Handler())
 	}
 	platform := &logs.Platform{Client: s.Client, Emit: agg.Emit, Log: s.cfg.Log}
-	reg := discovery.New(s.Client, discovery.WithLogger(s.cfg.Log))
-	go agg.Lead(ctx, reg, s.cfg.Name, s.cfg.APIAddr(), func(active context.Context) {
+	go agg.Lead(ctx, s.reg, s.cfg.Name, s.cfg.APIAddr(), func(active context.Context) {
 		go drains.Run(active)
 		platform.Run(active)
 	})

@@ -48,6 +48,7 @@ type Server struct {
 	// first user ("" when another server of the cluster made it).
 	AdminKey string
 
+	reg       *discovery.Registry
 	api       *http.Server
 	apiLn     net.Listener
 	stop      context.CancelFunc
@@ -111,6 +112,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if s.Client, err = store.Dial(endpoints, clientCreds); err != nil {
 		return nil, err
 	}
+	s.reg = discovery.New(s.Client, discovery.WithLogger(cfg.Log))
 	runCtx, cancel := context.WithCancel(context.Background())
 	s.stop = cancel
 	if s.member != nil {
@@ -144,6 +146,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, err
 	}
 	s.startLogs(runCtx)
+	go s.registerAPI(runCtx)
 	go s.replicateBlobs(runCtx)
 	if s.DNS, err = discovery.NewDNSServer(s.Client, DNSDomain, discovery.WithLogger(cfg.Log)); err != nil {
 		return nil, err
@@ -152,10 +155,10 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, fmt.Errorf("server: DNS: %w", err)
 	}
 	// Every server campaigns; the elected one schedules.
-	sched := &scheduler.Loop{Client: s.Client, Name: st.Name, Log: cfg.Log}
+	sched := &scheduler.Loop{Client: s.Client, Name: st.Name, Log: cfg.Log, LeaderDead: s.deadServer}
 	go sched.Run(runCtx)
 	// And the elected deployer rolls releases out.
-	dep := &deployer.Loop{Client: s.Client, Name: st.Name, Log: cfg.Log}
+	dep := &deployer.Loop{Client: s.Client, Name: st.Name, Log: cfg.Log, LeaderDead: s.deadServer}
 	go dep.Run(runCtx)
 	cfg.Log.Info("server ready", "name", st.Name, "api", "https://"+s.apiLn.Addr().String(),
 		"etcd", endpoints, "embedded", s.member != nil)

@@ -1,0 +1,59 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"net"
+	"syscall"
+	"time"
+
+	"github.com/pierpaas/pier/api"
+	"github.com/pierpaas/pier/discovery"
+)
+
+// registerAPI lists this server's API port in discovery under its name
+// (api.ServersService) until ctx ends; discovery registers it again
+// after a lost lease.
+func (s *Server) registerAPI(ctx context.Context) {
+	reg := s.reg
+	delay := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		g, err := reg.Register(ctx, api.ServersService, discovery.Instance{ID: s.cfg.Name, Addr: s.cfg.APIAddr(), Proto: "https"})
+		if err == nil {
+			<-ctx.Done()
+			g.Close()
+			return
+		}
+		s.cfg.Log.Warn("cannot register this server in discovery; retrying", "err", err, "in", delay)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 5*time.Second)
+	}
+}
+
+// deadServer says whether the server named name is certainly down: its
+// API port, as discovery lists it, refuses connections. A timeout proves
+// nothing (a partition gives one too), nor does a server discovery does
+// not list.
+func (s *Server) deadServer(ctx context.Context, name string) bool {
+	insts, err := s.reg.Instances(ctx, api.ServersService)
+	if err != nil {
+		return false
+	}
+	for _, inst := range insts {
+		if inst.ID != name {
+			continue
+		}
+		d := net.Dialer{Timeout: 500 * time.Millisecond}
+		conn, err := d.DialContext(ctx, "tcp", inst.Addr)
+		if err == nil {
+			conn.Close()
+			return false
+		}
+		return errors.Is(err, syscall.ECONNREFUSED)
+	}
+	return false
+}
