@@ -134,6 +134,27 @@ type Registration struct {
 	loopDone chan struct{}
 }
 
+// RegisterRetrying is Register retried, with a growing pause (at most 5
+// s) and a warning for each failure, until it succeeds or ctx ends (nil
+// then): for daemons that must be listed whatever state the store is in
+// when they start.
+func (r *Registry) RegisterRetrying(ctx context.Context, service string, inst Instance, opts ...RegisterOption) *Registration {
+	delay := 100 * time.Millisecond
+	for {
+		g, err := r.Register(ctx, service, inst, opts...)
+		if err == nil {
+			return g
+		}
+		r.cfg.log.Warn("cannot register; retrying", "service", service, "instance", inst.ID, "err", err, "in", delay)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 5*time.Second)
+	}
+}
+
 // Register validates inst and registers it under service. An empty ID is
 // generated, an empty Proto becomes "tcp". Registering an ID that is
 // already present takes the key over (the instance keeps its place in the

@@ -15,22 +15,7 @@ import (
 // the drains run under it.
 func (a *Aggregator) Lead(ctx context.Context, reg *discovery.Registry, id, addr string, onActive func(context.Context)) {
 	defer a.Deactivate()
-	delay := 100 * time.Millisecond
-	var g *discovery.Registration
-	for ctx.Err() == nil {
-		var err error
-		g, err = reg.Register(ctx, Service, discovery.Instance{ID: id, Addr: addr, Proto: "https"})
-		if err == nil {
-			break
-		}
-		a.cfg.Log.Warn("cannot register the log aggregator; retrying", "err", err, "in", delay)
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(delay):
-		}
-		delay = min(2*delay, 5*time.Second)
-	}
+	g := reg.RegisterRetrying(ctx, Service, discovery.Instance{ID: id, Addr: addr, Proto: "https"})
 	if g == nil {
 		return
 	}

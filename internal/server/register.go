@@ -15,23 +15,12 @@ import (
 // (api.ServersService) until ctx ends; discovery registers it again
 // after a lost lease.
 func (s *Server) registerAPI(ctx context.Context) {
-	reg := s.reg
-	delay := 100 * time.Millisecond
-	for ctx.Err() == nil {
-		g, err := reg.Register(ctx, api.ServersService, discovery.Instance{ID: s.cfg.Name, Addr: s.cfg.APIAddr(), Proto: "https"})
-		if err == nil {
-			<-ctx.Done()
-			g.Close()
-			return
-		}
-		s.cfg.Log.Warn("cannot register this server in discovery; retrying", "err", err, "in", delay)
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(delay):
-		}
-		delay = min(2*delay, 5*time.Second)
+	g := s.reg.RegisterRetrying(ctx, api.ServersService, discovery.Instance{ID: s.cfg.Name, Addr: s.cfg.APIAddr(), Proto: "https"})
+	if g == nil {
+		return
 	}
+	<-ctx.Done()
+	g.Close()
 }
 
 // deadServer says whether the server named name is certainly down: its
