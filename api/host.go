@@ -22,3 +22,11 @@ type Host struct {
 // name: how servers find each other's blobstores, and hosts another
 // server when theirs is down.
 const ServersService = "pier-api"
+
+// Server is one of the cluster's servers as GET /v1/servers lists it:
+// each answers the whole API.
+type Server struct {
+	Name string `json:"name"`
+	// URL is the server's API, "https://host:port".
+	URL string `json:"url"`
+}

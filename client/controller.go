@@ -22,13 +22,16 @@ type Controller struct {
 	rest
 	url *url.URL
 	key string
+	// failover moves connections to another server when the base URL's
+	// cannot be reached; it is off without WithFallbacks.
+	failover failover
 	tls *tls.Config
 }
 
 // NewController returns a client of the controller at baseURL
 // ("https://127.0.0.1:7300") with key. tlsCfg says which certificates
 // to trust (the cluster CA); nil means the system's.
-func NewController(baseURL, key string, tlsCfg *tls.Config) (*Controller, error) {
+func NewController(baseURL, key string, tlsCfg *tls.Config, opts ...Option) (*Controller, error) {
 	u, err := url.Parse(strings.TrimSuffix(baseURL, "/"))
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		return nil, fmt.Errorf("client: controller URL %q: want https://HOST:PORT", baseURL)
@@ -36,14 +39,37 @@ func NewController(baseURL, key string, tlsCfg *tls.Config) (*Controller, error)
 	if tlsCfg == nil {
 		tlsCfg = &tls.Config{MinVersion: tls.VersionTLS12}
 	}
+	c := &Controller{url: u, key: key, tls: tlsCfg.Clone()}
+	for _, o := range opts {
+		if err := o(c); err != nil {
+			return nil, err
+		}
+	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = tlsCfg.Clone()
 	tr.ForceAttemptHTTP2 = true
-	c := &Controller{url: u, key: key, tls: tlsCfg.Clone()}
+	if len(c.failover.addrs) > 0 && u.Scheme == "https" {
+		c.failover.primary, c.failover.current, c.failover.tls = hostPort(u), hostPort(u), tlsCfg.Clone()
+		tr.DialTLSContext = c.failover.dialTLS
+	}
 	c.rest = rest{base: u.String(), hc: &http.Client{Transport: tr}, authorize: func(r *http.Request) {
 		r.Header.Set("Authorization", "Bearer "+key)
 	}}
 	return c, nil
+}
+
+// OnMove has fn told each time the client moves to another server
+// because the one it used cannot be reached (see WithFallbacks).
+func (c *Controller) OnMove(fn func(from, to string, err error)) {
+	c.failover.mu.Lock()
+	defer c.failover.mu.Unlock()
+	c.failover.moved = fn
+}
+
+// Servers lists the cluster's servers.
+func (c *Controller) Servers(ctx context.Context) ([]api.Server, error) {
+	var out []api.Server
+	return out, c.do(ctx, http.MethodGet, "/v1/servers", nil, &out)
 }
 
 // Close releases idle connections.

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -8,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -31,7 +33,43 @@ func controllerClient() (*client.Controller, error) {
 	if err != nil {
 		return nil, err
 	}
-	return client.NewController(cl.URL, cl.Key, tlsCfg)
+	c, err := client.NewController(cl.URL, cl.Key, tlsCfg, client.WithFallbacks(cl.Servers...))
+	if err != nil {
+		return nil, err
+	}
+	c.OnMove(func(from, to string, _ error) {
+		fmt.Fprintf(os.Stderr, "pier: the server at %s cannot be reached; using %s\n", from, to)
+	})
+	if cl.Name != "" && time.Since(cl.ServersAt) > serversRefresh {
+		refreshServers(c, cl)
+	}
+	return c, nil
+}
+
+// serversRefresh is how old the config's list of a cluster's servers may
+// grow before a command reads it again.
+const serversRefresh = time.Hour
+
+// refreshServers records the cluster's other servers in the config, for
+// the client to turn to when the one it knows is down. It is best
+// effort: a failure leaves the list as it was, for the next command.
+func refreshServers(c *client.Controller, cl cliconfig.Cluster) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	servers, err := c.Servers(ctx)
+	if err != nil {
+		return
+	}
+	var urls []string
+	for _, s := range servers {
+		if s.URL != cl.URL {
+			urls = append(urls, s.URL)
+		}
+	}
+	editConfig(func(cfg *cliconfig.Config) error {
+		cfg.SetServers(cl.Name, urls, time.Now())
+		return nil
+	})
 }
 
 // currentCluster is the cluster commands talk to: --cluster, then the

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/pierpaas/pier/api"
 	"github.com/pierpaas/pier/internal/pki"
@@ -27,6 +28,11 @@ type Cluster struct {
 	// trusted for this cluster: a pier cluster's certificates come from its
 	// own CA, which no system store holds.
 	CAPEM string `json:"ca_pem,omitempty"`
+	// Servers are the URLs of the cluster's other servers, which the
+	// CLI turns to when URL cannot be reached; ServersAt is when the
+	// list was last read from the cluster (GET /v1/servers).
+	Servers   []string  `json:"servers,omitempty"`
+	ServersAt time.Time `json:"servers_at,omitzero"`
 }
 
 // Config is the CLI's configuration file. Clusters keep the order they
@@ -117,6 +123,17 @@ func (c *Config) Add(cl Cluster, makeDefault bool) error {
 		c.Default = cl.Name
 	}
 	return nil
+}
+
+// SetServers records the other servers of the cluster called name, read
+// at, and reports whether the cluster exists.
+func (c *Config) SetServers(name string, urls []string, at time.Time) bool {
+	i := c.index(name)
+	if i < 0 {
+		return false
+	}
+	c.Clusters[i].Servers, c.Clusters[i].ServersAt = urls, at
+	return true
 }
 
 // Remove deletes the cluster called name, reporting whether it existed.

@@ -4,8 +4,10 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pierpaas/pier/internal/pki"
 )
@@ -52,6 +54,11 @@ func TestSaveLoadRoundTripAndModes(t *testing.T) {
 	var c Config
 	mustAdd(t, &c, Cluster{Name: "prod", URL: "https://prod.example.com:8443/", Key: "k1", CAPEM: ca}, false)
 	mustAdd(t, &c, Cluster{Name: "dev", URL: "http://127.0.0.1:8080", Key: "k2"}, false)
+	at := time.Date(2026, 12, 2, 13, 0, 0, 0, time.UTC)
+	servers := []string{"https://10.0.0.2:7300", "https://10.0.0.3:7300"}
+	if !c.SetServers("prod", servers, at) || c.SetServers("nope", servers, at) {
+		t.Fatal("SetServers found the wrong clusters")
+	}
 	for i := 0; i < 2; i++ { // the second save replaces the file
 		if err := c.Save(p); err != nil {
 			t.Fatal(err)
@@ -76,8 +83,8 @@ func TestSaveLoadRoundTripAndModes(t *testing.T) {
 	if got.Default != "prod" || len(got.Clusters) != 2 {
 		t.Fatalf("loaded %+v", got)
 	}
-	want := Cluster{Name: "prod", URL: "https://prod.example.com:8443", Key: "k1", CAPEM: ca}
-	if cl, ok := got.Get("prod"); !ok || cl != want {
+	want := Cluster{Name: "prod", URL: "https://prod.example.com:8443", Key: "k1", CAPEM: ca, Servers: servers, ServersAt: at}
+	if cl, ok := got.Get("prod"); !ok || !reflect.DeepEqual(cl, want) {
 		t.Fatalf("Get(prod) = %+v, %v; want %+v", cl, ok, want)
 	}
 	if cl, _ := got.Get("dev"); cl.CAPEM != "" {

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -78,7 +79,7 @@ func TestResolve(t *testing.T) {
 			getenv := func(k string) string { return tc.env[k] }
 			got, err := Resolve(tc.cfg, tc.flag, getenv)
 			if tc.wantIs == nil && tc.wantErr == "" {
-				if err != nil || got != tc.want {
+				if err != nil || !reflect.DeepEqual(got, tc.want) {
 					t.Fatalf("Resolve() = %+v, %v; want %+v", got, err, tc.want)
 				}
 				return

@@ -329,11 +329,11 @@ func (c *cluster) controller(prefer ...*node) (*client.Controller, error) {
 	return nil, lastErr
 }
 
-func (c *cluster) controllerOn(s *node) (*client.Controller, error) {
+func (c *cluster) controllerOn(s *node, opts ...client.Option) (*client.Controller, error) {
 	cl := cliconfig.Cluster{Name: "e2e", URL: "https://" + s.ip + ":7300", Key: c.adminKey, CAPEM: c.caPEM}
 	tlsCfg, err := cl.TLSConfig()
 	if err != nil {
 		return nil, err
 	}
-	return client.NewController(cl.URL, cl.Key, tlsCfg)
+	return client.NewController(cl.URL, cl.Key, tlsCfg, opts...)
 }

@@ -1,18 +1,21 @@
 package e2e
 
 import (
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/pierpaas/pier/api"
+	"github.com/pierpaas/pier/client"
 )
 
 // Scenario 8: the server a slug was uploaded to is lost. Every server
 // keeps a copy of each blob a kept release needs, so after a kill -9 of
 // the server that took the upload (the one the release's artifact URL
 // names), a scale onto hosts that never fetched the slug starts from the
-// other servers' copies, and a release of the same slug is made through
-// another server without uploading it again.
+// other servers' copies; and a client that knew only the killed server
+// and the list of servers moves to another, through which a release of
+// the same slug is made without uploading it again.
 func TestUploadServerKill(t *testing.T) {
 	c := getCluster(t)
 	r := report(t, "8-upload-server-kill")
@@ -48,6 +51,18 @@ func TestUploadServerKill(t *testing.T) {
 	res := c.releaseSlug(t, ctl, app, body, digest, nil)
 	waitDeployment(t, ctl, res.Deployment, 60*time.Second)
 	first := c.waitRunning(t, app, 1, 30*time.Second)[0]
+	ctx, cancel = ctxT(10 * time.Second)
+	servers, err := ctl.Servers(ctx)
+	cancel()
+	if err != nil || len(servers) != len(c.servers) {
+		t.Fatalf("servers: %v %v", servers, err)
+	}
+	var others []string
+	for _, s := range servers {
+		if s.Name != target.name {
+			others = append(others, s.URL)
+		}
+	}
 
 	t0 := time.Now()
 	target.kill()
@@ -76,11 +91,16 @@ func TestUploadServerKill(t *testing.T) {
 	r.Extra["jobs_on_hosts_without_the_slug"] = fresh
 	r.setRecovery(recovery, "kill -9 of the server holding the upload to 3 jobs running, from the other servers' copies")
 
-	other, err := c.controller()
+	// A client that knows the killed server, and the others from
+	// GET /v1/servers, moves to one of them: what the CLI does.
+	other, err := c.controllerOn(target, client.WithFallbacks(others...))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer other.Close()
+	var moved atomic.Value
+	moved.Store("")
+	other.OnMove(func(_, to string, _ error) { moved.Store(to) })
 	ctx, cancel = ctxT(20 * time.Second)
 	defer cancel()
 	again, err := other.CreateRelease(ctx, app, api.CreateReleaseRequest{
@@ -91,7 +111,10 @@ func TestUploadServerKill(t *testing.T) {
 	if err != nil {
 		t.Fatalf("release through another server without an upload: %v", err)
 	}
+	if moved.Load() == "" {
+		t.Fatal("the client answered without moving off the killed server")
+	}
 	waitDeployment(t, other, again.Deployment, 60*time.Second)
-	t.Logf("killed %s; 3 jobs (%d on hosts without the slug) after %s; v%d deployed through another server",
-		target.name, fresh, recovery.Round(time.Millisecond), again.Release.Version)
+	t.Logf("killed %s; 3 jobs (%d on hosts without the slug) after %s; v%d deployed through %s",
+		target.name, fresh, recovery.Round(time.Millisecond), again.Release.Version, moved.Load())
 }
