@@ -44,16 +44,24 @@ type AttachConn struct {
 // waits while its host prepares it. A job that has ended gives an
 // *api.Error with status 409. ctx bounds the connecting only.
 func (c *HostClient) Attach(ctx context.Context, id string, opts AttachOptions) (*AttachConn, error) {
-	return dialAttach(ctx, c.tls, c.addr, c.base+jobPath(id, "/attach"), opts, nil)
+	return dialAttach(ctx, tlsDialer(c.tls), c.addr, c.base+jobPath(id, "/attach"), opts, nil)
 }
 
-// dialAttach makes the attach upgrade request to target at addr over TLS.
-func dialAttach(ctx context.Context, tlsCfg *tls.Config, addr, target string, opts AttachOptions, hdr http.Header) (*AttachConn, error) {
-	cfg := tlsCfg.Clone()
-	// An upgrade is an HTTP/1.1 affair.
+// dialFunc opens a TLS connection for an attachment.
+type dialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
+
+// tlsDialer dials with cfg, offering HTTP/1.1 only: an upgrade is an
+// HTTP/1.1 affair.
+func tlsDialer(cfg *tls.Config) dialFunc {
+	cfg = cfg.Clone()
 	cfg.NextProtos = []string{"http/1.1"}
-	d := tls.Dialer{Config: cfg}
-	conn, err := d.DialContext(ctx, "tcp", addr)
+	return (&tls.Dialer{Config: cfg}).DialContext
+}
+
+// dialAttach makes the attach upgrade request to target at addr over a
+// connection from dial.
+func dialAttach(ctx context.Context, dial dialFunc, addr, target string, opts AttachOptions, hdr http.Header) (*AttachConn, error) {
+	conn, err := dial(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
 	}

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -198,11 +199,13 @@ func (c *Controller) Run(ctx context.Context, app string, req api.RunRequest) (a
 func (c *Controller) Attach(ctx context.Context, app, id string, opts AttachOptions) (*AttachConn, error) {
 	hdr := http.Header{"Authorization": {"Bearer " + c.key}}
 	target := c.url.String() + appPath(app, "/jobs/"+url.PathEscape(id)+"/attach")
-	addr := c.url.Host
-	if c.url.Port() == "" {
-		addr += ":443"
+	dial := tlsDialer(c.tls)
+	if len(c.failover.addrs) > 0 {
+		dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			return c.failover.dial(ctx, network, addr, []string{"http/1.1"})
+		}
 	}
-	return dialAttach(ctx, c.tls, addr, target, opts, hdr)
+	return dialAttach(ctx, dial, hostPort(c.url), target, opts, hdr)
 }
 
 // Deployments lists an app's deployments, newest first.

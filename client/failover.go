@@ -62,9 +62,16 @@ type failover struct {
 // server that is down must not stall every command for long.
 const dialTimeout = 3 * time.Second
 
+// dialTLS is the transport's dialer: it offers h2 and HTTP/1.1.
 func (f *failover) dialTLS(ctx context.Context, network, addr string) (net.Conn, error) {
+	return f.dial(ctx, network, addr, []string{"h2", "http/1.1"})
+}
+
+// dial connects to addr, or to another server if addr is the base URL's,
+// offering protos by ALPN.
+func (f *failover) dial(ctx context.Context, network, addr string, protos []string) (net.Conn, error) {
 	if addr != f.primary || len(f.addrs) == 0 {
-		return f.handshake(ctx, network, addr)
+		return f.handshake(ctx, network, addr, protos)
 	}
 	f.mu.Lock()
 	first := f.current
@@ -78,7 +85,7 @@ func (f *failover) dialTLS(ctx context.Context, network, addr string) (net.Conn,
 	var errs []error
 	for _, a := range order {
 		dctx, cancel := context.WithTimeout(ctx, dialTimeout)
-		conn, err := f.handshake(dctx, network, a)
+		conn, err := f.handshake(dctx, network, a, protos)
 		cancel()
 		if err == nil {
 			f.mu.Lock()
@@ -99,7 +106,7 @@ func (f *failover) dialTLS(ctx context.Context, network, addr string) (net.Conn,
 }
 
 // handshake dials addr and verifies its certificate for its own host.
-func (f *failover) handshake(ctx context.Context, network, addr string) (net.Conn, error) {
+func (f *failover) handshake(ctx context.Context, network, addr string, protos []string) (net.Conn, error) {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, err
@@ -108,9 +115,7 @@ func (f *failover) handshake(ctx context.Context, network, addr string) (net.Con
 	if cfg.ServerName == "" {
 		cfg.ServerName = host
 	}
-	if len(cfg.NextProtos) == 0 {
-		cfg.NextProtos = []string{"h2", "http/1.1"}
-	}
+	cfg.NextProtos = protos
 	d := tls.Dialer{NetDialer: &f.dialer, Config: cfg}
 	return d.DialContext(ctx, network, addr)
 }

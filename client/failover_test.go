@@ -131,3 +131,25 @@ func TestFallbackCertificateIsVerified(t *testing.T) {
 		t.Fatalf("a server whose certificate the cluster CA did not sign: %v", err)
 	}
 }
+
+// An attachment moves too: `pier run` works when its server is down.
+func TestAttachUsesFallbacks(t *testing.T) {
+	s2 := httptest.NewTLSServer(echoAttach(t))
+	defer s2.Close()
+	c, err := client.NewController(deadURL(t), "k", trusting(s2), client.WithFallbacks(s2.URL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ac, err := c.Attach(context.Background(), "app", "run-1", client.AttachOptions{})
+	if err != nil {
+		t.Fatalf("attach through the fallback: %v", err)
+	}
+	defer ac.Close()
+	io.WriteString(ac, "hello\n")
+	ac.CloseStdin()
+	var out strings.Builder
+	if ex, err := ac.Copy(&out, io.Discard); err != nil || ex.ExitCode != 7 || out.String() != "size x\nhello\n" {
+		t.Fatalf("attachment: %+v %v %q", ex, err, out.String())
+	}
+}
