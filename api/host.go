@@ -30,3 +30,12 @@ type Server struct {
 	// URL is the server's API, "https://host:port".
 	URL string `json:"url"`
 }
+
+// HostInfo is a host as GET /v1/hosts lists it: its record, and what its
+// jobs that have not ended reserve of it.
+type HostInfo struct {
+	Host
+	Jobs              int   `json:"jobs"`
+	ReservedCPUMillis int64 `json:"reserved_cpu_millis"`
+	ReservedMemoryMB  int64 `json:"reserved_memory_mb"`
+}

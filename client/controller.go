@@ -67,6 +67,12 @@ func (c *Controller) OnMove(fn func(from, to string, err error)) {
 	c.failover.moved = fn
 }
 
+// Hosts lists the cluster's live hosts.
+func (c *Controller) Hosts(ctx context.Context) ([]api.HostInfo, error) {
+	var out []api.HostInfo
+	return out, c.do(ctx, http.MethodGet, "/v1/hosts", nil, &out)
+}
+
 // Servers lists the cluster's servers.
 func (c *Controller) Servers(ctx context.Context) ([]api.Server, error) {
 	var out []api.Server

@@ -46,6 +46,7 @@ func (c *Controller) routes() []route {
 		{"GET /v1/apps/{app}/builds", c.listBuilds, "List builds, newest first", nil, []api.Build{}, 200},
 		{"GET /v1/apps/{app}/builds/{id}", c.getBuild, "Show a build (or latest)", nil, api.Build{}, 200},
 		{"GET /v1/apps/{app}/builds/{id}/output", c.buildOutput, "A finished build's output (text)", nil, nil, 200},
+		{"GET /v1/hosts", c.listHosts, "List the live hosts with what their jobs reserve of them", nil, []api.HostInfo{}, 200},
 		{"GET /v1/servers", c.listServers, "List the cluster's servers (each answers the whole API)", nil, []api.Server{}, 200},
 		{"GET /v1/git", c.gitInfo, "Where to git push: the SSH receiver's address and host key", nil, api.GitInfo{}, 200},
 		{"GET /v1/ssh-keys", c.listSSHKeys, "List the SSH keys that may git push", nil, []api.SSHKey{}, 200},

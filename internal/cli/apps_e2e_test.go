@@ -158,6 +158,18 @@ func TestAppWorkflow(t *testing.T) {
 		code, body, _ := get(p, "hello", "/index.html")
 		return code == 200 && body == "hello from pier\n"
 	})
+	// The operator's view: pier up's one host runs the web job; its one
+	// server answers the API.
+	var hosts []api.HostInfo
+	if err := json.Unmarshal([]byte(u.must("hosts", "--json")), &hosts); err != nil || len(hosts) != 1 || hosts[0].Jobs != 1 {
+		t.Fatalf("hosts --json: %+v, %v", hosts, err)
+	}
+	if out := u.must("hosts"); !strings.HasPrefix(out, "ID") || !strings.Contains(out, hosts[0].ID) {
+		t.Fatalf("hosts:\n%s", out)
+	}
+	if out := u.must("servers"); !strings.HasPrefix(out, "NAME") || strings.Count(out, "https://") != 1 {
+		t.Fatalf("servers:\n%s", out)
+	}
 
 	u.must("scale", "-a", "hello", "web=3")
 	waitUntil(t, "three running web jobs", 30*time.Second, func() bool { return running(u.jobs("hello"), 1) == 3 })

@@ -54,7 +54,7 @@ func newRoot() *cobra.Command {
 	root.AddCommand(newCreateCmd(), newAppsCmd(), newInfoCmd(), newDestroyCmd(),
 		newEnvCmd("env"), newEnvCmd("config"), newScaleCmd(), newReleasesCmd(), newRollbackCmd(),
 		newPsCmd(), newKillCmd(), newResizeCmd(), newRunCmd(), newDeployCmd(), newEventsCmd(),
-		newClusterCmd(), newAPIKeysCmd())
+		newClusterCmd(), newAPIKeysCmd(), newHostsCmd(), newServersCmd())
 	root.AddCommand(colonAliases()...)
 	root.AddCommand(routeCommands()...)
 	root.AddCommand(keysCommands()...)
