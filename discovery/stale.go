@@ -2,8 +2,10 @@ package discovery
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -44,4 +46,24 @@ func (r *Registry) DropLease(ctx context.Context, lease clientv3.LeaseID, keep f
 		}
 	}
 	return dropped, nil
+}
+
+// Evict revokes the lease of service's instance id, for a process that
+// knows the instance's owner died (a standby taking over from a dead
+// leader): the instance, and every key on its lease, go at once rather
+// than when the lease expires. An owner that is alive after all sees
+// its lease lost and registers again, at the end of the leader line. It
+// reports whether the instance was there.
+func (r *Registry) Evict(ctx context.Context, service, id string) (bool, error) {
+	resp, err := r.client.Get(ctx, r.cfg.instanceKey(service, id))
+	if err != nil {
+		return false, fmt.Errorf("discovery: evict %s/%s: %w", service, id, err)
+	}
+	if len(resp.Kvs) == 0 || resp.Kvs[0].Lease == 0 {
+		return false, nil
+	}
+	if _, err := r.client.Revoke(ctx, clientv3.LeaseID(resp.Kvs[0].Lease)); err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
+		return false, fmt.Errorf("discovery: evict %s/%s: %w", service, id, err)
+	}
+	return true, nil
 }

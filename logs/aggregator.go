@@ -1,6 +1,7 @@
 package logs
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -46,6 +47,10 @@ type Config struct {
 	MaxJobs  int
 	Registry prometheus.Registerer
 	Log      *slog.Logger
+	// LeaderDead, if set, tells a standby when the active aggregator's
+	// server is certainly dead, so that it takes over at once instead of
+	// when the dead one's registration expires (see Lead).
+	LeaderDead func(ctx context.Context, id string) bool
 }
 
 // Stats are an aggregator's counters, for tests and benchmarks (the same

@@ -7,6 +7,13 @@ import (
 	"github.com/pierpaas/pier/discovery"
 )
 
+// A standby probes the active aggregator every probeEvery, and deposes it
+// after deadStrikes answers in a row that it is dead.
+const (
+	probeEvery  = 300 * time.Millisecond
+	deadStrikes = 3
+)
+
 // Lead registers the aggregator as an instance of Service at addr (the
 // server's API address) under id, and keeps it active exactly while it is
 // the service's leader (its oldest instance), until ctx ends. Every server
@@ -51,12 +58,28 @@ func (a *Aggregator) Lead(ctx context.Context, reg *discovery.Registry, id, addr
 		}
 		lost, gone := g.Done(), (<-chan struct{})(nil)
 		recheck := time.NewTicker(time.Second)
+		probe := time.NewTicker(probeEvery)
+		leader, strikes := "", 0
 	watch:
 		for {
 			select {
 			case <-ctx.Done():
 				recheck.Stop()
+				probe.Stop()
 				return
+			case <-probe.C:
+				// A standby deposes a dead active aggregator: hosts hold
+				// their lines meanwhile, and the platform's are lost.
+				if a.cfg.LeaderDead == nil || leader == "" || leader == id || !a.cfg.LeaderDead(ctx, leader) {
+					strikes = 0
+					continue
+				}
+				if strikes++; strikes >= deadStrikes {
+					if ok, err := reg.Evict(ctx, Service, leader); ok && err == nil {
+						a.cfg.Log.Warn("deposed the dead active log aggregator", "aggregator", leader, "by", id)
+					}
+					strikes = 0
+				}
 			case <-lost:
 				// The lease is gone, so the leadership is too; the
 				// registration comes back at the end of the line, with a
@@ -70,10 +93,15 @@ func (a *Aggregator) Lead(ctx context.Context, reg *discovery.Registry, id, addr
 			case ev, ok := <-events:
 				if !ok {
 					recheck.Stop()
+					probe.Stop()
 					break watch
 				}
 				if ev.Type == discovery.EventLeader {
-					activate(ev.Instance != nil && ev.Instance.ID == id)
+					leader, strikes = "", 0
+					if ev.Instance != nil {
+						leader = ev.Instance.ID
+					}
+					activate(leader == id)
 				}
 			}
 		}

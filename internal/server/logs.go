@@ -12,7 +12,7 @@ import (
 // to be the active one. Only the active aggregator takes lines, tells the
 // platform's events and feeds the drains; the others stand by.
 func (s *Server) startLogs(ctx context.Context) {
-	agg := logs.NewAggregator(logs.Config{Registry: s.cfg.Registry, Log: s.cfg.Log})
+	agg := logs.NewAggregator(logs.Config{Registry: s.cfg.Registry, Log: s.cfg.Log, LeaderDead: s.deadServer})
 	drains := logs.NewDrains(logs.DrainsConfig{Client: s.Client, Log: s.cfg.Log, Registry: s.cfg.Registry})
 	agg.SetForwarder(drains.Forward)
 	// The API's mux is already serving; ServeMux takes new patterns at

@@ -49,6 +49,7 @@ type Server struct {
 	AdminKey string
 
 	reg       *discovery.Registry
+	probes    *http.Client // deadServer's
 	api       *http.Server
 	apiLn     net.Listener
 	stop      context.CancelFunc
@@ -113,6 +114,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, err
 	}
 	s.reg = discovery.New(s.Client, discovery.WithLogger(cfg.Log))
+	s.probes = s.newProbeClient()
 	runCtx, cancel := context.WithCancel(context.Background())
 	s.stop = cancel
 	if s.member != nil {
