@@ -20,7 +20,16 @@ type Release struct {
 	// Processes are the release's process types by name ("web", "worker").
 	Processes map[string]ProcessType `json:"processes"`
 	CreatedAt time.Time              `json:"created_at"`
+	// RequestKey is the IdempotencyHeader of the request that made the
+	// release, if it had one.
+	RequestKey string `json:"request_key,omitempty"`
 }
+
+// IdempotencyHeader lets a client send a request that makes a release
+// again (after a 503, not knowing whether the first attempt was
+// applied): sent with the same value, it answers with the release the
+// first attempt made, and its deployment, instead of making another.
+const IdempotencyHeader = "Idempotency-Key"
 
 // RestartPolicy says which ends of a job of a process type the scheduler
 // answers with a replacement (after a backoff).

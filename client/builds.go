@@ -67,7 +67,7 @@ func (c *Controller) BuildInfo(ctx context.Context, app, id string) (api.Build, 
 
 // BuildOutput copies a finished build's output to w.
 func (c *Controller) BuildOutput(ctx context.Context, app, id string, w io.Writer) error {
-	resp, err := c.send(ctx, http.MethodGet, appPath(app, "/builds/"+url.PathEscape(id)+"/output"), nil)
+	resp, err := c.send(ctx, http.MethodGet, appPath(app, "/builds/"+url.PathEscape(id)+"/output"), nil, nil)
 	if err != nil {
 		return err
 	}

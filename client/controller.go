@@ -3,6 +3,8 @@ package client
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
@@ -127,8 +129,7 @@ func (c *Controller) Release(ctx context.Context, app, version string) (api.Rele
 
 // CreateRelease stores a release and starts its deployment.
 func (c *Controller) CreateRelease(ctx context.Context, app string, req api.CreateReleaseRequest) (api.ReleaseResult, error) {
-	var out api.ReleaseResult
-	return out, c.do(ctx, http.MethodPost, appPath(app, "/releases"), req, &out)
+	return c.makeRelease(ctx, http.MethodPost, appPath(app, "/releases"), req)
 }
 
 // Env shows the current release's config vars.
@@ -139,21 +140,18 @@ func (c *Controller) Env(ctx context.Context, app string) (map[string]string, er
 
 // SetEnv sets (a value) and unsets (nil) config vars: a new release.
 func (c *Controller) SetEnv(ctx context.Context, app string, changes map[string]*string) (api.ReleaseResult, error) {
-	var out api.ReleaseResult
-	return out, c.do(ctx, http.MethodPatch, appPath(app, "/env"), changes, &out)
+	return c.makeRelease(ctx, http.MethodPatch, appPath(app, "/env"), changes)
 }
 
 // Rollback releases an older release again (version 0: the one before the
 // current one).
 func (c *Controller) Rollback(ctx context.Context, app string, version int) (api.ReleaseResult, error) {
-	var out api.ReleaseResult
-	return out, c.do(ctx, http.MethodPost, appPath(app, "/rollback"), api.RollbackRequest{Version: version}, &out)
+	return c.makeRelease(ctx, http.MethodPost, appPath(app, "/rollback"), api.RollbackRequest{Version: version})
 }
 
 // Resize changes process types' resources: a new release.
 func (c *Controller) Resize(ctx context.Context, app string, sizes map[string]api.Resources) (api.ReleaseResult, error) {
-	var out api.ReleaseResult
-	return out, c.do(ctx, http.MethodPatch, appPath(app, "/resources"), sizes, &out)
+	return c.makeRelease(ctx, http.MethodPatch, appPath(app, "/resources"), sizes)
 }
 
 // Formation shows the current release's job counts.
@@ -314,4 +312,14 @@ func ParseVersion(s string) (int, error) {
 		return 0, fmt.Errorf("%q is not a release version (like v3)", s)
 	}
 	return n, nil
+}
+
+// makeRelease sends a request that makes a release with a fresh
+// idempotency key, so that it may be sent again after a 503 (a server
+// whose store connection broke mid-request) without making two.
+func (c *Controller) makeRelease(ctx context.Context, method, path string, body any) (api.ReleaseResult, error) {
+	var out api.ReleaseResult
+	key := make([]byte, 16)
+	rand.Read(key)
+	return out, c.doWith(ctx, method, path, http.Header{api.IdempotencyHeader: {hex.EncodeToString(key)}}, body, &out)
 }

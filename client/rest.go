@@ -9,6 +9,8 @@ import (
 	"io"
 	"net/http"
 	"time"
+
+	"github.com/pierpaas/pier/api"
 )
 
 // rest is the JSON-over-HTTP plumbing the API clients share.
@@ -20,7 +22,12 @@ type rest struct {
 }
 
 func (c *rest) do(ctx context.Context, method, path string, body, out any) error {
-	resp, err := c.send(ctx, method, path, body)
+	return c.doWith(ctx, method, path, nil, body, out)
+}
+
+// doWith is do with extra request headers.
+func (c *rest) doWith(ctx context.Context, method, path string, hdr http.Header, body, out any) error {
+	resp, err := c.send(ctx, method, path, hdr, body)
 	if err != nil {
 		return err
 	}
@@ -36,7 +43,7 @@ func (c *rest) do(ctx context.Context, method, path string, body, out any) error
 }
 
 // send makes a request and turns an error answer into *api.Error.
-func (c *rest) send(ctx context.Context, method, path string, body any) (*http.Response, error) {
+func (c *rest) send(ctx context.Context, method, path string, hdr http.Header, body any) (*http.Response, error) {
 	var r io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
@@ -51,6 +58,9 @@ func (c *rest) send(ctx context.Context, method, path string, body any) (*http.R
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	for k, vs := range hdr {
+		req.Header[k] = vs
 	}
 	return c.sendRequest(req)
 }
@@ -96,14 +106,17 @@ func (c *rest) sendRequest(req *http.Request) (*http.Response, error) {
 // maxAttempts bounds sendRequest's tries: about 3 s of pauses in all.
 const maxAttempts = 5
 
-// retryable reports whether req may be sent twice: an idempotent method
-// (not PATCH: a changed config var makes a release each time), and a body
-// that can be read again (or none).
+// retryable reports whether req may be sent twice: an idempotent method,
+// or one made so by an idempotency key (a changed config var would
+// otherwise make a release each time), and a body that can be read again
+// (or none).
 func retryable(req *http.Request) bool {
 	switch req.Method {
 	case http.MethodGet, http.MethodHead, http.MethodPut, http.MethodDelete:
 	default:
-		return false
+		if req.Header.Get(api.IdempotencyHeader) == "" {
+			return false
+		}
 	}
 	return req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
 }
@@ -112,7 +125,7 @@ func retryable(req *http.Request) bool {
 // answer as it arrives (NDJSON log streams), until the answer ends, fn
 // fails or ctx ends.
 func streamJSON[T any](ctx context.Context, c *rest, path string, fn func(T) error) error {
-	resp, err := c.send(ctx, http.MethodGet, path, nil)
+	resp, err := c.send(ctx, http.MethodGet, path, nil, nil)
 	if err != nil {
 		return err
 	}

@@ -8,6 +8,8 @@ import (
 	"net/http/httptest"
 	"sync/atomic"
 	"testing"
+
+	"github.com/pierpaas/pier/api"
 )
 
 // A 503 is answered by sending an idempotent request again, body and all;
@@ -39,5 +41,36 @@ func TestRetryOn503(t *testing.T) {
 	}
 	if n := calls.Load(); n != 1 {
 		t.Fatalf("a POST was sent %d times", n)
+	}
+}
+
+// A request that makes a release carries a fresh idempotency key, and is
+// sent again, with the same key, after a 503.
+func TestReleaseRequestsRetryWithOneKey(t *testing.T) {
+	var keys []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		keys = append(keys, r.Header.Get(api.IdempotencyHeader))
+		if len(keys) == 1 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			w.Write([]byte(`{"code":"unavailable","message":"try again"}`))
+			return
+		}
+		w.Write([]byte(`{"release":{"id":"app-v2","version":2}}`))
+	}))
+	defer srv.Close()
+	c, err := NewController(srv.URL, "k", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := "1"
+	res, err := c.SetEnv(context.Background(), "app", map[string]*string{"A": &v})
+	if err != nil || res.Release.Version != 2 {
+		t.Fatalf("set env: %+v %v", res, err)
+	}
+	if len(keys) != 2 || len(keys[0]) != 32 || keys[0] != keys[1] {
+		t.Fatalf("keys sent: %q", keys)
+	}
+	if _, err := c.SetEnv(context.Background(), "app", map[string]*string{"A": &v}); err != nil || keys[2] == keys[0] {
+		t.Fatalf("a second change reused the key %q (%v)", keys[2], err)
 	}
 }

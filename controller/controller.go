@@ -126,6 +126,13 @@ func (c *Controller) wrap(h handlerFunc) http.Handler {
 			writeError(w, r, c.Log, err)
 			return
 		}
+		if key := r.Header.Get(api.IdempotencyHeader); key != "" {
+			if err := checkIdempotencyKey(key); err != nil {
+				writeError(w, r, c.Log, err)
+				return
+			}
+			r = r.WithContext(withIdempotencyKey(r.Context(), key))
+		}
 		if err := h(w, r); err != nil {
 			writeError(w, r, c.Log, err)
 		}

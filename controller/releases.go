@@ -166,14 +166,25 @@ func (c *Controller) checkProcesses(ps map[string]api.ProcessType) error {
 // conflicts and is made again on top of the first. While a deployment
 // runs, no new one starts.
 func (c *Controller) newRelease(ctx context.Context, name string, fill func(base, next *api.Release) error) (api.ReleaseResult, error) {
+	key := idempotencyKey(ctx)
 	for {
 		app, appRev, err := c.loadApp(ctx, name)
 		if err != nil {
 			return api.ReleaseResult{}, err
 		}
+		if key != "" {
+			// Sent again: the first attempt's release, if it made one
+			// (also when a concurrent attempt just won the race below).
+			if res, ok, err := c.replayed(ctx, app, key); err != nil || ok {
+				return res, err
+			}
+		}
 		if d, err := c.activeDeployment(ctx, name); err != nil {
 			return api.ReleaseResult{}, err
 		} else if d != nil {
+			if key != "" && d.Version > app.LatestVersion {
+				continue // made after the app was read: perhaps by an attempt of this very request
+			}
 			return api.ReleaseResult{}, conflict("app %s is being deployed (v%d, %s); try again when it has finished", name, d.Version, d.State)
 		}
 		var base *api.Release
@@ -186,7 +197,7 @@ func (c *Controller) newRelease(ctx context.Context, name string, fill func(base
 		}
 		now := time.Now().UTC()
 		version := app.LatestVersion + 1
-		next := api.Release{ID: api.ReleaseID(name, version), App: name, Version: version, CreatedAt: now}
+		next := api.Release{ID: api.ReleaseID(name, version), App: name, Version: version, CreatedAt: now, RequestKey: key}
 		if err := fill(base, &next); err != nil {
 			return api.ReleaseResult{}, err
 		}
