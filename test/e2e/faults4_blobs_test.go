@@ -1,12 +1,15 @@
 package e2e
 
 import (
+	"net/http"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/pierpaas/pier/api"
+	"github.com/pierpaas/pier/blobstore/replica"
 	"github.com/pierpaas/pier/client"
+	"github.com/pierpaas/pier/internal/cliconfig"
 )
 
 // Scenario 8: the server a slug was uploaded to is lost. Every server
@@ -49,6 +52,17 @@ func TestUploadServerKill(t *testing.T) {
 	t.Cleanup(func() { c.destroy(t, app) })
 	body, digest := ownSlug(t, app)
 	res := c.releaseSlug(t, ctl, app, body, digest, nil)
+	// How soon every server holds a copy.
+	c0 := time.Now()
+	waitFor(t, "a copy of the slug on every server", 30*time.Second, func() bool {
+		for _, s := range c.servers {
+			if !c.holdsBlob(s, digest) {
+				return false
+			}
+		}
+		return true
+	})
+	r.Extra["copied_everywhere_ms"] = ms(time.Since(c0))
 	waitDeployment(t, ctl, res.Deployment, 60*time.Second)
 	first := c.waitRunning(t, app, 1, 30*time.Second)[0]
 	ctx, cancel = ctxT(10 * time.Second)
@@ -115,6 +129,30 @@ func TestUploadServerKill(t *testing.T) {
 		t.Fatal("the client answered without moving off the killed server")
 	}
 	waitDeployment(t, other, again.Deployment, 60*time.Second)
-	t.Logf("killed %s; 3 jobs (%d on hosts without the slug) after %s; v%d deployed through %s",
-		target.name, fresh, recovery.Round(time.Millisecond), again.Release.Version, moved.Load())
+	t.Logf("slug on every server %vms after its release; killed %s; 3 jobs (%d on hosts without the slug) after %s; v%d deployed through %s",
+		r.Extra["copied_everywhere_ms"], target.name, fresh, recovery.Round(time.Millisecond), again.Release.Version, moved.Load())
+}
+
+// holdsBlob says whether server s's own blobstore has the blob (asked as
+// a peer asks, so that s does not copy it from another to answer).
+func (c *cluster) holdsBlob(s *node, digest string) bool {
+	cl := cliconfig.Cluster{Name: "e2e", CAPEM: c.caPEM}
+	tlsCfg, err := cl.TLSConfig()
+	if err != nil {
+		return false
+	}
+	req, err := http.NewRequest(http.MethodHead, "https://"+s.ip+":7300"+replica.Path+digest, nil)
+	if err != nil {
+		return false
+	}
+	req.Header.Set("Authorization", "Bearer "+c.adminKey)
+	req.Header.Set(replica.LocalOnlyHeader, "1")
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: tlsCfg}, Timeout: 2 * time.Second}
+	defer hc.CloseIdleConnections()
+	resp, err := hc.Do(req)
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
 }
