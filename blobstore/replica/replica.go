@@ -60,29 +60,37 @@ func (r *Replicator) Fetch(ctx context.Context, digest string) error {
 		return nil
 	}
 	r.mu.Lock()
-	if f, ok := r.flights[digest]; ok {
-		r.mu.Unlock()
-		select {
-		case <-f.done:
-			return f.err
-		case <-ctx.Done():
-			return ctx.Err()
+	f, ok := r.flights[digest]
+	if !ok {
+		if r.flights == nil {
+			r.flights = map[string]*flight{}
 		}
+		f = &flight{done: make(chan struct{})}
+		r.flights[digest] = f
+		// The copy is for everyone who waits for it: it does not end
+		// with the first asker's context (a host that gave up), only
+		// at its own bound.
+		go func() {
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), copyTimeout)
+			defer cancel()
+			f.err = r.copyFromPeers(cctx, digest)
+			r.mu.Lock()
+			delete(r.flights, digest)
+			r.mu.Unlock()
+			close(f.done)
+		}()
 	}
-	if r.flights == nil {
-		r.flights = map[string]*flight{}
+	r.mu.Unlock()
+	select {
+	case <-f.done:
+		return f.err
+	case <-ctx.Done():
+		return ctx.Err()
 	}
-	f := &flight{done: make(chan struct{})}
-	r.flights[digest] = f
-	r.mu.Unlock()
-
-	f.err = r.copyFromPeers(ctx, digest)
-	r.mu.Lock()
-	delete(r.flights, digest)
-	r.mu.Unlock()
-	close(f.done)
-	return f.err
 }
+
+// copyTimeout bounds one copy of a blob from the peers.
+const copyTimeout = 10 * time.Minute
 
 // copyFromPeers asks the live peers, in random order so that servers
 // catching up do not all load the same one, until one has the blob.

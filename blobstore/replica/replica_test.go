@@ -188,3 +188,37 @@ func TestRunFollowsChanges(t *testing.T) {
 	cancel()
 	<-done
 }
+
+// A copy goes on when the one who asked for it gives up: the next asker
+// gets it without a second download.
+func TestCopyOutlivesItsFirstAsker(t *testing.T) {
+	reg := discovery.New(storetest.NewCluster(t, 1).Client())
+	st, err := blobstore.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	content := "a slow blob"
+	sum := sha256.Sum256([]byte(content))
+	d := hex.EncodeToString(sum[:])
+	var asked atomic.Int32
+	slow := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		asked.Add(1)
+		time.Sleep(300 * time.Millisecond)
+		io.WriteString(w, content)
+	}))
+	defer slow.Close()
+	list(t, reg, "slow", slow.URL)
+	r := &Replicator{Store: st, Registry: reg, Self: "s2", Client: slow.Client(), Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+
+	impatient, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := r.Fetch(impatient, d); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("impatient fetch: %v", err)
+	}
+	if err := r.Fetch(context.Background(), d); err != nil {
+		t.Fatalf("second fetch: %v", err)
+	}
+	if _, err := st.Stat(d); err != nil || asked.Load() != 1 {
+		t.Fatalf("stored: %v; the peer was asked %d times, want once", err, asked.Load())
+	}
+}
