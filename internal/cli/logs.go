@@ -17,11 +17,10 @@ import (
 // newLogsCmd is `pier logs`.
 func newLogsCmd() *cobra.Command {
 	var (
-		ac     appCommand
 		q      client.LogsQuery
 		asJSON bool
 	)
-	cmd := &cobra.Command{
+	cmd := appAction(&cobra.Command{
 		Use:   "logs",
 		Short: "Show an app's log lines, and with -f follow them",
 		Long: `Show the newest lines of an app's log: what every job of the app printed,
@@ -35,16 +34,9 @@ aggregator moving to another server. Lines look like Heroku's:
 -t keeps one process type's lines, -j one job's (pier run --detach prints
 a job's id); --json prints each line as a JSON object.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			app, c, err := ac.resolve()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			return streamLogs(cmd, c, app, q, asJSON, os.Stdout)
-		},
-	}
-	ac.register(cmd)
+	}, func(cmd *cobra.Command, c *client.Controller, app string, _ []string) error {
+		return streamLogs(cmd, c, app, q, asJSON, os.Stdout)
+	})
 	fl := cmd.Flags()
 	fl.BoolVarP(&q.Follow, "follow", "f", false, "go on printing new lines")
 	fl.IntVarP(&q.Lines, "num", "n", 100, "how many of the newest lines to print first")

@@ -17,12 +17,11 @@ import (
 
 func newRunCmd() *cobra.Command {
 	var (
-		ac     appCommand
 		env    []string
 		memory int64
 		detach bool
 	)
-	cmd := &cobra.Command{
+	cmd := appAction(&cobra.Command{
 		Use:   "run [flags] -- CMD [ARG...]",
 		Short: "Run a one-off command with the app's current release",
 		Long: `Run a one-off command as a job on the cluster, with the app's current
@@ -31,37 +30,30 @@ pier's stdin and its output comes back as it is written; when stdin and
 stdout are terminals it gets a terminal of its own. pier exits with the
 command's exit code. With --detach pier prints the job's id and returns.`,
 		Args: cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			app, c, err := ac.resolve()
+	}, func(cmd *cobra.Command, c *client.Controller, app string, args []string) error {
+		req := api.RunRequest{Args: args, Resources: api.Resources{MemoryMB: memory}}
+		for _, e := range env {
+			k, v, ok := strings.Cut(e, "=")
+			if !ok || k == "" {
+				return fmt.Errorf("-e %q: want KEY=VALUE", e)
+			}
+			if req.Env == nil {
+				req.Env = map[string]string{}
+			}
+			req.Env[k] = v
+		}
+		ctx := cmd.Context()
+		if detach {
+			job, err := c.Run(ctx, app, req)
 			if err != nil {
 				return err
 			}
-			defer c.Close()
-			req := api.RunRequest{Args: args, Resources: api.Resources{MemoryMB: memory}}
-			for _, e := range env {
-				k, v, ok := strings.Cut(e, "=")
-				if !ok || k == "" {
-					return fmt.Errorf("-e %q: want KEY=VALUE", e)
-				}
-				if req.Env == nil {
-					req.Env = map[string]string{}
-				}
-				req.Env[k] = v
-			}
-			ctx := cmd.Context()
-			if detach {
-				job, err := c.Run(ctx, app, req)
-				if err != nil {
-					return err
-				}
-				fmt.Println(job.ID)
-				return nil
-			}
-			tty := term.IsTerminal(int(os.Stdin.Fd())) && term.IsTerminal(int(os.Stdout.Fd()))
-			return runAttached(ctx, &controllerTarget{c: c, app: app, req: req}, tty)
-		},
-	}
-	ac.register(cmd)
+			fmt.Println(job.ID)
+			return nil
+		}
+		tty := term.IsTerminal(int(os.Stdin.Fd())) && term.IsTerminal(int(os.Stdout.Fd()))
+		return runAttached(ctx, &controllerTarget{c: c, app: app, req: req}, tty)
+	})
 	fl := cmd.Flags()
 	fl.SetInterspersed(false) // flags after CMD are the command's
 	fl.StringArrayVarP(&env, "env", "e", nil, "environment variable KEY=VALUE (repeatable)")
