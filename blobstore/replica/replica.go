@@ -38,6 +38,8 @@ type Replicator struct {
 	// cluster certificate.
 	Client *http.Client
 	Log    *slog.Logger
+	// Metrics, if set, count copies.
+	Metrics *Metrics
 
 	mu      sync.Mutex
 	flights map[string]*flight
@@ -74,6 +76,13 @@ func (r *Replicator) Fetch(ctx context.Context, digest string) error {
 			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), copyTimeout)
 			defer cancel()
 			f.err = r.copyFromPeers(cctx, digest)
+			if m := r.Metrics; m != nil {
+				if f.err == nil {
+					m.copied.Inc()
+				} else {
+					m.failed.Inc()
+				}
+			}
 			r.mu.Lock()
 			delete(r.flights, digest)
 			r.mu.Unlock()
@@ -188,6 +197,9 @@ func (r *Replicator) Run(ctx context.Context, want func(context.Context) (map[st
 				r.Log.Warn("blob replication pass failed", "err", err, "copied", n)
 			case n > 0:
 				r.Log.Info("blobs copied from other servers", "count", n)
+			}
+			if err == nil && r.Metrics != nil {
+				r.Metrics.missing.Set(float64(len(missing)))
 			}
 			// Said once, not at every pass.
 			if err == nil && !slices.Equal(missing, lastMissing) {

@@ -14,6 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/pierpaas/pier/api"
 	"github.com/pierpaas/pier/blobstore"
 	"github.com/pierpaas/pier/discovery"
@@ -159,9 +162,17 @@ func TestSyncCopiesWhatIsWanted(t *testing.T) {
 	kept := put(t, ss["s1"], "kept")
 	other := put(t, ss["s1"], "not kept")
 	nowhere := strings.Repeat("cd", 32)
+	m, err := NewMetrics(prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ss["s2"].r.Metrics = m
 	n, missing, err := ss["s2"].r.Sync(context.Background(), map[string]bool{kept: true, nowhere: true, "": true})
 	if err != nil || n != 1 || len(missing) != 1 || missing[0] != nowhere {
 		t.Fatalf("sync copied %d, missing %v: %v", n, missing, err)
+	}
+	if c, f := testutil.ToFloat64(m.copied), testutil.ToFloat64(m.failed); c != 1 || f != 1 {
+		t.Fatalf("metrics: %v copied, %v failed; want 1 and 1", c, f)
 	}
 	if !has(ss["s2"], kept) || has(ss["s2"], other) {
 		t.Fatal("sync copied the wrong blobs")

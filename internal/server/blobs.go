@@ -19,17 +19,21 @@ const blobCatchUp = 30 * time.Second
 
 // newReplica makes the replicator that copies blobs from the other
 // servers, over their API ports, with this server's cluster certificate.
-func (s *Server) newReplica() *replica.Replicator {
+func (s *Server) newReplica() (*replica.Replicator, error) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = s.Creds.ClientConfig()
 	// A server that is down must not hold a copy up for long: the next
 	// one is tried.
 	tr.DialContext = (&net.Dialer{Timeout: 3 * time.Second, KeepAlive: 30 * time.Second}).DialContext
 	tr.ResponseHeaderTimeout = 15 * time.Second
+	m, err := replica.NewMetrics(s.cfg.Registry)
+	if err != nil {
+		return nil, err
+	}
 	return &replica.Replicator{
 		Store: s.Blobs, Registry: s.reg,
-		Self: s.cfg.Name, Client: &http.Client{Transport: tr}, Log: s.cfg.Log,
-	}
+		Self: s.cfg.Name, Client: &http.Client{Transport: tr}, Log: s.cfg.Log, Metrics: m,
+	}, nil
 }
 
 // replicateBlobs keeps this server's blobstore holding every kept blob,

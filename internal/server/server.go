@@ -285,7 +285,9 @@ func (s *Server) startController(ctx, runCtx context.Context) error {
 	if s.Blobs, err = blobstore.New(s.cfg.blobDir()); err != nil {
 		return err
 	}
-	s.Replica = s.newReplica()
+	if s.Replica, err = s.newReplica(); err != nil {
+		return err
+	}
 	if s.AdminKey, err = controller.BootstrapKey(ctx, s.Client, s.cfg.AdminKeyPath()); err != nil {
 		return err
 	}
