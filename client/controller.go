@@ -61,6 +61,20 @@ func NewController(baseURL, key string, tlsCfg *tls.Config, opts ...Option) (*Co
 	return c, nil
 }
 
+// ServerURL is the base URL of the server the client uses now: the
+// base URL's, or the one it moved to when that was down.
+func (c *Controller) ServerURL() string {
+	u := *c.url
+	if len(c.failover.addrs) > 0 {
+		c.failover.mu.Lock()
+		if c.failover.current != c.failover.primary {
+			u.Host = c.failover.current
+		}
+		c.failover.mu.Unlock()
+	}
+	return u.String()
+}
+
 // OnMove has fn told each time the client moves to another server
 // because the one it used cannot be reached (see WithFallbacks).
 func (c *Controller) OnMove(fn func(from, to string, err error)) {

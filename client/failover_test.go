@@ -55,8 +55,8 @@ func TestFallbacksTakeOverWhenTheServerIsDown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Apps(ctx); err != nil || n1.Load() != 1 || n2.Load() != 0 {
-		t.Fatalf("apps: %v; s1 %d, s2 %d requests", err, n1.Load(), n2.Load())
+	if _, err := c.Apps(ctx); err != nil || n1.Load() != 1 || n2.Load() != 0 || c.ServerURL() != s1.URL {
+		t.Fatalf("apps: %v; s1 %d, s2 %d requests; server %s", err, n1.Load(), n2.Load(), c.ServerURL())
 	}
 	c.Close()
 
@@ -83,6 +83,9 @@ func TestFallbacksTakeOverWhenTheServerIsDown(t *testing.T) {
 	want := strings.TrimPrefix(dead, "https://") + " -> " + strings.TrimPrefix(s2.URL, "https://")
 	if n2.Load() != 3 || len(moves) != 1 || moves[0] != want {
 		t.Fatalf("s2 answered %d of 3; moves %v, want [%s]", n2.Load(), moves, want)
+	}
+	if got := c.ServerURL(); got != s2.URL {
+		t.Fatalf("ServerURL %s after the move, want %s", got, s2.URL)
 	}
 
 	// Without fallbacks a server that is down is an error.

@@ -44,6 +44,7 @@ func newCreateCmd() *cobra.Command {
 				if _, err := cliconfig.AppFromGit("."); errors.Is(err, cliconfig.ErrNoGitRemote) {
 					cl, err := currentCluster()
 					if err == nil {
+						cl.URL = c.ServerURL() // the server that answered
 						err = configureGitRemote(".", app.Name, cl, nil)
 					}
 					if err != nil {

@@ -46,12 +46,16 @@ prints the URL.`,
 			if err != nil {
 				return err
 			}
+			// Asked first so that, when the cluster's URL is down, the
+			// client moves to a server that is up, and the remote points
+			// there.
+			gi, err := c.GitInfo(cmd.Context())
+			if err != nil {
+				return err
+			}
+			cl.URL = c.ServerURL()
 			var info *api.GitInfo
 			if useSSH {
-				gi, err := c.GitInfo(cmd.Context())
-				if err != nil {
-					return err
-				}
 				if gi.SSHAddr == "" {
 					return errors.New("this cluster's git receiver does not serve SSH; use HTTPS (without --ssh)")
 				}
@@ -219,14 +223,24 @@ func newGitCredentialCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			for _, cl := range cfg.Clusters {
-				u, err := url.Parse(cl.URL)
-				if err == nil && u.Scheme == attrs["protocol"] && u.Host == attrs["host"] {
-					fmt.Printf("username=pier\npassword=%s\n", cl.Key)
-					return nil
-				}
+			if key, ok := credentialFor(cfg, attrs["protocol"], attrs["host"]); ok {
+				fmt.Printf("username=pier\npassword=%s\n", key)
 			}
-			return nil // git asks the next helper, or the user
+			return nil // else git asks the next helper, or the user
 		},
 	}
+}
+
+// credentialFor is the API key of the configured cluster that has a
+// server at protocol://host: its URL, or one of its other servers.
+func credentialFor(cfg *cliconfig.Config, protocol, host string) (string, bool) {
+	for _, cl := range cfg.Clusters {
+		for _, raw := range append([]string{cl.URL}, cl.Servers...) {
+			u, err := url.Parse(raw)
+			if err == nil && u.Scheme == protocol && u.Host == host {
+				return cl.Key, true
+			}
+		}
+	}
+	return "", false
 }
