@@ -35,7 +35,7 @@ func (c *Controller) openBlob(ctx context.Context, digest string) (*os.File, err
 	return f, err
 }
 
-// blobURL is where hosts fetch a blob from this server.
+// blobURI is where hosts fetch a blob from this server.
 func (c *Controller) blobURI(digest string) string {
 	return strings.TrimSuffix(c.BlobURL, "/") + replica.Path + digest
 }
