@@ -4,8 +4,8 @@ import (
 	"bufio"
 	"context"
 	"crypto/rand"
-	"encoding/hex"
 	"crypto/tls"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -28,7 +28,7 @@ type Controller struct {
 	// failover moves connections to another server when the base URL's
 	// cannot be reached; it is off without WithFallbacks.
 	failover failover
-	tls *tls.Config
+	tls      *tls.Config
 }
 
 // NewController returns a client of the controller at baseURL
