@@ -35,7 +35,17 @@ type Server struct {
 // jobs that have not ended reserve of it.
 type HostInfo struct {
 	Host
+	Draining          bool  `json:"draining,omitempty"`
 	Jobs              int   `json:"jobs"`
 	ReservedCPUMillis int64 `json:"reserved_cpu_millis"`
 	ReservedMemoryMB  int64 `json:"reserved_memory_mb"`
+}
+
+// HostDrain marks a host being emptied for maintenance: schedulers place
+// nothing new on it and move its service jobs elsewhere, each stopped
+// once its replacement runs. The controller writes it (the Host record
+// is its agent's); deleting it makes the host usable again.
+type HostDrain struct {
+	Host  string    `json:"host"`
+	Since time.Time `json:"since"`
 }

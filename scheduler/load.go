@@ -25,6 +25,7 @@ type State struct {
 	Statuses   []store.Item[api.FormationStatus]
 	OneOffs    []store.Item[api.OneOff]
 	OneOffStat []store.Item[api.OneOffStatus]
+	Drains     []store.Item[api.HostDrain]
 	// Revision is the store revision the state reflects; it seeds the plan.
 	Revision int64
 }
@@ -48,7 +49,8 @@ func Load(ctx context.Context, kv clientv3.KV, cfg Config) (Snapshot, error) {
 // plans from and guards its commits with.
 func LoadState(ctx context.Context, kv clientv3.KV) (State, error) {
 	prefixes := []string{store.HostsPrefix, store.JobsPrefix, store.JobStatusPrefix,
-		store.FormationsPrefix, store.ReleasesPrefix, FormationStatusPrefix, OneOffPrefix, OneOffStatusPrefix}
+		store.FormationsPrefix, store.ReleasesPrefix, FormationStatusPrefix, OneOffPrefix, OneOffStatusPrefix,
+		store.HostDrainsPrefix}
 	ops := make([]clientv3.Op, len(prefixes))
 	for i, p := range prefixes {
 		ops[i] = clientv3.OpGet(p, clientv3.WithPrefix())
@@ -67,6 +69,7 @@ func LoadState(ctx context.Context, kv clientv3.KV) (State, error) {
 	st.Statuses = decode[api.FormationStatus](r[5].GetResponseRange().Kvs)
 	st.OneOffs = decode[api.OneOff](r[6].GetResponseRange().Kvs)
 	st.OneOffStat = decode[api.OneOffStatus](r[7].GetResponseRange().Kvs)
+	st.Drains = decode[api.HostDrain](r[8].GetResponseRange().Kvs)
 	return st, nil
 }
 
@@ -117,5 +120,11 @@ func (st *State) Snapshot(now time.Time, cfg Config) Snapshot {
 		s.Statuses = append(s.Statuses, StatusView{Status: it.Value, Rev: it.ModRevision})
 	}
 	s.OneOffs = oneOffViews(st.OneOffs, st.OneOffStat)
+	for _, it := range st.Drains {
+		if s.Draining == nil {
+			s.Draining = map[string]bool{}
+		}
+		s.Draining[it.Value.Host] = true
+	}
 	return s
 }

@@ -52,11 +52,12 @@ type caches struct {
 	statuses   *store.Cache[api.FormationStatus]
 	oneOffs    *store.Cache[api.OneOff]
 	oneOffStat *store.Cache[api.OneOffStatus]
+	drains     *store.Cache[api.HostDrain]
 }
 
 func (c *caches) synced() []<-chan struct{} {
 	return []<-chan struct{}{c.hosts.Synced(), c.jobs.Synced(), c.jobStatus.Synced(), c.formations.Synced(),
-		c.releases.Synced(), c.statuses.Synced(), c.oneOffs.Synced(), c.oneOffStat.Synced()}
+		c.releases.Synced(), c.statuses.Synced(), c.oneOffs.Synced(), c.oneOffStat.Synced(), c.drains.Synced()}
 }
 
 // Run campaigns and schedules until ctx ends.
@@ -76,13 +77,15 @@ func (l *Loop) Run(ctx context.Context) error {
 	c.statuses = store.NewCache[api.FormationStatus](l.Client, FormationStatusPrefix)
 	c.oneOffs = store.NewCache[api.OneOff](l.Client, OneOffPrefix)
 	c.oneOffStat = store.NewCache[api.OneOffStatus](l.Client, OneOffStatusPrefix)
+	c.drains = store.NewCache[api.HostDrain](l.Client, store.HostDrainsPrefix)
 	changed := make(chan struct{}, 1)
 	for _, run := range []func(context.Context) error{c.hosts.Run, c.jobs.Run, c.jobStatus.Run, c.formations.Run,
-		c.releases.Run, c.statuses.Run, c.oneOffs.Run, c.oneOffStat.Run} {
+		c.releases.Run, c.statuses.Run, c.oneOffs.Run, c.oneOffStat.Run, c.drains.Run} {
 		go run(ctx)
 	}
 	for _, sub := range []func() (<-chan struct{}, func()){c.hosts.Subscribe, c.jobs.Subscribe, c.jobStatus.Subscribe,
-		c.formations.Subscribe, c.releases.Subscribe, c.statuses.Subscribe, c.oneOffs.Subscribe, c.oneOffStat.Subscribe} {
+		c.formations.Subscribe, c.releases.Subscribe, c.statuses.Subscribe, c.oneOffs.Subscribe, c.oneOffStat.Subscribe,
+		c.drains.Subscribe} {
 		ch, cancel := sub()
 		defer cancel()
 		go forward(ctx, ch, changed)

@@ -18,7 +18,9 @@ type HostState struct {
 	Index   int
 	CPUUsed int64
 	MemUsed int64
-	tie     uint64 // seeded, so ties between equal hosts replay
+	// Draining hosts take nothing new, whatever the pipeline.
+	Draining bool
+	tie      uint64 // seeded, so ties between equal hosts replay
 }
 
 // Request is what each job of one (app, release, process type) asks of a
@@ -206,6 +208,9 @@ func (p *Placer) load(c Counts, d int32) {
 
 // check runs the checkers on one host.
 func (p *Placer) check(h *HostState, r *Request) (bool, string) {
+	if h.Draining {
+		return false, "being drained"
+	}
 	for _, c := range p.pipe.Checkers {
 		if ok, why := c.Check(h, r, &p.g); !ok {
 			return false, why

@@ -221,6 +221,7 @@ func (pl *planner) indexHosts() {
 	hosts := make([]HostState, len(pl.s.Hosts))
 	for i := range pl.s.Hosts {
 		hosts[i].Host = &pl.s.Hosts[i]
+		hosts[i].Draining = pl.s.Draining[pl.s.Hosts[i].ID]
 	}
 	slices.SortFunc(hosts, func(a, b HostState) int { return strings.Compare(a.Host.ID, b.Host.ID) })
 	for i := range hosts {

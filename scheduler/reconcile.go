@@ -16,6 +16,20 @@ func (pl *planner) reconcile(g *group) {
 		pl.reconcileOmni(g)
 		return
 	}
+	// Jobs on a host being drained do not count toward the desired
+	// number: replacements are placed elsewhere, and each leaves once
+	// enough others run (see leaveDrained).
+	var leaving []*JobView
+	live := g.live[:0:0]
+	for _, jv := range g.live {
+		if pl.draining(jv) {
+			leaving = append(leaving, jv)
+		} else {
+			live = append(live, jv)
+		}
+	}
+	g.live = live
+	defer pl.leaveDrained(g, leaving)
 	var done, cands []*JobView
 	for _, jv := range g.ended {
 		if pl.restartable(g, jv) {
@@ -66,6 +80,34 @@ func (pl *planner) reconcile(g *group) {
 	pl.keep(g, g.live)
 }
 
+// draining says whether a job's host is being drained.
+func (pl *planner) draining(jv *JobView) bool {
+	i, ok := pl.hostIdx[jv.Job.HostID]
+	return ok && pl.placer.Hosts[i].Draining
+}
+
+// leaveDrained stops the group's jobs on drained hosts as far as the
+// group's other running jobs make up for them: never below the desired
+// number while replacements start, all of them once they run. The rest
+// stay, and count for spreading, until a later pass.
+func (pl *planner) leaveDrained(g *group, leaving []*JobView) {
+	if len(leaving) == 0 {
+		return
+	}
+	running := 0
+	for _, jv := range g.live {
+		if st := jv.Status; st != nil && st.State == api.JobRunning && (st.Healthy == nil || *st.Healthy) {
+			running++
+		}
+	}
+	n := min(max(running+len(leaving)-g.desired, 0), len(leaving))
+	slices.SortFunc(leaving, stopFirst)
+	for _, jv := range leaving[:n] {
+		pl.stop(jv, "host being drained")
+	}
+	pl.keep(g, leaving[n:])
+}
+
 // reconcileOmni gives an omni group one slot per present host that
 // matches its tags, and stops whatever is elsewhere or in excess.
 func (pl *planner) reconcileOmni(g *group) {
@@ -96,10 +138,13 @@ func (pl *planner) reconcileOmni(g *group) {
 	for i := range pl.placer.Hosts {
 		h := by[i]
 		eligible, _ := TagsMatch{}.Check(&pl.placer.Hosts[i], g.req, nil)
-		if g.desired <= 0 || !eligible {
+		if g.desired <= 0 || !eligible || pl.placer.Hosts[i].Draining {
 			if h != nil {
 				why := "scaled down"
-				if g.desired > 0 {
+				switch {
+				case g.desired > 0 && pl.placer.Hosts[i].Draining:
+					why = "host being drained"
+				case g.desired > 0:
 					why = "host not eligible"
 				}
 				pl.stopAll(why, h.live, h.done, h.cands)

@@ -33,6 +33,9 @@ type Snapshot struct {
 	// OneOffs are the one-off requests and the statuses this scheduler
 	// wrote for them.
 	OneOffs []OneOffView
+	// Draining are the hosts being emptied (api.HostDrain): nothing new
+	// is placed on them, and their service jobs move elsewhere.
+	Draining map[string]bool
 	// Now is the time of the decision: backoffs, garbage collection and
 	// new jobs' CreatedAt are reckoned from it.
 	Now time.Time

@@ -24,6 +24,7 @@ type Cluster struct {
 	Releases   map[string]api.Release
 	Statuses   map[string]*scheduler.StatusView
 	OneOffs    map[string]*scheduler.OneOffView
+	Draining   map[string]bool // hosts being drained
 	Config     scheduler.Config
 }
 
@@ -46,6 +47,15 @@ func fk(app, release string) string { return app + "/" + release }
 
 // AddHost adds a host, or brings one back.
 func (c *Cluster) AddHost(h api.Host) { c.Hosts[h.ID] = h; c.next() }
+
+// Drain marks a host as being drained (on) or usable again (off).
+func (c *Cluster) Drain(id string, on bool) {
+	if c.Draining == nil {
+		c.Draining = map[string]bool{}
+	}
+	c.Draining[id] = on
+	c.next()
+}
 
 // RemoveHost makes a host vanish, as its lease expiring would; its jobs
 // stay, as their keys do.
@@ -70,7 +80,7 @@ func (c *Cluster) SetFormation(app, release string, procs map[string]int) {
 
 // Snapshot returns the cluster as a scheduler sees it, in key order.
 func (c *Cluster) Snapshot(seed int64) scheduler.Snapshot {
-	s := scheduler.Snapshot{Now: c.Now, Seed: seed, Config: c.Config}
+	s := scheduler.Snapshot{Now: c.Now, Seed: seed, Config: c.Config, Draining: c.Draining}
 	for _, id := range slices.Sorted(maps.Keys(c.Hosts)) {
 		s.Hosts = append(s.Hosts, c.Hosts[id])
 	}
