@@ -89,6 +89,17 @@ func (c *Controller) Hosts(ctx context.Context) ([]api.HostInfo, error) {
 	return out, c.do(ctx, http.MethodGet, "/v1/hosts", nil, &out)
 }
 
+// DrainHost starts draining a host: nothing new is placed there and its
+// service jobs move elsewhere (see api.HostDrain).
+func (c *Controller) DrainHost(ctx context.Context, id string) error {
+	return c.do(ctx, http.MethodPut, "/v1/hosts/"+url.PathEscape(id)+"/drain", nil, nil)
+}
+
+// UndrainHost ends a host's drain.
+func (c *Controller) UndrainHost(ctx context.Context, id string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/hosts/"+url.PathEscape(id)+"/drain", nil, nil)
+}
+
 // Servers lists the cluster's servers.
 func (c *Controller) Servers(ctx context.Context) ([]api.Server, error) {
 	var out []api.Server

@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/pierpaas/pier/api"
+	"github.com/pierpaas/pier/internal/testcluster"
 )
 
 // GET /v1/hosts lists the live hosts with what their unfinished jobs
@@ -51,4 +52,52 @@ func TestListHosts(t *testing.T) {
 	if servers, err := e.cli.Servers(c); err != nil || len(servers) != 0 {
 		t.Fatalf("servers: %v %v", servers, err)
 	}
+}
+
+// A drained host's job moves to another host; drain and undrain answer
+// 404 for hosts they do not know.
+func TestDrainHost(t *testing.T) {
+	e := newEnv(t)
+	e.tc.AddHost("h2", testcluster.HostOptions{})
+	c := ctx(t)
+	if _, err := e.cli.CreateApp(c, api.CreateAppRequest{Name: "mover"}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := e.cli.CreateRelease(c, "mover", api.CreateReleaseRequest{Artifact: &api.Artifact{SHA256: e.slug("x")}, Processes: worker()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.deployed(res)
+	if _, err := e.cli.Scale(c, "mover", map[string]int{"worker": 1}); err != nil {
+		t.Fatal(err)
+	}
+	var from string
+	waitFor(t, "a running worker", func() bool {
+		jl, err := e.cli.Jobs(c, "mover")
+		if err == nil && len(jl.Jobs) == 1 && jl.Jobs[0].State == api.JobRunning {
+			from = jl.Jobs[0].HostID
+		}
+		return from != ""
+	})
+	if err := e.cli.DrainHost(c, from); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the worker to move off "+from, func() bool {
+		jl, err := e.cli.Jobs(c, "mover")
+		return err == nil && len(jl.Jobs) == 1 && jl.Jobs[0].HostID != from && jl.Jobs[0].State == api.JobRunning
+	})
+	waitFor(t, from+" to be empty and draining", func() bool {
+		hosts, err := e.cli.Hosts(c)
+		for _, h := range hosts {
+			if h.ID == from {
+				return err == nil && h.Draining && h.Jobs == 0
+			}
+		}
+		return false
+	})
+	wantCode(t, e.cli.DrainHost(c, "nosuchhost"), api.ErrCodeNotFound, 404)
+	if err := e.cli.UndrainHost(c, from); err != nil {
+		t.Fatal(err)
+	}
+	wantCode(t, e.cli.UndrainHost(c, from), api.ErrCodeNotFound, 404)
 }

@@ -170,6 +170,17 @@ func TestAppWorkflow(t *testing.T) {
 	if out := u.must("servers"); !strings.HasPrefix(out, "NAME") || strings.Count(out, "https://") != 1 {
 		t.Fatalf("servers:\n%s", out)
 	}
+	// A drain with nowhere to go keeps the job where it is; undrain ends it.
+	u.must("hosts", "drain", hosts[0].ID, "--no-wait")
+	if out := u.must("hosts"); !strings.Contains(out, "draining") {
+		t.Fatalf("hosts while draining:\n%s", out)
+	}
+	u.fails("no live host", "hosts", "drain", "nosuchhost")
+	u.must("hosts", "undrain", hosts[0].ID)
+	u.fails("not being drained", "hosts", "undrain", hosts[0].ID)
+	if code, body, _ := get(p, "hello", "/index.html"); code != 200 || body != "hello from pier\n" {
+		t.Fatalf("the app after a drain with nowhere to go: %d %q", code, body)
+	}
 
 	u.must("scale", "-a", "hello", "web=3")
 	waitUntil(t, "three running web jobs", 30*time.Second, func() bool { return running(u.jobs("hello"), 1) == 3 })
