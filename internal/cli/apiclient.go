@@ -96,6 +96,20 @@ func (a *appCommand) register(cmd *cobra.Command) {
 	cmd.Flags().StringVarP(&a.app, "app", "a", "", "the app (default: $PIER_APP, or the git remote named pier)")
 }
 
+// clientAction makes cmd act on the cluster through a controller client,
+// which run gets open and which is closed after it.
+func clientAction(cmd *cobra.Command, run func(cmd *cobra.Command, c *client.Controller, args []string) error) *cobra.Command {
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		c, err := controllerClient()
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		return run(cmd, c, args)
+	}
+	return cmd
+}
+
 // appAction makes cmd act on one app (-a, $PIER_APP or the git remote
 // named pier) through a controller client, which run gets open and
 // which is closed after it.

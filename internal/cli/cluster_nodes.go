@@ -33,7 +33,7 @@ func newHostsCmd() *cobra.Command {
 // maintenance, and wait until it is.
 func newHostDrainCmd() *cobra.Command {
 	var noWait bool
-	cmd := &cobra.Command{
+	cmd := clientAction(&cobra.Command{
 		Use:   "drain HOST",
 		Short: "Empty a host for maintenance: nothing new goes there, its service jobs move elsewhere",
 		Long: `Drain a host: schedulers place nothing new on it, and move its service jobs
@@ -42,70 +42,58 @@ scale asked for). pier waits until no job is left on the host (one-off jobs
 run to their end) unless --no-wait; interrupting the wait does not stop the
 drain. pier hosts undrain HOST makes the host usable again.`,
 		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := controllerClient()
+	}, func(cmd *cobra.Command, c *client.Controller, args []string) error {
+		id, ctx := args[0], cmd.Context()
+		if err := c.DrainHost(ctx, id); err != nil {
+			return err
+		}
+		fmt.Printf("Draining %s\n", id)
+		if noWait {
+			return nil
+		}
+		last := -1
+		for {
+			hosts, err := c.Hosts(ctx)
 			if err != nil {
 				return err
 			}
-			defer c.Close()
-			id, ctx := args[0], cmd.Context()
-			if err := c.DrainHost(ctx, id); err != nil {
-				return err
+			left := 0
+			for _, h := range hosts {
+				if h.ID == id {
+					left = h.Jobs
+				}
 			}
-			fmt.Printf("Draining %s\n", id)
-			if noWait {
+			if left == 0 {
+				fmt.Printf("%s is empty\n", id)
 				return nil
 			}
-			last := -1
-			for {
-				hosts, err := c.Hosts(ctx)
-				if err != nil {
-					return err
-				}
-				left := 0
-				for _, h := range hosts {
-					if h.ID == id {
-						left = h.Jobs
-					}
-				}
-				if left == 0 {
-					fmt.Printf("%s is empty\n", id)
-					return nil
-				}
-				if left != last {
-					fmt.Printf("%s left on %s\n", plural(left, "job", "jobs"), id)
-					last = left
-				}
-				select {
-				case <-ctx.Done():
-					return ctx.Err()
-				case <-time.After(time.Second):
-				}
+			if left != last {
+				fmt.Printf("%s left on %s\n", plural(left, "job", "jobs"), id)
+				last = left
 			}
-		},
-	}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(time.Second):
+			}
+		}
+	})
 	cmd.Flags().BoolVar(&noWait, "no-wait", false, "return once the drain has started")
 	return cmd
 }
 
 func newHostUndrainCmd() *cobra.Command {
-	return &cobra.Command{
+	return clientAction(&cobra.Command{
 		Use:   "undrain HOST",
 		Short: "End a host's drain: it takes jobs again",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := controllerClient()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			if err := c.UndrainHost(cmd.Context(), args[0]); err != nil {
-				return err
-			}
-			fmt.Printf("%s takes jobs again\n", args[0])
-			return nil
-		},
-	}
+	}, func(cmd *cobra.Command, c *client.Controller, args []string) error {
+		if err := c.UndrainHost(cmd.Context(), args[0]); err != nil {
+			return err
+		}
+		fmt.Printf("%s takes jobs again\n", args[0])
+		return nil
+	})
 }
 
 // newServersCmd is `pier servers`: every server answers the whole API.

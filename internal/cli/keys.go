@@ -47,23 +47,17 @@ func keysCommands() []*cobra.Command {
 		}
 	}
 	remove := func(use string) *cobra.Command {
-		return &cobra.Command{
+		return clientAction(&cobra.Command{
 			Use:   use + " FINGERPRINT|COMMENT",
 			Short: "Remove an SSH key",
 			Args:  cobra.ExactArgs(1),
-			RunE: func(cmd *cobra.Command, args []string) error {
-				c, err := controllerClient()
-				if err != nil {
-					return err
-				}
-				defer c.Close()
-				if err := c.RemoveSSHKey(cmd.Context(), args[0]); err != nil {
-					return err
-				}
-				fmt.Printf("Removed key %s\n", args[0])
-				return nil
-			},
-		}
+		}, func(cmd *cobra.Command, c *client.Controller, args []string) error {
+			if err := c.RemoveSSHKey(cmd.Context(), args[0]); err != nil {
+				return err
+			}
+			fmt.Printf("Removed key %s\n", args[0])
+			return nil
+		})
 	}
 	keys.AddCommand(add("add"), remove("remove"))
 	aliasAdd, aliasRemove := add("keys:add"), remove("keys:remove")
