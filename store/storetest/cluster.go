@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"path/filepath"
@@ -35,25 +36,44 @@ func NewCluster(t testing.TB, n int) *Cluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &Cluster{t: t, dir: dir, CA: ca, members: make([]*store.Member, n)}
+	// A free port is only free until someone else takes it (a job, an
+	// outgoing connection of another test): a member that finds its
+	// port taken makes the whole cluster start again, on new ports.
+	for attempt := 1; ; attempt++ {
+		c := &Cluster{t: t, dir: filepath.Join(dir, fmt.Sprint(attempt)), CA: ca, members: make([]*store.Member, n)}
+		err := c.startAll(n)
+		if err == nil {
+			t.Cleanup(c.Close)
+			return c
+		}
+		c.Close()
+		if attempt == 3 || !strings.Contains(err.Error(), "address already in use") {
+			t.Fatal(err)
+		}
+		t.Logf("storetest: %v; starting again on other ports", err)
+	}
+}
+
+// startAll configures n members on free ports and starts them.
+func (c *Cluster) startAll(n int) error {
 	var initial []string
 	for i := 0; i < n; i++ {
 		name := fmt.Sprintf("m%d", i)
-		credDir := filepath.Join(dir, name, "pki")
-		if err := ca.Issue(credDir, pki.Request{CommonName: name, Role: "server",
+		credDir := filepath.Join(c.dir, name, "pki")
+		if err := c.CA.Issue(credDir, pki.Request{CommonName: name, Role: "server",
 			DNSNames: []string{"localhost"}, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}}); err != nil {
-			t.Fatal(err)
+			return err
 		}
 		creds, err := pki.LoadCredentials(credDir)
 		if err != nil {
-			t.Fatal(err)
+			return err
 		}
 		mc := store.MemberConfig{
 			Name:      name,
-			DataDir:   filepath.Join(dir, name, "etcd"),
+			DataDir:   filepath.Join(c.dir, name, "etcd"),
 			Creds:     creds,
-			ClientURL: "https://" + freeAddr(t),
-			PeerURL:   "https://" + freeAddr(t),
+			ClientURL: "https://" + freeAddr(c.t),
+			PeerURL:   "https://" + freeAddr(c.t),
 		}
 		initial = append(initial, name+"="+mc.PeerURL)
 		c.configs = append(c.configs, mc)
@@ -61,7 +81,6 @@ func NewCluster(t testing.TB, n int) *Cluster {
 	for i := range c.configs {
 		c.configs[i].InitialCluster = strings.Join(initial, ",")
 	}
-	t.Cleanup(c.Close)
 	// Members of a new cluster wait for each other, so start them together.
 	var wg sync.WaitGroup
 	errs := make([]error, n)
@@ -73,12 +92,7 @@ func NewCluster(t testing.TB, n int) *Cluster {
 		}(i)
 	}
 	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	return c
+	return errors.Join(errs...)
 }
 
 func (c *Cluster) start(i int) error {
