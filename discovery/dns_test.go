@@ -45,6 +45,9 @@ func testDNS(t *testing.T, e *env) {
 		q := &querier{t: t, addr: srv.Addr(), client: &dns.Client{Net: net, Timeout: 2 * time.Second}}
 		t.Run(net, func(t *testing.T) {
 			q.t = t
+			// The view follows the store in order: once the last
+			// registration shows, every earlier one does.
+			q.eventually("api.app.pier.internal.", dns.TypeA, dns.RcodeSuccess, "10.0.1.1")
 			q.eventually("web.pier.internal.", dns.TypeA, dns.RcodeSuccess, "10.0.0.1", "10.0.0.2")
 			m := q.expect("WEB.Pier.Internal.", dns.TypeA, dns.RcodeSuccess, "10.0.0.1", "10.0.0.2")
 			if !m.Authoritative || m.Answer[0].Header().Ttl != 1 || m.Answer[0].Header().Name != "WEB.Pier.Internal." {
