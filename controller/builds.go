@@ -106,25 +106,18 @@ func (c *Controller) runBuild(ctx context.Context, app api.App, b api.Build, env
 	}
 	b.State = api.BuildRunning
 	c.updateBuild(ctx, b)
-	hc, err := c.hostClient(ctx, hostID)
+	// The output from its first line, also when the job has ended
+	// already: a fast build can be over before we get here.
+	followed := c.followJob(ctx, hostID, o.ID, out)
+	st, err := c.waitEnded(ctx, o.ID, 30*time.Second)
 	if err != nil {
 		return b, nil, err
 	}
-	err = hc.LogsFrom(ctx, o.ID, 0, true, func(l api.LogLine) error {
-		_, err := io.WriteString(out, l.Text+"\n")
-		return err
-	})
-	hc.Close()
-	if err != nil && ctx.Err() == nil {
-		// The build goes on without us watching; its end is in the store.
-		fmt.Fprintf(out, " !     cannot follow the build's output: %v\n", err)
-	}
-	job, err := c.waitEnded(ctx, app.Name, o.ID)
-	if err != nil {
-		return b, nil, err
-	}
-	if job.State != api.JobComplete {
-		return b, nil, fmt.Errorf("build failed: %s", jobFailure(job))
+	if st.State != api.JobComplete {
+		if !followed {
+			c.showJobTail(ctx, app.Name, o.ID, out)
+		}
+		return b, nil, fmt.Errorf("build failed: %s", jobFailure(st))
 	}
 	saved, _, err := store.Get[api.Build](ctx, c.Client, store.BuildsPrefix+b.ID)
 	if err != nil {
@@ -198,52 +191,6 @@ func cmpOr[T comparable](a, b T) T {
 		return a
 	}
 	return b
-}
-
-// waitEnded waits for a one-off job to end and returns it.
-func (c *Controller) waitEnded(ctx context.Context, app, id string) (api.AppJob, error) {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	for {
-		j, err := c.findJob(ctx, app, id)
-		if err == nil && j.State.Terminal() {
-			return j, nil
-		}
-		select {
-		case <-ctx.Done():
-			return j, fmt.Errorf("job %s did not report its end: %w", id, ctx.Err())
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-}
-
-// jobFailure says why a job did not complete.
-func jobFailure(j api.AppJob) string {
-	switch {
-	case j.Error != "":
-		return j.Error
-	case j.ExitCode != nil:
-		return fmt.Sprintf("exit status %d", *j.ExitCode)
-	}
-	return string(j.State)
-}
-
-// waitDeployment waits for a deployment to finish.
-func (c *Controller) waitDeployment(ctx context.Context, id string) (api.Deployment, error) {
-	for {
-		d, _, err := store.Get[api.Deployment](ctx, c.Client, store.DeploymentsPrefix+id)
-		if err != nil {
-			return d, err
-		}
-		if d.State.Done() {
-			return d, nil
-		}
-		select {
-		case <-ctx.Done():
-			return d, ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
 }
 
 // finishBuild records how a build ended, with its output.
@@ -386,15 +333,38 @@ func (b *boundedBuffer) Bytes() []byte {
 // usually there. Best effort: a job whose host is gone has no lines to
 // show.
 func (c *Controller) showFailedJob(ctx context.Context, d api.Deployment, out io.Writer) {
-	if d.FailedJob == "" {
-		return
+	if d.FailedJob != "" {
+		c.showJobTail(ctx, d.App, d.FailedJob, out)
 	}
-	lines, err := c.jobTail(ctx, d.App, d.FailedJob, 20)
+}
+
+// showJobTail writes the last lines of app's job id, if its host still
+// has them.
+func (c *Controller) showJobTail(ctx context.Context, app, id string, out io.Writer) {
+	lines, err := c.jobTail(ctx, app, id, 20)
 	if err != nil || len(lines) == 0 {
 		return
 	}
-	fmt.Fprintf(out, " !     The last lines of job %s:\n", d.FailedJob)
+	fmt.Fprintf(out, " !     The last lines of job %s:\n", id)
 	for _, l := range lines {
 		fmt.Fprintf(out, "       %s\n", l.Text)
 	}
+}
+
+// followJob copies a job's output to out from its first line until the
+// job ends, and reports whether it could.
+func (c *Controller) followJob(ctx context.Context, hostID, id string, out io.Writer) bool {
+	hc, err := c.hostClient(ctx, hostID)
+	if err == nil {
+		err = hc.LogsFrom(ctx, id, 0, true, func(l api.LogLine) error {
+			_, err := io.WriteString(out, l.Text+"\n")
+			return err
+		})
+		hc.Close()
+	}
+	if err != nil && ctx.Err() == nil {
+		// The job goes on without us watching; its end is in the store.
+		fmt.Fprintf(out, " !     cannot follow the output of job %s: %v\n", id, err)
+	}
+	return err == nil
 }

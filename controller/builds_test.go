@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -200,3 +201,76 @@ func TestBuildPipeline(t *testing.T) {
 }
 
 func ptr(s string) *string { return &s }
+
+// TestFastBuilds: builds that end before anyone could look, as a
+// Procfile-only app's does, are read for their result: each succeeds
+// with its output shown, and one that fails fast shows its own error,
+// not that its job "has ended".
+func TestFastBuilds(t *testing.T) {
+	e := newEnv(t)
+	c := ctx(t)
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: e.tc.Etcd.Credentials().Pool}}}
+	call := func(env map[string]string, method, path string, body string) {
+		req, _ := http.NewRequest(method, env[api.BuildEnvURL]+path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+env[api.BuildEnvToken])
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		resp.Body.Close()
+		if resp.StatusCode >= 300 {
+			t.Errorf("%s %s: %d", method, path, resp.StatusCode)
+		}
+	}
+	slug := string(sourceTar(t, map[string]string{"bin": "built"}))
+	e.host.Runtime.OnStart(func(spec runtime.Spec) {
+		if !strings.Contains(spec.ID, "-build-") {
+			return
+		}
+		env := map[string]string{}
+		for _, kv := range spec.Env {
+			k, v, _ := strings.Cut(kv, "=")
+			env[k] = v
+		}
+		if strings.HasPrefix(spec.ID, "broken-") {
+			e.host.Runtime.Write(spec.ID, "", " !     compile failed: fast and clear\n")
+			e.host.Runtime.Exit(spec.ID, 3)
+			return
+		}
+		call(env, "PUT", "/slug", slug)
+		call(env, "POST", "/result", `{"process_types":{"worker":"run-worker"}}`)
+		e.host.Runtime.Write(spec.ID, "-----> compiled in no time\n", "")
+		e.host.Runtime.Exit(spec.ID, 0)
+	})
+	build := func(app string) (string, api.BuildEvent, error) {
+		src := sourceTar(t, map[string]string{"Procfile": "worker: run-worker"})
+		var out strings.Builder
+		last, err := e.cli.Build(c, app, "upload", int64(len(src)), bytes.NewReader(src), func(ev api.BuildEvent) { out.WriteString(ev.Output) })
+		return out.String(), last, err
+	}
+	for i := range 6 {
+		app := fmt.Sprintf("fast%d", i)
+		if _, err := e.cli.CreateApp(c, api.CreateAppRequest{Name: app}); err != nil {
+			t.Fatal(err)
+		}
+		out, last, err := build(app)
+		if err != nil || last.Build == nil || last.Build.State != api.BuildSucceeded {
+			t.Fatalf("build %d of a fresh app: %v, %+v\n%s", i, err, last.Build, out)
+		}
+		if !strings.Contains(out, "compiled in no time") || !strings.Contains(out, "deployed") {
+			t.Fatalf("build %d output:\n%s", i, out)
+		}
+	}
+	if _, err := e.cli.CreateApp(c, api.CreateAppRequest{Name: "broken"}); err != nil {
+		t.Fatal(err)
+	}
+	out, _, err := build("broken")
+	if err == nil || !strings.Contains(err.Error(), "build failed: exit status 3") || !strings.Contains(out, "compile failed: fast and clear") {
+		t.Fatalf("a fast failing build: %v\n%s", err, out)
+	}
+	builds, err := e.cli.Builds(c, "broken")
+	if err != nil || len(builds) != 1 || builds[0].State != api.BuildFailed || !strings.Contains(builds[0].Error, "exit status 3") {
+		t.Fatalf("builds: %+v, %v", builds, err)
+	}
+}

@@ -243,6 +243,9 @@ func (c *Controller) attach(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if st, _, err := store.Get[api.JobStatus](ctx, c.Client, store.JobStatusPrefix+id); err == nil && st.State.Terminal() {
+		return conflict("job %s has ended (%s)", id, st.State)
+	}
 	hc, err := c.hostClient(ctx, hostID)
 	if err != nil {
 		return err
@@ -275,32 +278,4 @@ func (c *Controller) attach(w http.ResponseWriter, r *http.Request) error {
 	}
 	ac.Splice(conn, brw.Reader)
 	return nil
-}
-
-// waitPlaced waits until a job of app exists on a host and returns the
-// host: a one-off right after `run` is still waiting for the scheduler.
-func (c *Controller) waitPlaced(ctx context.Context, app, id string) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, c.AttachWait)
-	defer cancel()
-	for {
-		j, err := c.findJob(ctx, app, id)
-		if err != nil && ctx.Err() == nil {
-			return "", err
-		}
-		if err == nil && j.HostID != "" {
-			if j.State.Terminal() {
-				return "", conflict("job %s has ended (%s)", id, j.State)
-			}
-			return j.HostID, nil
-		}
-		select {
-		case <-ctx.Done():
-			why := ""
-			if j.Pending != "" {
-				why = ": " + j.Pending
-			}
-			return "", api.Errorf(api.ErrCodeUnavailable, "job %s was not placed on a host within %s%s", id, c.AttachWait, why)
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
 }

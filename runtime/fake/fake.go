@@ -34,6 +34,7 @@ type Runtime struct {
 	failNext  map[string]error
 	stubborn  map[string]bool
 	leftovers map[string]bool
+	onStart   func(runtime.Spec)
 }
 
 type job struct {
@@ -98,6 +99,7 @@ func (f *Runtime) Run(ctx context.Context, spec runtime.Spec, sio runtime.IO, st
 	}
 	f.jobs[spec.ID] = j
 	f.notify()
+	onStart := f.onStart
 	f.mu.Unlock()
 
 	ex := runtime.Exit{Started: f.Now()}
@@ -106,6 +108,9 @@ func (f *Runtime) Run(ctx context.Context, spec runtime.Spec, sio runtime.IO, st
 	}
 	if started != nil {
 		started(j.pid)
+	}
+	if onStart != nil {
+		onStart(spec)
 	}
 	stop := context.AfterFunc(ctx, func() { f.end(spec.ID, kill(syscall.SIGKILL)) })
 	defer stop()
@@ -211,6 +216,15 @@ func (f *Runtime) finish(id string, e runtime.Exit) error {
 		return fmt.Errorf("%w: %s", runtime.ErrNotFound, id)
 	}
 	return nil
+}
+
+// OnStart has fn called in every job's Run just after the job has
+// started, before Run waits for its end: fn may write its output and make
+// it exit at once, as a job that ends faster than anyone can look does.
+func (f *Runtime) OnStart(fn func(runtime.Spec)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.onStart = fn
 }
 
 // FailNext makes the next Run of id return err without starting.
