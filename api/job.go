@@ -80,6 +80,10 @@ type Job struct {
 	// Writable lets the job write to its root file system and /app (into
 	// layers of its own that vanish with it), as a build must.
 	Writable bool `json:"writable,omitempty"`
+	// Volumes are mounted read-write at their paths, made on first use
+	// and kept after the job (see VolumeSpec); the scheduler puts a job
+	// with volumes on the host that holds them.
+	Volumes []JobVolume `json:"volumes,omitempty"`
 
 	Desired   Desired   `json:"desired"`
 	CreatedAt time.Time `json:"created_at"`
@@ -184,6 +188,16 @@ func (j *Job) Validate() error {
 	}
 	if a := j.Artifact; a != nil && (a.URI == "" || len(a.SHA256) != 64) {
 		return fmt.Errorf("job %s: artifact needs a URI and a sha256", j.ID)
+	}
+	specs := make([]VolumeSpec, len(j.Volumes))
+	for i, v := range j.Volumes {
+		if !ValidID(v.ID) {
+			return fmt.Errorf("job %s: invalid volume id %q", j.ID, v.ID)
+		}
+		specs[i] = v.VolumeSpec
+	}
+	if err := validateVolumes(specs); err != nil {
+		return fmt.Errorf("job %s: %w", j.ID, err)
 	}
 	return nil
 }

@@ -73,6 +73,9 @@ type ProcessType struct {
 	// while the previous run still goes is skipped. Count, Omni, MaxPerHost
 	// and Restart do not apply.
 	Schedule string `json:"schedule,omitempty"`
+	// Volumes are the process type's volumes (see VolumeSpec): every job
+	// of it, in any release, mounts the same ones, on their host.
+	Volumes []VolumeSpec `json:"volumes,omitempty"`
 }
 
 // RestartPolicy returns the policy, RestartAlways when unset.
@@ -103,6 +106,19 @@ func (p *ProcessType) Validate(name string) error {
 			return fmt.Errorf("process type %s: a cron process type cannot be omni", name)
 		}
 		if _, err := cron.Parse(p.Schedule); err != nil {
+			return fmt.Errorf("process type %s: %w", name, err)
+		}
+	}
+	if len(p.Volumes) > 0 {
+		// An omni type would need one volume per host, a cron run a
+		// volume its ticks share: neither is a volume of the type yet.
+		switch {
+		case p.Omni:
+			return fmt.Errorf("process type %s: an omni process type cannot have volumes", name)
+		case p.Schedule != "":
+			return fmt.Errorf("process type %s: a cron process type cannot have volumes", name)
+		}
+		if err := validateVolumes(p.Volumes); err != nil {
 			return fmt.Errorf("process type %s: %w", name, err)
 		}
 	}

@@ -25,6 +25,8 @@ const (
 	BuildSecretsPrefix = "/pier/build-secrets/"      // <build>: the hash of the build job's token
 	SSHKeysPrefix      = "/pier/ssh-keys/"           // <key id>: public keys that may git push
 	HostDrainsPrefix   = "/pier/host-drains/"        // <host>: a host being emptied for maintenance
+	VolumesPrefix      = "/pier/volumes/"            // <volume>: spec, binding to a host, removal mark
+	VolumeStatusPrefix = "/pier/volume-status/"      // <volume>: observed state, by its host's agent
 	RouterStickyKey    = "/pier/router/sticky-key"   // signs sticky-session cookies, shared by every router
 	GitHostKey         = "/pier/gitreceive/host-key" // the git receivers' shared SSH host key (PEM)
 )
