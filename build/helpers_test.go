@@ -38,15 +38,6 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
-	if len(os.Args) > 2 && os.Args[1] == "init" {
-		// TestInit*: the slug runner's init, as PID 1 of a namespace.
-		code, err := runAsInit(os.Args[2:], os.Environ(), "/")
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		os.Exit(code)
-	}
 	os.Exit(m.Run())
 }
 

@@ -7,6 +7,7 @@ import (
 
 	"github.com/pierpaas/pier/api"
 	"github.com/pierpaas/pier/internal/procfile"
+	"github.com/pierpaas/pier/runtime/pid1"
 )
 
 // SlugDir is where a slug is mounted in its containers, and where it is
@@ -41,17 +42,19 @@ func SlugArgs(command string) []string {
 // RunSlug runs the Procfile command the way Heroku runs it: HOME=/app,
 // DYNO=<process type>.<job id> when the host agent said which,
 // .profile.d/*.sh and .profile sourced, then the command under bash in
-// /app. PORT and the PIER_* variables the host agent set are kept. As a
-// container's first process it stays as the command's init (init.go)
-// and exits as the command does; otherwise it replaces itself with the
-// command. It returns only on failure.
+// /app. PORT and the PIER_* variables the host agent set are kept. It
+// replaces itself with the command, unless it is a container's first
+// process: then it stays as the command's init (runtime/pid1) and exits
+// as the command does. It returns only on failure.
 func RunSlug(command string) error {
 	argv, env := slugExec(SlugDir, command, os.Environ())
 	if err := os.Chdir(SlugDir); err != nil {
 		return fmt.Errorf("slugrun: %w", err)
 	}
 	if os.Getpid() == 1 {
-		code, err := runAsInit(argv, env, SlugDir)
+		// Without pier init before it (see runtime/pid1), the runner is
+		// the init itself.
+		code, err := pid1.Run(argv, env, SlugDir, nil)
 		if err != nil {
 			return fmt.Errorf("slugrun: start %s: %w", argv[0], err)
 		}
