@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/pierpaas/pier/runtime/pid1"
 )
 
 // Runc runs each job as an OCI container with runc. See the package
@@ -137,6 +139,19 @@ func (r *Runc) Run(ctx context.Context, spec Spec, sio IO, started func(pid int)
 		c.finish(0)
 		return Exit{}, fmt.Errorf("runtime: wait for %s: %w", spec.ID, err)
 	}
+	if c.status != nil {
+		// How the command ended, from its init; nothing if the init was
+		// killed first (SIGKILL), when its own status is the job's.
+		cws, ok, err := pid1.ReadStatus(c.status)
+		c.status.Close()
+		if err != nil {
+			c.finish(5 * time.Second)
+			return Exit{}, fmt.Errorf("runtime: runc run %s: %w", spec.ID, err)
+		}
+		if ok {
+			ws = cws
+		}
+	}
 	e := exitFromStatus(ws)
 	ex.Code, ex.Signal = e.Code, e.Signal
 	ex.OOMKilled = r.oomKilled(spec.ID, ex)
@@ -151,17 +166,32 @@ func (r *Runc) Run(ctx context.Context, spec Spec, sio IO, started func(pid int)
 type startedContainer struct {
 	pid    int
 	finish func(timeout time.Duration) // waits for output, releases stdio
+	status *os.File                    // read end of the init's status pipe, with Spec.Init
 }
 
-func (r *Runc) start(ctx context.Context, spec Spec, dir string, sio IO) (*startedContainer, error) {
+func (r *Runc) start(ctx context.Context, spec Spec, dir string, sio IO) (_ *startedContainer, err error) {
 	pidFile := filepath.Join(dir, "pid")
 	args := []string{"run", "--detach", "--bundle", dir, "--pid-file", pidFile}
 	var (
-		stderr bytes.Buffer
-		st     *stdio
-		sock   *consoleSocket
-		err    error
+		stderr           bytes.Buffer
+		st               *stdio
+		sock             *consoleSocket
+		statusR, statusW *os.File
 	)
+	if spec.Init != "" {
+		// The init's status pipe goes in as the first descriptor after
+		// stdio (pid1.StatusFD); runc passes it on with --preserve-fds.
+		if statusR, statusW, err = os.Pipe(); err != nil {
+			return nil, fmt.Errorf("runtime: %w", err)
+		}
+		defer statusW.Close()
+		defer func() {
+			if err != nil {
+				statusR.Close()
+			}
+		}()
+		args = append(args, "--preserve-fds", "1")
+	}
 	if spec.TTY {
 		if sock, err = newConsoleSocket(); err != nil {
 			return nil, err
@@ -184,12 +214,18 @@ func (r *Runc) start(ctx context.Context, spec Spec, dir string, sio IO) (*start
 		cmd.Stdout, cmd.Stderr = &stderr, &stderr
 	}
 
+	if statusW != nil {
+		cmd.ExtraFiles = []*os.File{statusW}
+	}
 	var master chan consoleResult
 	if sock != nil {
 		master = make(chan consoleResult, 1)
 		go func() { f, err := sock.receive(); master <- consoleResult{f, err} }()
 	}
 	err = cmd.Run()
+	if statusW != nil {
+		statusW.Close() // the init holds it now, alone
+	}
 	if st != nil {
 		st.handedOver()
 	}
@@ -215,7 +251,7 @@ func (r *Runc) start(ctx context.Context, spec Spec, dir string, sio IO) (*start
 	if err != nil || pid <= 0 {
 		return nil, fmt.Errorf("runtime: runc run %s: bad pid file %q", spec.ID, b)
 	}
-	c := &startedContainer{pid: pid}
+	c := &startedContainer{pid: pid, status: statusR}
 	if st != nil {
 		c.finish = st.drain
 		return c, nil

@@ -5,6 +5,8 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/pierpaas/pier/runtime/pid1"
 )
 
 // capabilities is the whole capability set of a job: enough for a root
@@ -116,7 +118,7 @@ func (r *Runc) ociSpec(s Spec, p bundlePaths) *specs.Spec {
 			Terminal:    s.TTY,
 			ConsoleSize: consoleSize,
 			User:        specs.User{UID: uid, GID: gid},
-			Args:        s.Args,
+			Args:        s.processArgs(),
 			Env:         s.Env,
 			Cwd:         s.Dir,
 			Capabilities: &specs.LinuxCapabilities{
@@ -152,6 +154,15 @@ func (r *Runc) ociSpec(s Spec, p bundlePaths) *specs.Spec {
 			Seccomp:       seccompProfile(),
 		},
 	}
+}
+
+// processArgs is the argv of the job's first process: the command, or
+// pier's init running it and reporting on its status pipe.
+func (s Spec) processArgs() []string {
+	if s.Init == "" {
+		return s.Args
+	}
+	return pid1.Args(s.Init, pid1.StatusFD, s.Args)
 }
 
 // bind is a bind mount that never carries set-uid binaries or device nodes

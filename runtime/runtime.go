@@ -73,6 +73,15 @@ type RuncOptions struct {
 type Spec struct {
 	ID   string   // job id, [a-z0-9-]{1,64}; names the container, cgroup and state dir
 	Args []string // command and arguments, executed directly (no shell)
+	// Init is the path, inside the job, of pier's init (package pid1: the
+	// pier binary, bound in with Mounts). With it the job's first process
+	// is that init, which runs Args as its child, passes the stop signals
+	// on to the child's process group and reaps orphans, and the Exit is
+	// the command's as the init reports it, signal included. Without it an
+	// app that installs no SIGTERM handler ignores a stop's SIGTERM, as
+	// PID 1 of its namespace. Drivers that give jobs no PID namespace of
+	// their own (process, fake) need no init and ignore it.
+	Init string
 	Env  []string // KEY=VALUE; PATH, HOME (and TERM with a TTY) get defaults if absent
 	// Dir is the working directory inside the container; it defaults to
 	// /app when AppDir is set and to / otherwise.
@@ -199,6 +208,9 @@ func (s Spec) Validate() error {
 		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
 			return bad("env %q is not KEY=VALUE", kv)
 		}
+	}
+	if s.Init != "" && !path.IsAbs(s.Init) {
+		return bad("init %q is not absolute", s.Init)
 	}
 	if s.Dir != "" && !path.IsAbs(s.Dir) {
 		return bad("dir %q is not absolute", s.Dir)

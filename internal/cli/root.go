@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/pierpaas/pier/internal/daemon"
+	"github.com/pierpaas/pier/runtime/pid1"
 )
 
 // Version is set at build time with -ldflags "-X ...cli.Version=...".
@@ -20,6 +21,11 @@ var Version = "dev"
 
 // Main runs the command line and returns the process exit code.
 func Main(args []string) int {
+	if len(args) > 0 && args[0] == pid1.Command {
+		// Every container's first process, there for the job's whole
+		// life: no command tree, no signal context, nothing but the init.
+		return pid1.Main(args[1:])
+	}
 	root := newRoot()
 	root.SetArgs(args)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
