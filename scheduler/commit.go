@@ -208,17 +208,32 @@ func planUnits(p *Plan) ([]unit, error) {
 		if err != nil {
 			return nil, err
 		}
-		u := unit{f: f, guards: 1 + len(s.Guards), ops: 1}
+		u := unit{f: f, guards: 1 + len(s.Guards) + len(s.Volumes), ops: 1 + len(s.Volumes)}
+		volKeys := make([]string, len(s.Volumes))
+		for k, b := range s.Volumes {
+			if volKeys[k], err = store.Key(store.VolumesPrefix, b.Volume.ID); err != nil {
+				return nil, err
+			}
+		}
 		var oldKey string
 		if r := s.Replaces; r != nil {
 			if oldKey, err = store.Key(store.JobsPrefix, r.Job.HostID, r.Job.ID); err != nil {
 				return nil, err
 			}
-			u.guards, u.ops = u.guards+1, 2
+			u.guards, u.ops = u.guards+1, u.ops+1
 		}
 		u.add = func(tx *store.Tx) {
 			addGuards(tx, s.Guards)
 			tx.Create(key, &s.Job)
+			// The binding commits with the job, or neither does: a
+			// volume is never bound to a host no job went to.
+			for k, b := range s.Volumes {
+				if b.Rev == 0 {
+					tx.Create(volKeys[k], &b.Volume)
+				} else {
+					tx.Update(volKeys[k], &b.Volume, b.Rev)
+				}
+			}
 			if r := s.Replaces; r != nil {
 				tx.Update(oldKey, &r.Job, r.Rev)
 			}

@@ -26,6 +26,7 @@ type State struct {
 	OneOffs    []store.Item[api.OneOff]
 	OneOffStat []store.Item[api.OneOffStatus]
 	Drains     []store.Item[api.HostDrain]
+	Volumes    []store.Item[api.Volume]
 	// Revision is the store revision the state reflects; it seeds the plan.
 	Revision int64
 }
@@ -50,7 +51,7 @@ func Load(ctx context.Context, kv clientv3.KV, cfg Config) (Snapshot, error) {
 func LoadState(ctx context.Context, kv clientv3.KV) (State, error) {
 	prefixes := []string{store.HostsPrefix, store.JobsPrefix, store.JobStatusPrefix,
 		store.FormationsPrefix, store.ReleasesPrefix, FormationStatusPrefix, OneOffPrefix, OneOffStatusPrefix,
-		store.HostDrainsPrefix}
+		store.HostDrainsPrefix, store.VolumesPrefix}
 	ops := make([]clientv3.Op, len(prefixes))
 	for i, p := range prefixes {
 		ops[i] = clientv3.OpGet(p, clientv3.WithPrefix())
@@ -70,6 +71,7 @@ func LoadState(ctx context.Context, kv clientv3.KV) (State, error) {
 	st.OneOffs = decode[api.OneOff](r[6].GetResponseRange().Kvs)
 	st.OneOffStat = decode[api.OneOffStatus](r[7].GetResponseRange().Kvs)
 	st.Drains = decode[api.HostDrain](r[8].GetResponseRange().Kvs)
+	st.Volumes = decode[api.Volume](r[9].GetResponseRange().Kvs)
 	return st, nil
 }
 
@@ -125,6 +127,9 @@ func (st *State) Snapshot(now time.Time, cfg Config) Snapshot {
 			s.Draining = map[string]bool{}
 		}
 		s.Draining[it.Value.Host] = true
+	}
+	for _, it := range st.Volumes {
+		s.Volumes = append(s.Volumes, VolumeView{Volume: it.Value, Rev: it.ModRevision})
 	}
 	return s
 }

@@ -32,7 +32,11 @@ type Request struct {
 	Tags                      map[string]string
 	MaxPerHost                int
 	Omni                      bool
+	// Host, when set, is the only host the jobs may go to: the one that
+	// holds their volumes (see Pin).
+	Host string
 
+	hostReason string
 	tagKeys    []string // sorted, so the reason for a host is stable
 	tagReasons []string
 	maxReason  string
@@ -210,6 +214,11 @@ func (p *Placer) load(c Counts, d int32) {
 func (p *Placer) check(h *HostState, r *Request) (bool, string) {
 	if h.Draining {
 		return false, "being drained"
+	}
+	// Data outranks every policy: a pipeline without VolumeHost still
+	// keeps a job with its volumes.
+	if ok, why := (VolumeHost{}).Check(h, r, &p.g); !ok {
+		return false, why
 	}
 	for _, c := range p.pipe.Checkers {
 		if ok, why := c.Check(h, r, &p.g); !ok {

@@ -51,6 +51,8 @@ type Start struct {
 	// formation the plan does not list must have some: a custom
 	// scheduler guards its own state, or the host it read.
 	Guards []Guard
+	// Volumes are volume records bound to the job's host by this start.
+	Volumes []VolumeBind
 }
 
 // Stop is a job to write back with desired state shutdown, guarded by the
@@ -152,6 +154,7 @@ type planner struct {
 	touched   map[fkey]bool
 	pending   map[fkey][]api.Pending
 	eph       ephemeral
+	vols      map[string]*volState // by volume id; see vol
 	plan      Plan
 }
 

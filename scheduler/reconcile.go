@@ -291,6 +291,10 @@ func (pl *planner) place(g *group) {
 		}
 		return
 	}
+	if len(g.pt.Volumes) > 0 {
+		pl.placeWithVolumes(g, ready)
+		return
+	}
 	c := Counts{SameType: pl.typeHosts[tk], SameFormation: g.formHosts}
 	chosen, why := pl.placer.Place(g.req, c, len(ready), pl.rng.Uint64())
 	for k, i := range chosen {
@@ -316,7 +320,7 @@ func (pl *planner) start(g *group, sl slot, i int) {
 		ID: pl.newID(g), HostID: pl.placer.Hosts[i].Host.ID,
 		App: g.key.app, Release: g.key.release, ProcessType: g.key.ptype,
 		Args: pt.Args, Env: g.env, Artifact: rel.Artifact, Ports: pt.Ports,
-		Resources: pt.Resources, StopGrace: pt.StopGrace,
+		Resources: pt.Resources, StopGrace: pt.StopGrace, Volumes: pl.jobVolumes(g),
 		Desired: api.DesiredRunning, CreatedAt: pl.s.Now, Scheduler: pl.cfg.Name,
 	}
 	st := Start{Job: j}

@@ -36,6 +36,9 @@ type Snapshot struct {
 	// Draining are the hosts being emptied (api.HostDrain): nothing new
 	// is placed on them, and their service jobs move elsewhere.
 	Draining map[string]bool
+	// Volumes are the volume records: a job that declares a volume goes
+	// to the host the volume is bound to.
+	Volumes []VolumeView
 	// Now is the time of the decision: backoffs, garbage collection and
 	// new jobs' CreatedAt are reckoned from it.
 	Now time.Time
@@ -53,6 +56,13 @@ type JobView struct {
 	Rev       int64          // ModRevision of /pier/jobs/<host>/<job>
 	Status    *api.JobStatus // nil until reported
 	StatusRev int64          // ModRevision of /pier/job-status/<job>; 0 if absent
+}
+
+// VolumeView is a volume record and its key's ModRevision, which guards
+// binding it to a host.
+type VolumeView struct {
+	Volume api.Volume
+	Rev    int64
 }
 
 // FormationView is a formation and its key's ModRevision.

@@ -25,6 +25,7 @@ type Cluster struct {
 	Statuses   map[string]*scheduler.StatusView
 	OneOffs    map[string]*scheduler.OneOffView
 	Draining   map[string]bool // hosts being drained
+	Volumes    map[string]*scheduler.VolumeView
 	Config     scheduler.Config
 }
 
@@ -38,7 +39,19 @@ func New(now time.Time) *Cluster {
 		Releases:   map[string]api.Release{},
 		Statuses:   map[string]*scheduler.StatusView{},
 		OneOffs:    map[string]*scheduler.OneOffView{},
+		Volumes:    map[string]*scheduler.VolumeView{},
 	}
+}
+
+// PutVolume writes a volume record, as the controller (a removal mark)
+// or an operator would; a nil record with its id deletes it.
+func (c *Cluster) PutVolume(id string, v *api.Volume) {
+	if v == nil {
+		delete(c.Volumes, id)
+		c.next()
+		return
+	}
+	c.Volumes[id] = &scheduler.VolumeView{Volume: *v, Rev: c.next()}
 }
 
 func (c *Cluster) next() int64 { c.Rev++; return c.Rev }
@@ -103,6 +116,9 @@ func (c *Cluster) Snapshot(seed int64) scheduler.Snapshot {
 	for _, k := range slices.Sorted(maps.Keys(c.OneOffs)) {
 		s.OneOffs = append(s.OneOffs, *c.OneOffs[k])
 	}
+	for _, k := range slices.Sorted(maps.Keys(c.Volumes)) {
+		s.Volumes = append(s.Volumes, *c.Volumes[k])
+	}
 	return s
 }
 
@@ -134,8 +150,20 @@ func (c *Cluster) Apply(p scheduler.Plan, keep func() bool) error {
 				return err
 			}
 		}
+		for _, b := range s.Volumes {
+			have := int64(0)
+			if vv := c.Volumes[b.Volume.ID]; vv != nil {
+				have = vv.Rev
+			}
+			if have != b.Rev {
+				return fmt.Errorf("start %s: volume %s: revision %d, plan read %d", s.Job.ID, b.Volume.ID, have, b.Rev)
+			}
+		}
 		if !keep() {
 			continue
+		}
+		for _, b := range s.Volumes {
+			c.Volumes[b.Volume.ID] = &scheduler.VolumeView{Volume: b.Volume, Rev: rev}
 		}
 		c.Jobs[s.Job.ID] = &scheduler.JobView{Job: s.Job, Rev: rev}
 		if r := s.Replaces; r != nil {
