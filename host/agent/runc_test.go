@@ -49,6 +49,8 @@ func runcHost(t *testing.T, c *storetest.Cluster, id string) Config {
 	cfg := testHost(t, c, id)
 	cfg.Runtime = "runc"
 	cfg.Launcher = ExecLauncher{Binary: pierBinary(t)}
+	// Bound into every container: the init, the slug runner.
+	cfg.PierBinary = pierBinary(t)
 	// Whatever happens, leave no container, shim or mount behind.
 	t.Cleanup(func() { powerOff(cfg) })
 	return cfg
@@ -147,6 +149,52 @@ func TestOutOfMemoryReported(t *testing.T) {
 	st := waitStatus(t, c, "hog", func(s api.JobStatus) bool { return s.State.Terminal() })
 	if st.State != api.JobFailed || st.Error != "out of memory" {
 		t.Fatalf("status %+v", st)
+	}
+}
+
+// TestStopIsPrompt: a job whose command ignores SIGTERM as PID 1 stops
+// at once, well within its grace period, because pier init is its PID 1
+// and passes the SIGTERM on; an orphan it adopts is reaped; a job that
+// ends by itself keeps its exit code, and a signal that kills one is
+// reported.
+func TestStopIsPrompt(t *testing.T) {
+	c := storetest.NewCluster(t, 1)
+	cfg := runcHost(t, c, "h1")
+	startAgent(t, cfg)
+	for _, tc := range []struct{ id, cmd string }{
+		{"python", "exec python3 -m http.server $PORT"},
+		{"sleep", "sleep 1000"},
+	} {
+		job := api.Job{ID: tc.id, HostID: "h1", Ports: []api.Port{{Proto: "tcp"}}, Args: []string{"sh", "-c", tc.cmd}}
+		putJob(t, c, job)
+		waitStatus(t, c, tc.id, inState(api.JobRunning))
+		time.Sleep(500 * time.Millisecond) // python has bound its port
+		start := time.Now()
+		job.Desired, job.StopGrace = api.DesiredShutdown, api.Duration(10*time.Second)
+		putJob(t, c, job)
+		st := waitStatus(t, c, tc.id, inState(api.JobShutdown))
+		took := time.Since(start)
+		t.Logf("%s (sh -c %q) stopped in %v (grace 10s): signal %q, exit code %v", tc.id, tc.cmd, took.Round(time.Millisecond), st.Signal, *st.ExitCode)
+		if took > 5*time.Second {
+			t.Errorf("%s took %v to stop: it waited out the grace period", tc.id, took)
+		}
+		if st.Signal != "SIGTERM" {
+			t.Errorf("%s: status %+v, want killed by SIGTERM", tc.id, st)
+		}
+	}
+
+	// The command is not PID 1, and the orphan it leaves is reaped before
+	// the command ends with its own exit code.
+	putJob(t, c, api.Job{ID: "orphans", HostID: "h1", Args: []string{"sh", "-c",
+		`test $$ != 1 || exit 9; (sleep 0.2 &); sleep 1; for f in /proc/[0-9]*/stat; do read -r l < "$f"; case "$l" in *") Z "*) exit 8;; esac; done; exit 7`}})
+	st := waitStatus(t, c, "orphans", func(s api.JobStatus) bool { return s.State.Terminal() })
+	if st.ExitCode == nil || *st.ExitCode != 7 || st.Signal != "" || st.Error != "exit status 7" {
+		t.Errorf("status %+v, want exit status 7 (8: a zombie was left; 9: the command was PID 1)", st)
+	}
+	putJob(t, c, api.Job{ID: "killed", HostID: "h1", Args: []string{"sh", "-c", "kill -TERM $$"}})
+	st = waitStatus(t, c, "killed", func(s api.JobStatus) bool { return s.State.Terminal() })
+	if st.Signal != "SIGTERM" || st.Error != "killed by SIGTERM" {
+		t.Errorf("status %+v, want killed by SIGTERM", st)
 	}
 }
 

@@ -136,8 +136,10 @@ func (w *worker) launch(ctx context.Context) error {
 		PIDs: job.Resources.PIDs, DiskMB: job.Resources.DiskMB,
 	}}
 	if a.cfg.PierBinary != "" {
-		// The builder and the slug runner are subcommands of pier.
+		// The builder and the slug runner are subcommands of pier, and so
+		// is every job's init (runtime/pid1), which gets the stop signals.
 		spec.Mounts = append(spec.Mounts, runtime.Mount{Source: a.cfg.PierBinary, Destination: api.PierBinary, ReadOnly: true})
+		spec.Init = api.PierBinary
 	}
 	if job.Artifact != nil {
 		dir, err := a.fetchArtifact(ctx, job.Artifact)

@@ -60,7 +60,7 @@ func startRuncAgent(t *testing.T) (addr, dataDir string) {
 	cfg := agent.Config{
 		ID: "h1", DataDir: dataDir, ShimSocketDir: sockDir, LeaseTTL: 2 * time.Second,
 		PortLow: 42000, PortHigh: 42999, APIPort: testutil.FreePort(t), Runtime: "runc",
-		Launcher: agent.ExecLauncher{Binary: pierBin}, Version: "test", Log: log,
+		Launcher: agent.ExecLauncher{Binary: pierBin}, PierBinary: pierBin, Version: "test", Log: log,
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
