@@ -15,6 +15,7 @@ import (
 	"github.com/pierpaas/pier/api"
 	"github.com/pierpaas/pier/discovery"
 	"github.com/pierpaas/pier/host/artifact"
+	"github.com/pierpaas/pier/host/volume"
 	"github.com/pierpaas/pier/internal/daemon"
 	"github.com/pierpaas/pier/internal/join"
 	"github.com/pierpaas/pier/internal/pki"
@@ -33,7 +34,11 @@ type Agent struct {
 	artifacts *artifact.Cache
 	jobs      *store.Cache[api.Job]
 	services  *services
-	startedAt time.Time
+	// volumes are this host's volumes; volumeRecs the cluster's volume
+	// records, for the removal marks of this host's (volumes.go).
+	volumes    *volume.Manager
+	volumeRecs *store.Cache[api.Volume]
+	startedAt  time.Time
 
 	// Health and Metrics back the API's /readyz and /metrics (httpapi.go).
 	Health  *daemon.Health
@@ -104,8 +109,14 @@ func Start(ctx context.Context, cfg Config) (_ *Agent, err error) {
 	}
 	a.jobs = store.NewCache[api.Job](a.Client, prefix)
 
+	a.volumes = &volume.Manager{Dir: cfg.volumesDir()}
+	a.volumeRecs = store.NewCache[api.Volume](a.Client, store.VolumesPrefix)
+
 	runCtx, cancel := context.WithCancel(context.Background())
 	a.stop = cancel
+	// Before adoption: a job relaunched after a reboot must find its
+	// volumes mounted.
+	a.mountVolumes()
 	if err := a.adopt(runCtx); err != nil {
 		return nil, err
 	}
@@ -123,6 +134,8 @@ func Start(ctx context.Context, cfg Config) (_ *Agent, err error) {
 		return nil, ctx.Err()
 	}
 	a.goRun(func() { a.reconcileLoop(runCtx) })
+	a.goRun(func() { a.volumeRecs.Run(runCtx) })
+	a.goRun(func() { a.volumeLoop(runCtx) })
 	if err := a.startAPI(); err != nil {
 		return nil, err
 	}

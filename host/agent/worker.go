@@ -148,6 +148,13 @@ func (w *worker) launch(ctx context.Context) error {
 		}
 		spec.AppDir = dir
 	}
+	for _, v := range job.Volumes {
+		mnt, err := a.ensureVolume(ctx, v)
+		if err != nil {
+			return fmt.Errorf("volume %s: %w", v.Name, err)
+		}
+		spec.Mounts = append(spec.Mounts, runtime.Mount{Source: mnt, Destination: v.Path})
+	}
 	if len(job.Ports) > 0 {
 		ps, err := a.ports.allocate(len(job.Ports))
 		if err != nil {
