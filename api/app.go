@@ -17,9 +17,14 @@ type App struct {
 	Strategy DeployStrategy    `json:"strategy"`
 	// LatestVersion is the highest release number handed out: versions are
 	// never reused, even when a release is garbage collected.
-	LatestVersion int       `json:"latest_version"`
-	CreatedAt     time.Time `json:"created_at"`
-	UpdatedAt     time.Time `json:"updated_at"`
+	LatestVersion int `json:"latest_version"`
+	// Maintenance makes the routers answer every HTTP request to the
+	// app's domains with 503 and a short page, without reaching its
+	// jobs (pier maintenance:on), as Heroku's maintenance mode does. The
+	// jobs keep running.
+	Maintenance bool      `json:"maintenance,omitempty"`
+	CreatedAt   time.Time `json:"created_at"`
+	UpdatedAt   time.Time `json:"updated_at"`
 	// URL is where the app's web process answers through the router. The
 	// controller fills it in on reads; it is never stored.
 	URL string `json:"url,omitempty"`

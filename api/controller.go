@@ -12,6 +12,8 @@ import "time"
 //	GET    /v1/apps/{app}                        App
 //	PATCH  /v1/apps/{app}                        UpdateAppRequest → App
 //	DELETE /v1/apps/{app}                        (204)
+//	POST   /v1/apps/{app}/rename                 RenameAppRequest → App
+//	POST   /v1/apps/{app}/restart                RestartRequest → RestartResult (202)
 //	GET    /v1/apps/{app}/releases               []Release, newest first
 //	POST   /v1/apps/{app}/releases               CreateReleaseRequest → ReleaseResult (201)
 //	GET    /v1/apps/{app}/releases/{version}     Release ("v3", "3" or its id)
@@ -52,10 +54,33 @@ type CreateAppRequest struct {
 }
 
 // UpdateAppRequest changes an app: Meta entries are merged (an empty
-// value removes one), a Strategy replaces the old one.
+// value removes one), a Strategy replaces the old one, Maintenance (when
+// set) switches maintenance mode on or off.
 type UpdateAppRequest struct {
-	Meta     map[string]string `json:"meta,omitempty"`
-	Strategy *DeployStrategy   `json:"strategy,omitempty"`
+	Meta        map[string]string `json:"meta,omitempty"`
+	Strategy    *DeployStrategy   `json:"strategy,omitempty"`
+	Maintenance *bool             `json:"maintenance,omitempty"`
+}
+
+// RenameAppRequest gives an app a new name (POST /v1/apps/{app}/rename).
+type RenameAppRequest struct {
+	Name string `json:"name"`
+}
+
+// RestartRequest replaces an app's jobs one at a time, each new job
+// running (and healthy, if it has a health check) before the one it
+// replaces stops (POST /v1/apps/{app}/restart). Empty, every service job
+// of the current release; ProcessType, only that type's; Job, only that
+// job.
+type RestartRequest struct {
+	ProcessType string `json:"process_type,omitempty"`
+	Job         string `json:"job,omitempty"`
+}
+
+// RestartResult lists the jobs a restart replaces.
+type RestartResult struct {
+	App  string   `json:"app"`
+	Jobs []string `json:"jobs"`
 }
 
 // CreateReleaseRequest stores a new release of an app and deploys it.

@@ -22,7 +22,13 @@ type Formation struct {
 	// an omni process type any count > 0 means one job on every eligible
 	// host.
 	Processes map[string]int `json:"processes"`
-	UpdatedAt time.Time      `json:"updated_at"`
+	// Restart lists jobs of the formation to replace one at a time (pier
+	// restart): the scheduler starts a new job for the oldest listed one
+	// still running, and stops that one once the new one runs and is
+	// healthy, as it does for a job on a drained host. Ids of jobs that
+	// ended are ignored, and dropped by the controller's next restart.
+	Restart   []string  `json:"restart,omitempty"`
+	UpdatedAt time.Time `json:"updated_at"`
 }
 
 // Validate checks a formation before it is stored.

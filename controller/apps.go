@@ -42,7 +42,7 @@ func (c *Controller) listApps(w http.ResponseWriter, r *http.Request) error {
 	}
 	apps := make([]api.App, 0, len(items))
 	for _, it := range items {
-		apps = append(apps, c.withURL(it.Value))
+		apps = append(apps, c.withURL(r.Context(), it.Value))
 	}
 	sort.Slice(apps, func(i, j int) bool { return apps[i].Name < apps[j].Name })
 	writeJSON(w, http.StatusOK, apps)
@@ -54,17 +54,33 @@ func (c *Controller) getApp(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, c.withURL(app))
+	writeJSON(w, http.StatusOK, c.withURL(r.Context(), app))
 	return nil
 }
 
-// withURL fills in where the app answers, once it has a web process type.
-func (c *Controller) withURL(app api.App) api.App {
-	if c.AppURL != "" && app.Release != "" {
-		app.URL = strings.ReplaceAll(c.AppURL, "{app}", app.Name)
+// withURL fills in where the app answers: only once its current release
+// has a web process type scaled above zero, so that "is live at URL" is
+// never said of an app nothing serves. A failed read leaves it out.
+func (c *Controller) withURL(ctx context.Context, app api.App) api.App {
+	if c.AppURL == "" || app.Release == "" {
+		return app
 	}
+	rel, err := c.release(ctx, app.Name, app.Release)
+	if err != nil {
+		return app
+	}
+	if _, ok := rel.Processes[webProcess]; !ok {
+		return app
+	}
+	if counts, _, _, err := c.formationOf(ctx, app); err != nil || counts[webProcess] <= 0 {
+		return app
+	}
+	app.URL = strings.ReplaceAll(c.AppURL, "{app}", app.Name)
 	return app
 }
+
+// webProcess is the process type the routers give the app's domain.
+const webProcess = "web"
 
 func (c *Controller) createApp(w http.ResponseWriter, r *http.Request) error {
 	var req api.CreateAppRequest
@@ -86,7 +102,7 @@ func (c *Controller) createApp(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	c.Log.Info("app created", "app", app.Name)
-	writeJSON(w, http.StatusCreated, c.withURL(app))
+	writeJSON(w, http.StatusCreated, c.withURL(r.Context(), app))
 	return nil
 }
 
@@ -96,12 +112,18 @@ func (c *Controller) updateApp(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	app, err := c.updateAppWith(r.Context(), r.PathValue("app"), func(app *api.App) error {
+		if req.Maintenance != nil {
+			app.Maintenance = *req.Maintenance
+		}
 		return applyAppChanges(app, req.Meta, req.Strategy)
 	})
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, c.withURL(app))
+	if req.Maintenance != nil {
+		c.Log.Info("maintenance mode", "app", app.Name, "on", app.Maintenance)
+	}
+	writeJSON(w, http.StatusOK, c.withURL(r.Context(), app))
 	return nil
 }
 

@@ -122,6 +122,11 @@ func (c *Controller) Register(mux *http.ServeMux) {
 // error answers.
 func (c *Controller) wrap(h handlerFunc) http.Handler {
 	return c.withRequestID(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	// And so does any other path the server has no handler for: an
+	// unauthenticated request learns nothing but 401, whatever it asks.
+	mux.Handle("/", c.wrap(func(w http.ResponseWriter, r *http.Request) error {
+		return notFound("no such endpoint: %s %s", r.Method, r.URL.Path)
+	}))
 		if err := c.authenticate(r); err != nil {
 			writeError(w, r, c.Log, err)
 			return

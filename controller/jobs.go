@@ -201,6 +201,10 @@ func (c *Controller) run(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if app.Release == "" {
+		// Nothing to run the command with: no slug, no config.
+		return invalid("app %s has no release yet: deploy it first (pier deploy, or git push pier main)", app.Name)
+	}
 	if len(req.Args) == 0 {
 		return invalid("nothing to run: give a command")
 	}

@@ -21,6 +21,8 @@ func (c *Controller) routes() []route {
 		{"GET /v1/apps/{app}", c.getApp, "Show an app", nil, api.App{}, 200},
 		{"PATCH /v1/apps/{app}", c.updateApp, "Change an app's meta or deploy strategy", api.UpdateAppRequest{}, api.App{}, 200},
 		{"DELETE /v1/apps/{app}", c.deleteApp, "Delete an app, its jobs, releases, formations and routes", nil, nil, 204},
+		{"POST /v1/apps/{app}/rename", c.renameApp, "Rename an app: its releases, formations, routes and history move to the new name", api.RenameAppRequest{}, api.App{}, 200},
+		{"POST /v1/apps/{app}/restart", c.restart, "Replace the app's jobs (of a process type, or one job) one at a time, each new one healthy before the old one stops", api.RestartRequest{}, api.RestartResult{}, 202},
 		{"GET /v1/apps/{app}/releases", c.listReleases, "List releases, newest first", nil, []api.Release{}, 200},
 		{"POST /v1/apps/{app}/releases", c.createRelease, "Create a release and deploy it", api.CreateReleaseRequest{}, api.ReleaseResult{}, 201},
 		{"GET /v1/apps/{app}/releases/{version}", c.getRelease, "Show a release (v3, 3 or its id)", nil, api.Release{}, 200},

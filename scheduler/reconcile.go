@@ -29,7 +29,15 @@ func (pl *planner) reconcile(g *group) {
 		}
 	}
 	g.live = live
-	defer pl.leaveDrained(g, leaving)
+	why := "host being drained"
+	if len(leaving) == 0 {
+		// A restart moves one listed job at a time the same way.
+		if i := pl.restarting(g, g.live); i >= 0 {
+			leaving, why = append(leaving, g.live[i]), "restarted"
+			g.live = slices.Delete(g.live, i, i+1)
+		}
+	}
+	defer pl.leaveDrained(g, leaving, why)
 	var done, cands []*JobView
 	for _, jv := range g.ended {
 		if pl.restartable(g, jv) {
@@ -90,20 +98,20 @@ func (pl *planner) draining(jv *JobView) bool {
 // group's other running jobs make up for them: never below the desired
 // number while replacements start, all of them once they run. The rest
 // stay, and count for spreading, until a later pass.
-func (pl *planner) leaveDrained(g *group, leaving []*JobView) {
+func (pl *planner) leaveDrained(g *group, leaving []*JobView, why string) {
 	if len(leaving) == 0 {
 		return
 	}
 	running := 0
 	for _, jv := range g.live {
-		if st := jv.Status; st != nil && st.State == api.JobRunning && (st.Healthy == nil || *st.Healthy) {
+		if serving(jv) {
 			running++
 		}
 	}
 	n := min(max(running+len(leaving)-g.desired, 0), len(leaving))
 	slices.SortFunc(leaving, stopFirst)
 	for _, jv := range leaving[:n] {
-		pl.stop(jv, "host being drained")
+		pl.stop(jv, why)
 	}
 	pl.keep(g, leaving[n:])
 }
