@@ -192,9 +192,15 @@ func (hc *h1Conn) serveRequest(n int) int {
 	if hc.s.acme && strings.HasPrefix(req.path, challengePathPrefix) {
 		return h1Handoff
 	}
-	route, ok := p.table.Load().Lookup(string(req.host), req.path)
+	table := p.table.Load()
+	route, ok := table.Lookup(string(req.host), req.path)
 	if ok && ((route.Sticky && !route.LeaderOnly) || route.RedirectHTTPS) {
 		return h1Handoff // cookies and redirects: rarer, and net/http's
+	}
+	if ok {
+		if hold, _ := table.Held(route); hold != 0 {
+			return h1Handoff // maintenance pages too
+		}
 	}
 
 	st := &hc.st

@@ -233,7 +233,8 @@ func (p *Proxy) ServeHTTP(w nethttp.ResponseWriter, r *nethttp.Request) {
 	if host == "" {
 		host = r.URL.Host
 	}
-	route, ok := p.table.Load().Lookup(host, r.URL.Path)
+	table := p.table.Load()
+	route, ok := table.Lookup(host, r.URL.Path)
 	if p.alog != nil || p.metrics != nil {
 		// Deferred, so a request that ReverseProxy aborts with a panic
 		// (a backend dying mid-body) is counted and logged too.
@@ -254,6 +255,10 @@ func (p *Proxy) ServeHTTP(w nethttp.ResponseWriter, r *nethttp.Request) {
 	st.route = route
 	if route.RedirectHTTPS && r.TLS == nil {
 		p.redirectHTTPS(w, r)
+		return
+	}
+	if hold, app := table.Held(route); hold != 0 {
+		holdPage(w, r, hold, app)
 		return
 	}
 	if p.direct(r) {

@@ -211,7 +211,21 @@ func (s *syncer) rebuild() {
 		it, ok := s.releases.Get(store.ReleasesPrefix + id)
 		return it.Value, ok
 	}, s.web)
-	t, errs := NewTable(MergeRoutes(stored, s.web, s.domain))
+	// An app not deployed yet gets its automatic route too, held: its
+	// domain answers 503 "not deployed yet" rather than 404 "no route".
+	holds := AppHolds(apps)
+	routed, cloned := s.web, false
+	for app, h := range holds {
+		if h == HoldNotDeployed && !routed[app] {
+			if !cloned { // s.web is the next rebuild's prev: keep it as it is
+				routed, cloned = make(map[string]bool, len(s.web)+1), true
+				maps.Copy(routed, s.web)
+			}
+			routed[app] = true
+		}
+	}
+	t, errs := NewTable(MergeRoutes(stored, routed, s.domain))
+	t = t.WithHolds(holds)
 	s.set(t)
 
 	// Say why a route is left out once, not on every rebuild.

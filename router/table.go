@@ -39,7 +39,8 @@ type Table struct {
 	wild   map[string]*hostRoutes // "*.example.com" under "example.com"
 	tcp    map[int]*api.Route
 	byID   map[string]*api.Route
-	routes []*api.Route // by ID
+	routes []*api.Route        // by ID
+	held   map[*api.Route]held // see WithHolds
 }
 
 // hostRoutes are the http routes of one domain, longest path first.
