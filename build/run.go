@@ -66,6 +66,14 @@ func RunSlug(command string) error {
 	return nil
 }
 
+// SlugCommand is what RunSlug runs for command, and where: pier init
+// runs it itself when a job's command is the slug runner, sparing the
+// job a second start of the pier binary.
+func SlugCommand(command string) (argv, env []string, dir string) {
+	argv, env = slugExec(SlugDir, command, os.Environ())
+	return argv, env, SlugDir
+}
+
 // slugExec returns the argv and environment RunSlug execs, for an app in
 // appDir; tests run them with a copy of the app elsewhere.
 func slugExec(appDir, command string, environ []string) (argv, env []string) {

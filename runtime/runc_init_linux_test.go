@@ -16,8 +16,8 @@ import (
 // TestMain lets the test binary stand in for `pier init` inside
 // containers: bound in at testInit and run as "testInit init ...".
 func TestMain(m *testing.M) {
-	if len(os.Args) > 1 && os.Args[1] == pid1.Command {
-		os.Exit(pid1.Main(os.Args[2:]))
+	if len(os.Args) > 1 && os.Args[1] == pid1.Subcommand {
+		os.Exit(pid1.Main(os.Args[2:], nil))
 	}
 	os.Exit(m.Run())
 }

@@ -9,7 +9,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/pierpaas/pier/api"
 	"github.com/pierpaas/pier/build"
+	"github.com/pierpaas/pier/runtime/pid1"
 )
 
 // The commands in this file run inside containers, from the pier binary
@@ -53,6 +55,18 @@ with spaces into one command.`,
 			return build.RunSlug(strings.Join(args, " "))
 		},
 	}
+}
+
+// slugInitCommand lets pier init (runtime/pid1), the first process of
+// every container, run a slug runner's command itself: for `pier slugrun
+// -- COMMAND` it runs what the slug runner would exec, so that the pier
+// binary, whose start is not free, starts once per job rather than twice.
+func slugInitCommand(argv []string) (pid1.Command, bool) {
+	if len(argv) < 4 || (argv[0] != api.PierBinary && argv[0] != os.Args[0]) || argv[1] != "slugrun" || argv[2] != "--" {
+		return pid1.Command{}, false
+	}
+	args, env, dir := build.SlugCommand(strings.Join(argv[3:], " "))
+	return pid1.Command{Args: args, Env: env, Dir: dir}, true
 }
 
 func newServeStaticCmd() *cobra.Command {

@@ -21,10 +21,10 @@ var Version = "dev"
 
 // Main runs the command line and returns the process exit code.
 func Main(args []string) int {
-	if len(args) > 0 && args[0] == pid1.Command {
+	if len(args) > 0 && args[0] == pid1.Subcommand {
 		// Every container's first process, there for the job's whole
 		// life: no command tree, no signal context, nothing but the init.
-		return pid1.Main(args[1:])
+		return pid1.Main(args[1:], slugInitCommand)
 	}
 	root := newRoot()
 	root.SetArgs(args)

@@ -15,8 +15,8 @@ import (
 	"golang.org/x/term"
 )
 
-// Command is the subcommand of the pier binary that runs Main.
-const Command = "init"
+// Subcommand is the pier subcommand that runs Main.
+const Subcommand = "init"
 
 // StatusFD is the descriptor on which a runtime hands the init its status
 // pipe: the first one after stdio.
@@ -25,18 +25,27 @@ const StatusFD = 3
 // Args is the argv that runs args under the init at binary, reporting on
 // statusFD when it is not negative.
 func Args(binary string, statusFD int, args []string) []string {
-	out := []string{binary, Command}
+	out := []string{binary, Subcommand}
 	if statusFD >= 0 {
 		out = append(out, "--status-fd="+strconv.Itoa(statusFD))
 	}
 	return append(append(out, "--"), args...)
 }
 
+// Command is what the init runs.
+type Command struct {
+	Args []string
+	Env  []string
+	Dir  string
+}
+
 // Main is `pier init [--status-fd=N] -- COMMAND [ARG...]`; it returns the
 // exit code to leave with. It parses its arguments by hand: it runs before
 // everything else in every container, so it starts nothing it does not
-// need.
-func Main(args []string) int {
+// need. resolve, if not nil, may say what to run for a command line in
+// its stead, in the init's environment and directory otherwise (the slug
+// runner's command, so that the pier binary does not start twice).
+func Main(args []string, resolve func(argv []string) (Command, bool)) int {
 	statusFD := -1
 	for len(args) > 0 && args[0] != "--" {
 		v, ok := strings.CutPrefix(args[0], "--status-fd=")
@@ -59,11 +68,17 @@ func Main(args []string) int {
 		syscall.CloseOnExec(statusFD)
 		status = os.NewFile(uintptr(statusFD), "status")
 	}
-	dir, err := os.Getwd()
-	if err != nil {
-		dir = "/"
+	cmd, ok := Command{}, false
+	if resolve != nil {
+		cmd, ok = resolve(args[1:])
 	}
-	code, err := Run(args[1:], os.Environ(), dir, status)
+	if !ok {
+		cmd = Command{Args: args[1:], Env: os.Environ()}
+		if dir, err := os.Getwd(); err == nil {
+			cmd.Dir = dir
+		}
+	}
+	code, err := Run(cmd.Args, cmd.Env, cmd.Dir, status)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "pier init: %v\n", err)
 		return 127

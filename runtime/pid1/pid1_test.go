@@ -14,8 +14,8 @@ import (
 // TestMain lets the test binary stand in for `pier init`: run as
 // "<test binary> init ARGS", it is the init.
 func TestMain(m *testing.M) {
-	if len(os.Args) > 1 && os.Args[1] == Command {
-		os.Exit(Main(os.Args[2:]))
+	if len(os.Args) > 1 && os.Args[1] == Subcommand {
+		os.Exit(Main(os.Args[2:], nil))
 	}
 	os.Exit(m.Run())
 }
@@ -172,7 +172,7 @@ func TestInitStatusNotInherited(t *testing.T) {
 
 func TestMainUsage(t *testing.T) {
 	for _, args := range [][]string{nil, {"--"}, {"--status-fd=x", "--", "true"}, {"--bogus", "--", "true"}} {
-		if code := Main(args); code != 2 {
+		if code := Main(args, nil); code != 2 {
 			t.Errorf("Main(%q) = %d, want 2", args, code)
 		}
 	}
