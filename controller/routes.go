@@ -51,6 +51,8 @@ func (c *Controller) routes() []route {
 		{"GET /v1/hosts", c.listHosts, "List the live hosts with what their jobs reserve of them", nil, []api.HostInfo{}, 200},
 		{"PUT /v1/hosts/{id}/drain", c.drainHost, "Drain a host for maintenance: nothing new goes there, and its service jobs move elsewhere", nil, nil, 204},
 		{"DELETE /v1/hosts/{id}/drain", c.undrainHost, "End a host's drain: it takes jobs again", nil, nil, 204},
+		{"GET /v1/volumes", c.listVolumes, "List the volumes (?app=: of one app) with their hosts, states and the jobs that use them", nil, []api.VolumeInfo{}, 200},
+		{"DELETE /v1/volumes/{id}", c.deleteVolume, "Remove a volume and its data (409 while a job that has not ended uses it)", nil, api.VolumeInfo{}, 200},
 		{"GET /v1/servers", c.listServers, "List the cluster's servers (each answers the whole API)", nil, []api.Server{}, 200},
 		{"GET /v1/git", c.gitInfo, "Where to git push: the SSH receiver's address and host key", nil, api.GitInfo{}, 200},
 		{"GET /v1/ssh-keys", c.listSSHKeys, "List the SSH keys that may git push", nil, []api.SSHKey{}, 200},

@@ -223,7 +223,10 @@ func (m *Manager) Remove(id string) error {
 			return fmt.Errorf("volume %s: %w", id, err)
 		}
 	}
-	return syncDir(m.Dir)
+	if err := syncDir(m.Dir); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
 }
 
 // MountAll mounts every volume here that is not mounted.

@@ -98,6 +98,9 @@ func TestVolumeLifecycle(t *testing.T) {
 	if err := m.Remove("data-1"); err != nil {
 		t.Errorf("second remove: %v", err)
 	}
+	if err := (&Manager{Dir: filepath.Join(t.TempDir(), "none")}).Remove("data-1"); err != nil {
+		t.Errorf("remove on a host that never had volumes: %v", err)
+	}
 	if _, err := m.Ensure("../x", 1, 0, 0); !errors.Is(err, ErrBadID) {
 		t.Errorf("bad id: %v", err)
 	}
