@@ -65,6 +65,7 @@ func newRoot() *cobra.Command {
 	root.AddCommand(routeCommands()...)
 	root.AddCommand(keysCommands()...)
 	root.AddCommand(buildsCommands()...)
+	root.AddCommand(volumesCommands()...)
 	root.AddCommand(newLogsCmd(), newDrainsCmd())
 	root.AddCommand(drainsColonAliases()...)
 	root.AddCommand(newGitRemoteCmd(), newGitCredentialCmd(), newGitHookCmd())
