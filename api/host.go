@@ -15,6 +15,9 @@ type Host struct {
 	Version   string    `json:"version"`
 	Runtime   string    `json:"runtime"`
 	StartedAt time.Time `json:"started_at"`
+	// DiskPressure, when set, says why the host's data disk is low on
+	// space; it then takes no new jobs.
+	DiskPressure string `json:"disk_pressure,omitempty"`
 }
 
 // ServersService is the discovery service every server registers its API

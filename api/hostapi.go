@@ -88,6 +88,9 @@ const (
 	ErrCodeUnavailable     = "unavailable"
 	ErrCodeNotImplemented  = "not_implemented"
 	ErrCodeInternal        = "internal"
+	// ErrCodeInsufficientStorage (507): a disk low on space refused the
+	// work; the message names it.
+	ErrCodeInsufficientStorage = "insufficient_storage"
 )
 
 // Error is an API error: a stable code for programs and a message for

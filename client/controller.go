@@ -348,3 +348,9 @@ func (c *Controller) makeRelease(ctx context.Context, method, path string, body 
 	rand.Read(key)
 	return out, c.doWith(ctx, method, path, http.Header{api.IdempotencyHeader: {hex.EncodeToString(key)}}, body, &out)
 }
+
+// Status is the cluster's health (see api.ClusterStatus).
+func (c *Controller) Status(ctx context.Context) (api.ClusterStatus, error) {
+	var out api.ClusterStatus
+	return out, c.do(ctx, http.MethodGet, "/v1/status", nil, &out)
+}

@@ -51,8 +51,13 @@ func (c *Controller) blobsHandler() http.Handler {
 			// Blobs go away by garbage collection only, when no kept
 			// release needs them; a client cannot pull one from under a
 			// release.
-			writeError(w, r, c.Log, api.Errorf(api.ErrCodeBadRequest, "blobs are removed by garbage collection, not by clients"))
+			c.writeError(w, r, api.Errorf(api.ErrCodeBadRequest, "blobs are removed by garbage collection, not by clients"))
 			return
+		case http.MethodPut, http.MethodPost:
+			if err := c.refuseUnderPressure("uploads"); err != nil {
+				c.writeError(w, r, err)
+				return
+			}
 		case http.MethodGet, http.MethodHead:
 			digest, ok := strings.CutPrefix(r.URL.Path, replica.Path)
 			if ok && r.Header.Get(replica.LocalOnlyHeader) == "" && blobstore.ValidDigest(digest) &&

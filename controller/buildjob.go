@@ -36,11 +36,11 @@ func (c *Controller) buildJobRoutes() map[string]handlerFunc {
 func (c *Controller) wrapBuildJob(h handlerFunc) http.Handler {
 	return c.withRequestID(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if err := c.authenticateBuildJob(r); err != nil {
-			writeError(w, r, c.Log, err)
+			c.writeError(w, r, err)
 			return
 		}
 		if err := h(w, r); err != nil {
-			writeError(w, r, c.Log, err)
+			c.writeError(w, r, err)
 		}
 	}))
 }

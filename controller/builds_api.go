@@ -27,6 +27,9 @@ func (c *Controller) createBuild(w http.ResponseWriter, r *http.Request) error {
 	if len(source) > 100 || !printable(source) {
 		return invalid("source: at most 100 printable characters")
 	}
+	if err := c.refuseUnderPressure("builds"); err != nil {
+		return err
+	}
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.WriteHeader(http.StatusOK)
 	ev := &eventWriter{w: w}

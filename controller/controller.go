@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -12,6 +13,7 @@ import (
 	"github.com/pierpaas/pier/api"
 	"github.com/pierpaas/pier/blobstore"
 	"github.com/pierpaas/pier/blobstore/replica"
+	"github.com/pierpaas/pier/internal/diskguard"
 	"github.com/pierpaas/pier/store"
 )
 
@@ -51,13 +53,20 @@ type Config struct {
 	BuildCA        []byte
 	// Git is what GET /v1/git answers: where the SSH git receiver is.
 	Git api.GitInfo
+	// ServerName is this server's name among the cluster's servers.
+	ServerName string
+	// Disk watches this server's data disk: builds and uploads are
+	// refused while it is low on space. Nil: not watched.
+	Disk *diskguard.Guard
 }
 
 // Controller serves the management API.
 type Controller struct {
 	Config
-	keys *store.Cache[api.APIKey]
-	jobs *store.Cache[api.Job]
+	peerOnce sync.Once
+	peers    *http.Client // peerClient's
+	keys     *store.Cache[api.APIKey]
+	jobs     *store.Cache[api.Job]
 }
 
 // New returns a controller; Run must be going for it to authenticate.
@@ -113,6 +122,11 @@ func (c *Controller) Register(mux *http.ServeMux) {
 	mux.Handle("/v1/", c.wrap(func(w http.ResponseWriter, r *http.Request) error {
 		return notFound("no such endpoint: %s %s", r.Method, r.URL.Path)
 	}))
+	// And so does any other path the server has no handler for: an
+	// unauthenticated request learns nothing but 401, whatever it asks.
+	mux.Handle("/", c.wrap(func(w http.ResponseWriter, r *http.Request) error {
+		return notFound("no such endpoint: %s %s", r.Method, r.URL.Path)
+	}))
 	if c.Blobs != nil {
 		mux.Handle("/v1/blobs/", c.blobsHandler())
 	}
@@ -122,24 +136,19 @@ func (c *Controller) Register(mux *http.ServeMux) {
 // error answers.
 func (c *Controller) wrap(h handlerFunc) http.Handler {
 	return c.withRequestID(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-	// And so does any other path the server has no handler for: an
-	// unauthenticated request learns nothing but 401, whatever it asks.
-	mux.Handle("/", c.wrap(func(w http.ResponseWriter, r *http.Request) error {
-		return notFound("no such endpoint: %s %s", r.Method, r.URL.Path)
-	}))
 		if err := c.authenticate(r); err != nil {
-			writeError(w, r, c.Log, err)
+			c.writeError(w, r, err)
 			return
 		}
 		if key := r.Header.Get(api.IdempotencyHeader); key != "" {
 			if err := checkIdempotencyKey(key); err != nil {
-				writeError(w, r, c.Log, err)
+				c.writeError(w, r, err)
 				return
 			}
 			r = r.WithContext(withIdempotencyKey(r.Context(), key))
 		}
 		if err := h(w, r); err != nil {
-			writeError(w, r, c.Log, err)
+			c.writeError(w, r, err)
 		}
 	}))
 }

@@ -28,15 +28,16 @@ const RequestIDHeader = "X-Request-Id"
 
 // statusOf maps an error code to its HTTP status.
 var statusOf = map[string]int{
-	api.ErrCodeUnauthenticated: http.StatusUnauthorized,
-	api.ErrCodeBadRequest:      http.StatusBadRequest,
-	api.ErrCodeInvalid:         http.StatusUnprocessableEntity,
-	api.ErrCodeNotFound:        http.StatusNotFound,
-	api.ErrCodeConflict:        http.StatusConflict,
-	api.ErrCodeTooLarge:        http.StatusRequestEntityTooLarge,
-	api.ErrCodeUnavailable:     http.StatusServiceUnavailable,
-	api.ErrCodeNotImplemented:  http.StatusNotImplemented,
-	api.ErrCodeInternal:        http.StatusInternalServerError,
+	api.ErrCodeUnauthenticated:     http.StatusUnauthorized,
+	api.ErrCodeBadRequest:          http.StatusBadRequest,
+	api.ErrCodeInvalid:             http.StatusUnprocessableEntity,
+	api.ErrCodeNotFound:            http.StatusNotFound,
+	api.ErrCodeConflict:            http.StatusConflict,
+	api.ErrCodeTooLarge:            http.StatusRequestEntityTooLarge,
+	api.ErrCodeUnavailable:         http.StatusServiceUnavailable,
+	api.ErrCodeNotImplemented:      http.StatusNotImplemented,
+	api.ErrCodeInternal:            http.StatusInternalServerError,
+	api.ErrCodeInsufficientStorage: http.StatusInsufficientStorage,
 }
 
 func invalid(format string, args ...any) error {

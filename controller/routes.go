@@ -54,6 +54,7 @@ func (c *Controller) routes() []route {
 		{"GET /v1/volumes", c.listVolumes, "List the volumes (?app=: of one app) with their hosts, states and the jobs that use them", nil, []api.VolumeInfo{}, 200},
 		{"DELETE /v1/volumes/{id}", c.deleteVolume, "Remove a volume and its data (409 while a job that has not ended uses it)", nil, api.VolumeInfo{}, 200},
 		{"GET /v1/servers", c.listServers, "List the cluster's servers (each answers the whole API)", nil, []api.Server{}, 200},
+		{"GET /v1/status", c.clusterStatus, "The cluster's health: the store, servers (their disks), hosts, and a sentence for each problem (?self=1: this server's own view only)", nil, api.ClusterStatus{}, 200},
 		{"GET /v1/git", c.gitInfo, "Where to git push: the SSH receiver's address and host key", nil, api.GitInfo{}, 200},
 		{"GET /v1/ssh-keys", c.listSSHKeys, "List the SSH keys that may git push", nil, []api.SSHKey{}, 200},
 		{"POST /v1/ssh-keys", c.addSSHKey, "Register an SSH public key for git push", api.AddSSHKeyRequest{}, api.SSHKey{}, 201},

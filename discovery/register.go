@@ -35,6 +35,25 @@ func (r *Registry) NewSession(ctx context.Context, ttl time.Duration) (*Session,
 	return &Session{cs: cs}, nil
 }
 
+// ResumeSession keeps alive a lease granted before, by this process or a
+// previous run of it, if etcd still has it: what a restarted daemon does
+// when the store grants no new lease (its disk is full), so that the
+// records and instances its previous run left on the lease stay.
+func (r *Registry) ResumeSession(ctx context.Context, id clientv3.LeaseID) (*Session, error) {
+	ttl, err := r.client.TimeToLive(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("discovery: resume lease %x: %w", int64(id), err)
+	}
+	if ttl.TTL <= 0 {
+		return nil, fmt.Errorf("discovery: resume lease %x: %w", int64(id), rpctypes.ErrLeaseNotFound)
+	}
+	cs, err := concurrency.NewSession(r.client, concurrency.WithLease(id), concurrency.WithTTL(int(ttl.GrantedTTL)))
+	if err != nil {
+		return nil, fmt.Errorf("discovery: keep lease alive: %w", err)
+	}
+	return &Session{cs: cs}, nil
+}
+
 // SessionOf adopts an etcd session the caller already keeps, for instance
 // the one that carries a host's presence key, so the host's instances and
 // its presence share a fate.
@@ -46,6 +65,10 @@ func (s *Session) Lease() clientv3.LeaseID { return s.cs.Lease() }
 // Done is closed when the lease is no longer kept alive: it expired, was
 // revoked, or the session was closed.
 func (s *Session) Done() <-chan struct{} { return s.cs.Done() }
+
+// Orphan stops keeping the lease alive without revoking it: what is on
+// it lives until its TTL runs out.
+func (s *Session) Orphan() { s.cs.Orphan() }
 
 // Close revokes the lease: every instance registered on it vanishes at once.
 func (s *Session) Close() error { return ignoreLeaseNotFound(s.cs.Close()) }

@@ -215,6 +215,12 @@ func (p *Placer) check(h *HostState, r *Request) (bool, string) {
 	if h.Draining {
 		return false, "being drained"
 	}
+	// A host whose data disk is low on space would fail the job's start
+	// (its files, its image) or worse, fill the disk; it takes nothing
+	// new until space returns, whatever the pipeline.
+	if h.Host != nil && h.Host.DiskPressure != "" {
+		return false, "low on disk space"
+	}
 	// Data outranks every policy: a pipeline without VolumeHost still
 	// keeps a job with its volumes.
 	if ok, why := (VolumeHost{}).Check(h, r, &p.g); !ok {

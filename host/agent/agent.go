@@ -17,6 +17,7 @@ import (
 	"github.com/pierpaas/pier/host/artifact"
 	"github.com/pierpaas/pier/host/volume"
 	"github.com/pierpaas/pier/internal/daemon"
+	"github.com/pierpaas/pier/internal/diskguard"
 	"github.com/pierpaas/pier/internal/join"
 	"github.com/pierpaas/pier/internal/pki"
 	"github.com/pierpaas/pier/runtime"
@@ -73,6 +74,12 @@ func Start(ctx context.Context, cfg Config) (_ *Agent, err error) {
 			a.Close()
 		}
 	}()
+	ownDisk := cfg.Disk == nil
+	if ownDisk {
+		if a.cfg.Disk, err = diskguard.New(diskguard.Config{Dir: cfg.DataDir, Log: cfg.Log}); err != nil {
+			return nil, err
+		}
+	}
 	endpoints, err := a.credentials(ctx)
 	if err != nil {
 		return nil, err
@@ -121,6 +128,9 @@ func Start(ctx context.Context, cfg Config) (_ *Agent, err error) {
 		return nil, err
 	}
 	a.goRun(func() { a.jobs.Run(runCtx) })
+	if ownDisk {
+		a.goRun(func() { a.cfg.Disk.Run(runCtx) })
+	}
 	select {
 	case <-a.jobs.Synced():
 	case <-ctx.Done():
@@ -188,12 +198,7 @@ func (a *Agent) keepPresence(ctx context.Context, up chan struct{}) {
 	backoff := 100 * time.Millisecond
 	previous := a.previousLease(ctx)
 	for ctx.Err() == nil {
-		sess, err := a.reg.NewSession(ctx, a.cfg.LeaseTTL)
-		if err == nil {
-			if err = a.putHost(ctx, sess); err != nil {
-				sess.Close()
-			}
-		}
+		sess, err := a.newSession(ctx, previous)
 		if err != nil {
 			a.cfg.Log.Warn("cannot register host; retrying", "err", err, "in", backoff)
 			select {
@@ -218,14 +223,10 @@ func (a *Agent) keepPresence(ctx context.Context, up chan struct{}) {
 			up = nil
 		}
 		a.cfg.Log.Debug("host registered", "lease", sess.Lease())
-		select {
-		case <-ctx.Done():
-			// Leave the lease to expire: an agent restarting for an
-			// upgrade re-registers before it does, and its jobs stay.
+		if !a.followDisk(ctx, sess) {
 			return
-		case <-sess.Done():
-			a.cfg.Log.Warn("host lease lost; registering again")
 		}
+		a.cfg.Log.Warn("host lease lost; registering again")
 	}
 }
 
@@ -277,7 +278,7 @@ func (a *Agent) putHost(ctx context.Context, sess *discovery.Session) error {
 	h := api.Host{
 		ID: a.cfg.ID, Addr: a.cfg.AdvertiseIP, APIAddr: a.cfg.apiAddr(), Tags: a.cfg.Tags,
 		CPUMillis: a.cfg.CPUMillis, MemoryMB: a.cfg.MemoryMB, Version: a.cfg.Version,
-		Runtime: a.cfg.Runtime, StartedAt: a.startedAt,
+		Runtime: a.cfg.Runtime, StartedAt: a.startedAt, DiskPressure: a.cfg.Disk.Status().Reason(),
 	}
 	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()

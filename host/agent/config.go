@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/pierpaas/pier/api"
+	"github.com/pierpaas/pier/internal/diskguard"
 	"github.com/pierpaas/pier/runtime"
 )
 
@@ -57,6 +58,9 @@ type Config struct {
 	LeaseTTL time.Duration
 	Version  string
 	Log      *slog.Logger
+	// Disk watches the data directory's disk (the agent makes its own
+	// when nil; `pier up` shares the server's, on the same disk).
+	Disk *diskguard.Guard
 }
 
 // The default range of host ports allocated to jobs.

@@ -70,7 +70,11 @@ func (w *worker) run(ctx context.Context) {
 	log := a.cfg.Log.With("job", job.ID)
 	if !w.adopted {
 		a.writeStatus(ctx, w.status(api.JobStarting))
-		if err := w.launch(ctx); err != nil {
+		err := a.refuseUnderPressure()
+		if err == nil {
+			err = w.launch(ctx)
+		}
+		if err != nil {
 			log.Warn("job rejected", "err", err)
 			w.finish(ctx, api.JobStatus{ID: job.ID, State: api.JobRejected, Error: err.Error()})
 			return

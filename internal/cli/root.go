@@ -60,8 +60,9 @@ func newRoot() *cobra.Command {
 	root.AddCommand(newCreateCmd(), newAppsCmd(), newInfoCmd(), newDestroyCmd(),
 		newEnvCmd("env"), newEnvCmd("config"), newScaleCmd(), newReleasesCmd(), newRollbackCmd(),
 		newPsCmd(), newKillCmd(), newResizeCmd(), newRunCmd(), newDeployCmd(), newEventsCmd(),
-		newClusterCmd(), newAPIKeysCmd(), newHostsCmd(), newServersCmd())
+		newClusterCmd(), newAPIKeysCmd(), newHostsCmd(), newServersCmd(), newStatusCmd())
 	root.AddCommand(colonAliases()...)
+	root.AddCommand(herokuCommands()...)
 	root.AddCommand(routeCommands()...)
 	root.AddCommand(keysCommands()...)
 	root.AddCommand(buildsCommands()...)
@@ -70,6 +71,7 @@ func newRoot() *cobra.Command {
 	root.AddCommand(drainsColonAliases()...)
 	root.AddCommand(newGitRemoteCmd(), newGitCredentialCmd(), newGitHookCmd())
 	root.AddCommand(newSlugbuildCmd(), newSlugrunCmd(), newServeStaticCmd())
+	addHerokuAliases(root)
 	return root
 }
 

@@ -68,6 +68,7 @@ previous run are re-adopted.`,
 			if hcfg.ID == "" {
 				hcfg.ID = srv.Name()
 			}
+			hcfg.Disk = srv.Disk // the same disk: one guard, one reserve
 			a, err := agent.Start(ctx, hcfg)
 			if err != nil {
 				return fmt.Errorf("host agent: %w", err)

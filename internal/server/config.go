@@ -62,6 +62,10 @@ type Config struct {
 	// controller's default when zero).
 	TCPPortRange [2]int
 
+	// DiskLow and DiskReserve are the data disk's pressure threshold and
+	// reserve in bytes (internal/diskguard's defaults when 0).
+	DiskLow, DiskReserve int64
+
 	Log      *slog.Logger
 	Registry *prometheus.Registry
 }

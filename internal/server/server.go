@@ -18,6 +18,7 @@ import (
 	"github.com/pierpaas/pier/discovery"
 	"github.com/pierpaas/pier/gitreceive"
 	"github.com/pierpaas/pier/internal/daemon"
+	"github.com/pierpaas/pier/internal/diskguard"
 	"github.com/pierpaas/pier/internal/join"
 	"github.com/pierpaas/pier/internal/pki"
 	"github.com/pierpaas/pier/scheduler"
@@ -44,6 +45,8 @@ type Server struct {
 	Blobs      *blobstore.Store
 	// Replica copies to Blobs the blobs other servers received.
 	Replica *replica.Replicator
+	// Disk watches the free space of the data directory.
+	Disk *diskguard.Guard
 	// AdminKey is the API key this server created for the cluster's
 	// first user ("" when another server of the cluster made it).
 	AdminKey string
@@ -70,6 +73,9 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 			s.Close()
 		}
 	}()
+	if err := s.guardDisk(); err != nil {
+		return nil, err
+	}
 	st, err := s.prepareCredentials(ctx)
 	if err != nil {
 		return nil, err
@@ -129,10 +135,16 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		s.Client.Sync(syncCtx)
 		cancelSync()
 	}
+	go s.followDisk(runCtx)
 	readyCtx, cancelReady := context.WithTimeout(ctx, time.Minute)
 	defer cancelReady()
 	if err := store.WaitReady(readyCtx, s.Client); err != nil {
 		return nil, err
+	}
+	if s.member != nil {
+		// An alarm a previous run left on a disk that has room again
+		// would refuse the writes starting up makes.
+		s.syncNoSpace(ctx)
 	}
 	s.Health.AddReadyCheck("etcd", func(ctx context.Context) error {
 		_, err := s.Client.Get(ctx, "/pier/ready-probe")
@@ -293,7 +305,7 @@ func (s *Server) startController(ctx, runCtx context.Context) error {
 	}
 	s.Controller = controller.New(controller.Config{
 		Client: s.Client, Blobs: s.Blobs, BlobURL: "https://" + s.cfg.APIAddr(), Replica: s.Replica,
-		HostTLS: s.Creds.ClientConfig(), Log: s.cfg.Log, AppURL: s.cfg.AppURL,
+		HostTLS: s.Creds.ClientConfig(), Log: s.cfg.Log, AppURL: s.cfg.AppURL, Disk: s.Disk, ServerName: s.Name(),
 		TCPPortRange: s.cfg.TCPPortRange, BuildCA: s.CA.CertPEM,
 	})
 	go s.Controller.Run(runCtx)

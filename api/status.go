@@ -1,0 +1,59 @@
+package api
+
+import "time"
+
+// ClusterStatus is GET /v1/status: whether the cluster is healthy and,
+// when not, which part and why. Problems is empty when it is healthy.
+type ClusterStatus struct {
+	Healthy  bool           `json:"healthy"`
+	Problems []string       `json:"problems"`
+	Store    StoreStatus    `json:"store"`
+	Servers  []ServerStatus `json:"servers"`
+	Hosts    []HostHealth   `json:"hosts"`
+	Checked  time.Time      `json:"checked_at"`
+}
+
+// StoreStatus is the etcd cluster's state.
+type StoreStatus struct {
+	Leader  string        `json:"leader,omitempty"`
+	Members []StoreMember `json:"members"`
+	Alarms  []string      `json:"alarms,omitempty"` // "NOSPACE on server-1"
+}
+
+// StoreMember is one etcd member.
+type StoreMember struct {
+	Name string `json:"name"`
+	// Reachable is false when the member did not answer; the rest is
+	// then unknown.
+	Reachable  bool   `json:"reachable"`
+	DBBytes    int64  `json:"db_bytes,omitempty"`
+	DBInUse    int64  `json:"db_in_use_bytes,omitempty"`
+	QuotaBytes int64  `json:"quota_bytes,omitempty"`
+	Error      string `json:"error,omitempty"`
+}
+
+// ServerStatus is one server's own view of itself.
+type ServerStatus struct {
+	Name      string     `json:"name"`
+	URL       string     `json:"url"`
+	Reachable bool       `json:"reachable"`
+	Disk      DiskStatus `json:"disk"`
+	Error     string     `json:"error,omitempty"`
+}
+
+// DiskStatus is a data directory's disk.
+type DiskStatus struct {
+	Dir        string `json:"dir"`
+	FreeBytes  int64  `json:"free_bytes"`
+	TotalBytes int64  `json:"total_bytes"`
+	LowBytes   int64  `json:"low_bytes"`
+	// Pressure says why the disk is low on space, "" when it is not.
+	Pressure string `json:"pressure,omitempty"`
+}
+
+// HostHealth is one live host as the cluster status sees it.
+type HostHealth struct {
+	ID           string `json:"id"`
+	Drained      bool   `json:"drained,omitempty"`
+	DiskPressure string `json:"disk_pressure,omitempty"`
+}
