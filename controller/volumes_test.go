@@ -3,6 +3,7 @@ package controller_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -90,4 +91,33 @@ func TestVolumesListAndDelete(t *testing.T) {
 func isCode(err error, code string) bool {
 	var ae *api.Error
 	return errors.As(err, &ae) && ae.Code == code
+}
+
+// A release whose volumes are bad is refused with the reason, and makes
+// no release.
+func TestVolumesBadRelease(t *testing.T) {
+	e := newEnv(t)
+	c := ctx(t)
+	if _, err := e.cli.CreateApp(c, api.CreateAppRequest{Name: "db"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		vols []api.VolumeSpec
+		want string
+	}{
+		{[]api.VolumeSpec{{Name: "Data", Path: "/data", SizeMB: 10}}, `volume name "Data" must be a DNS label`},
+		{[]api.VolumeSpec{{Name: "data", Path: "/proc/x", SizeMB: 10}}, "under the system directory /proc"},
+		{[]api.VolumeSpec{{Name: "data", Path: "/data", SizeMB: 0}}, "size must be positive"},
+		{[]api.VolumeSpec{{Name: "data", Path: "/a", SizeMB: 1}, {Name: "data", Path: "/b", SizeMB: 1}}, "declared twice"},
+	} {
+		_, err := e.cli.CreateRelease(c, "db", api.CreateReleaseRequest{Artifact: &api.Artifact{SHA256: e.slug("x")},
+			Processes: map[string]api.ProcessType{"pg": {Args: []string{"postgres"}, Volumes: tc.vols}}})
+		var ae *api.Error
+		if !errors.As(err, &ae) || ae.Code != api.ErrCodeInvalid || !strings.Contains(ae.Message, tc.want) {
+			t.Errorf("volumes %+v: %v, want %q", tc.vols, err, tc.want)
+		}
+	}
+	if rels, err := e.cli.Releases(c, "db"); err != nil || len(rels) != 0 {
+		t.Errorf("releases %+v %v", rels, err)
+	}
 }
