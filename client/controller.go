@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/pierpaas/pier/api"
 )
@@ -29,6 +30,7 @@ type Controller struct {
 	// cannot be reached; it is off without WithFallbacks.
 	failover failover
 	tls      *tls.Config
+	proxy    *url.URL // WithProxy; nil: none
 }
 
 // NewController returns a client of the controller at baseURL
@@ -51,6 +53,10 @@ func NewController(baseURL, key string, tlsCfg *tls.Config, opts ...Option) (*Co
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = tlsCfg.Clone()
 	tr.ForceAttemptHTTP2 = true
+	tr.Proxy = nil // not the environment's: see WithProxy
+	if c.proxy != nil {
+		tr.Proxy = http.ProxyURL(c.proxy)
+	}
 	if len(c.failover.addrs) > 0 && u.Scheme == "https" {
 		c.failover.primary, c.failover.current, c.failover.tls = hostPort(u), hostPort(u), tlsCfg.Clone()
 		tr.DialTLSContext = c.failover.dialTLS
@@ -291,6 +297,20 @@ func (c *Controller) Events(ctx context.Context, app, lastID string, fn func(api
 	if app != "" {
 		path += "?app=" + url.QueryEscape(app)
 	}
+	return c.streamEvents(ctx, path, lastID, fn)
+}
+
+// EventsSince is Events from a time on: the events the cluster still
+// keeps (about an hour) that happened since then, then new ones.
+func (c *Controller) EventsSince(ctx context.Context, app string, since time.Time, fn func(api.Event) error) (string, error) {
+	v := url.Values{"since": {since.UTC().Format(time.RFC3339Nano)}}
+	if app != "" {
+		v.Set("app", app)
+	}
+	return c.streamEvents(ctx, "/v1/events?"+v.Encode(), "", fn)
+}
+
+func (c *Controller) streamEvents(ctx context.Context, path, lastID string, fn func(api.Event) error) (string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+path, nil)
 	if err != nil {
 		return lastID, err

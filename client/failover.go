@@ -33,6 +33,24 @@ func WithFallbacks(urls ...string) Option {
 	}
 }
 
+// WithProxy sends the client's requests through the HTTP proxy at
+// proxyURL ("http://proxy:3128"). Without it the client uses no proxy at
+// all, whatever HTTPS_PROXY and the like say: those are for the user's
+// way to the internet, which seldom leads to the cluster's own servers,
+// and a proxy that inspects TLS could not pass the cluster CA's pinning
+// anyway. A connection through a proxy is not moved to other servers
+// (WithFallbacks), since the proxy dials the server.
+func WithProxy(proxyURL string) Option {
+	return func(c *Controller) error {
+		u, err := url.Parse(proxyURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "socks5") || u.Host == "" {
+			return fmt.Errorf("client: proxy URL %q: want http://HOST:PORT", proxyURL)
+		}
+		c.proxy = u
+		return nil
+	}
+}
+
 func hostPort(u *url.URL) string {
 	if u.Port() == "" {
 		return net.JoinHostPort(u.Hostname(), "443")

@@ -33,7 +33,11 @@ func controllerClient() (*client.Controller, error) {
 	if err != nil {
 		return nil, err
 	}
-	c, err := client.NewController(cl.URL, cl.Key, tlsCfg, client.WithFallbacks(cl.Servers...))
+	opts := []client.Option{client.WithFallbacks(cl.Servers...)}
+	if p := clusterProxy(); p != "" {
+		opts = append(opts, client.WithProxy(p))
+	}
+	c, err := client.NewController(cl.URL, cl.Key, tlsCfg, opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -45,6 +49,13 @@ func controllerClient() (*client.Controller, error) {
 	}
 	return c, nil
 }
+
+// EnvProxy names the HTTP proxy to reach the cluster's servers through,
+// for the API and for git pushes to pier:// remotes. HTTPS_PROXY and the
+// like are not used for them (see client.WithProxy).
+const EnvProxy = "PIER_PROXY"
+
+func clusterProxy() string { return os.Getenv(EnvProxy) }
 
 // serversRefresh is how old the config's list of a cluster's servers may
 // grow before a command reads it again.

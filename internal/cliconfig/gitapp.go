@@ -62,6 +62,9 @@ func AppFromGit(dir string) (string, error) {
 // scheme-less path, so they are recognised first, as git itself does: a
 // colon before any slash.
 func appFromURL(raw string) string {
+	if _, app, ok := ParsePierURL(raw); ok {
+		return app
+	}
 	p := raw
 	if strings.Contains(raw, "://") {
 		if u, err := url.Parse(raw); err == nil {
@@ -72,6 +75,39 @@ func appFromURL(raw string) string {
 	}
 	p = strings.TrimRight(p, "/")
 	return strings.TrimSuffix(path.Base(p), ".git")
+}
+
+// PierScheme is the scheme of the remotes that git pushes through pier's
+// own remote helper, git-remote-pier: pier://APP, on the cluster the CLI
+// would use, or pier://CLUSTER/APP, on a cluster of the config.
+const PierScheme = "pier"
+
+// PierURL is the pier:// URL of app, on the named cluster of the config,
+// or on whichever the CLI uses when cluster is empty.
+func PierURL(cluster, app string) string {
+	if cluster == "" {
+		return PierScheme + "://" + app
+	}
+	return PierScheme + "://" + cluster + "/" + app
+}
+
+// ParsePierURL splits a pier:// URL into its cluster (empty if it names
+// none) and app; ok is false for any other URL. A trailing ".git" or
+// slash is allowed, as git users type them.
+func ParsePierURL(raw string) (cluster, app string, ok bool) {
+	rest, found := strings.CutPrefix(raw, PierScheme+"://")
+	if !found {
+		return "", "", false
+	}
+	rest = strings.TrimSuffix(strings.TrimRight(rest, "/"), ".git")
+	cluster, app, two := strings.Cut(rest, "/")
+	if !two {
+		cluster, app = "", cluster
+	}
+	if app == "" || strings.Contains(app, "/") || (two && !api.ValidID(cluster)) {
+		return "", "", false
+	}
+	return cluster, app, true
 }
 
 func firstLine(s string) string {

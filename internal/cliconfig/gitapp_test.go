@@ -24,6 +24,10 @@ func TestAppFromURL(t *testing.T) {
 		{"./dir:with-colon/hello.git", "hello"},
 		{"file:///srv/git/hello.git", "hello"},
 		{"git@host:", "."},
+		{"pier://hello", "hello"},
+		{"pier://hello.git", "hello"},
+		{"pier://prod-1/hello", "hello"},
+		{"pier://prod-1/hello.git/", "hello"},
 	} {
 		if got := appFromURL(tc.url); got != tc.want {
 			t.Errorf("appFromURL(%q) = %q, want %q", tc.url, got, tc.want)
@@ -140,5 +144,26 @@ func TestResolveApp(t *testing.T) {
 	}
 	if ErrNoApp.Error() != "no app: use -a NAME, set PIER_APP, or add a git remote named pier" {
 		t.Fatalf("ErrNoApp = %q", ErrNoApp)
+	}
+}
+
+func TestParsePierURL(t *testing.T) {
+	for _, tc := range []struct{ url, cluster, app string }{
+		{"pier://hello", "", "hello"},
+		{"pier://prod-1/hello", "prod-1", "hello"},
+		{"pier://prod-1/hello.git", "prod-1", "hello"},
+	} {
+		cl, app, ok := ParsePierURL(tc.url)
+		if !ok || cl != tc.cluster || app != tc.app {
+			t.Errorf("ParsePierURL(%q) = %q, %q, %v; want %q, %q", tc.url, cl, app, ok, tc.cluster, tc.app)
+		}
+		if tc.url != PierURL(tc.cluster, tc.app) && !strings.HasSuffix(tc.url, ".git") {
+			t.Errorf("PierURL(%q, %q) = %q, want %q", tc.cluster, tc.app, PierURL(tc.cluster, tc.app), tc.url)
+		}
+	}
+	for _, bad := range []string{"https://host/hello.git", "pier://", "pier://a/b/c", "pier://Bad_Cluster/app", "pier:///app"} {
+		if cl, app, ok := ParsePierURL(bad); ok {
+			t.Errorf("ParsePierURL(%q) = %q, %q, want not ok", bad, cl, app)
+		}
 	}
 }
