@@ -18,6 +18,10 @@ type LogsQuery struct {
 	Follow bool
 	// Type and Job keep only the lines of a process type, or of a job.
 	Type, Job string
+	// Source keeps only the lines of one source: api.LogSourceApp (the
+	// jobs' own) or api.LogSourcePier (the platform's). It is applied
+	// here, so Lines counts lines before it.
+	Source string
 }
 
 // Logs calls fn for each of an app's log lines the query selects. It
@@ -36,6 +40,19 @@ func (c *Controller) Logs(ctx context.Context, app string, q LogsQuery, fn func(
 	}
 	if q.Job != "" {
 		v.Set("job", q.Job)
+	}
+	if q.Source != "" {
+		all := fn
+		fn = func(l api.AppLogLine) error {
+			src := l.Source
+			if src == "" {
+				src = api.LogSourceApp
+			}
+			if src != q.Source {
+				return nil
+			}
+			return all(l)
+		}
 	}
 	return streamJSON(ctx, &c.rest, appPath(app, "/logs")+"?"+v.Encode(), fn)
 }

@@ -59,6 +59,21 @@ func (c *Controller) events(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	// ?since=TIME replays the history the store still keeps (an hour)
+	// from that time on: changes up to now whose objects are older are
+	// left out, and the stream goes on live from there.
+	var since time.Time
+	var headRev int64
+	if v := r.URL.Query().Get("since"); v != "" && fromRev == 0 {
+		if since, err = time.Parse(time.RFC3339Nano, v); err != nil {
+			return badRequest("since %q is not a time (RFC 3339, like 2026-01-02T15:04:05Z)", v)
+		}
+		resp, err := c.Client.Get(r.Context(), store.Root, clientv3.WithPrefix(), clientv3.WithCountOnly())
+		if err != nil {
+			return err
+		}
+		headRev, fromRev = resp.Header.Revision, 1
+	}
 	flusher, ok := w.(http.Flusher)
 	if !ok {
 		return fmt.Errorf("events: response cannot be flushed")
@@ -69,7 +84,10 @@ func (c *Controller) events(w http.ResponseWriter, r *http.Request) error {
 	}
 	ctx, cancel := context.WithCancel(clientv3.WithRequireLeader(r.Context()))
 	defer cancel()
-	wch := c.Client.Watch(ctx, store.Root, opts...)
+	// A watcher of its own, so that a replay can start over on another.
+	watcher := clientv3.NewWatcher(c.Client)
+	defer func() { watcher.Close() }()
+	wch := watcher.Watch(ctx, store.Root, opts...)
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-cache")
 	w.Header().Set("X-Accel-Buffering", "no")
@@ -88,6 +106,15 @@ func (c *Controller) events(w http.ResponseWriter, r *http.Request) error {
 		case resp, ok := <-wch:
 			if !ok {
 				return nil
+			}
+			if resp.CompactRevision > 0 && !since.IsZero() && fromRev == 1 {
+				// The replay asked for all the history there is: start it
+				// at the oldest revision kept.
+				watcher.Close()
+				fromRev = resp.CompactRevision
+				watcher = clientv3.NewWatcher(c.Client)
+				wch = watcher.Watch(ctx, store.Root, clientv3.WithPrefix(), clientv3.WithPrevKV(), clientv3.WithRev(fromRev))
+				continue
 			}
 			if resp.CompactRevision > 0 || resp.Err() == rpctypes.ErrCompacted {
 				// The history asked for is gone: say so, and go on from
@@ -112,9 +139,19 @@ func (c *Controller) events(w http.ResponseWriter, r *http.Request) error {
 				if rev == fromRev && i <= skipIdx {
 					continue
 				}
-				if e, ok := c.toEvent(ev, i); ok && (app == "" || e.App == app) {
-					writeEvent(w, e)
+				e, ok := c.toEvent(ev, i)
+				if !ok || (app != "" && e.App != app) {
+					continue
 				}
+				if rev <= headRev {
+					// History: when it happened is the object's own time.
+					at, known := objectTime(e.Object)
+					if !known || at.Before(since) {
+						continue
+					}
+					e.Time = at
+				}
+				writeEvent(w, e)
 			}
 			flusher.Flush()
 		}
@@ -181,7 +218,25 @@ func parseEventID(s string) (int64, int, error) {
 	rev, err1 := strconv.ParseInt(revS, 10, 64)
 	idx, err2 := strconv.Atoi(idxS)
 	if err1 != nil || err2 != nil || rev < 1 || idx < 0 {
-		return 0, 0, badRequest("Last-Event-ID %q is not an event id", s)
+		return 0, 0, badRequest("%q is not an event id (pier events prints them, like 1234-0)", s)
 	}
 	return rev, idx, nil
+}
+
+// objectTime is when a changed object last changed, by its own record.
+func objectTime(obj any) (time.Time, bool) {
+	var t time.Time
+	switch o := obj.(type) {
+	case api.App:
+		t = o.UpdatedAt
+	case api.Release:
+		t = o.CreatedAt
+	case api.Formation:
+		t = o.UpdatedAt
+	case api.Deployment:
+		t = o.UpdatedAt
+	case api.JobStatus:
+		t = o.UpdatedAt
+	}
+	return t, !t.IsZero()
 }

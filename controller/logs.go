@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"net/url"
@@ -9,6 +10,8 @@ import (
 	"github.com/pierpaas/pier/api"
 	"github.com/pierpaas/pier/discovery"
 	"github.com/pierpaas/pier/logs"
+	"github.com/pierpaas/pier/scheduler"
+	"github.com/pierpaas/pier/store"
 )
 
 // appLogs streams an app's log lines from the active log aggregator
@@ -22,8 +25,16 @@ func (c *Controller) appLogs(w http.ResponseWriter, r *http.Request) error {
 	if _, _, err := c.loadApp(ctx, name); err != nil {
 		return err
 	}
-	if _, err := logs.ParseQuery(r); err != nil {
+	q, err := logs.ParseQuery(r)
+	if err != nil {
 		return err
+	}
+	if q.Job != "" {
+		// A job the app never had would only show nothing, or wait
+		// forever with follow: say so instead.
+		if err := c.knownJob(ctx, name, q.Job); err != nil {
+			return err
+		}
 	}
 	leader, err := discovery.New(c.Client).Leader(ctx, logs.Service)
 	if err != nil {
@@ -73,6 +84,33 @@ func (c *Controller) appLogs(w http.ResponseWriter, r *http.Request) error {
 			return nil
 		}
 	}
+}
+
+// knownJob checks that id is a job of app the store still knows: a
+// service job, running or ended and not yet forgotten, or a one-off.
+func (c *Controller) knownJob(ctx context.Context, app, id string) error {
+	missing := notFound("app %s has no job %q (pier ps lists its jobs)", app, id)
+	if !api.ValidID(id) {
+		return missing
+	}
+	if st, _, err := store.Get[api.JobStatus](ctx, c.Client, store.JobStatusPrefix+id); err == nil {
+		if j, ok := c.jobs.Get(store.JobsPrefix + st.HostID + "/" + id); ok && j.Value.App == app {
+			return nil
+		}
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	if o, _, err := store.Get[api.OneOff](ctx, c.Client, scheduler.OneOffPrefix+id); err == nil && o.App == app {
+		return nil
+	} else if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	for _, it := range c.jobs.List() { // placed, not started yet
+		if it.Value.ID == id && it.Value.App == app {
+			return nil
+		}
+	}
+	return missing
 }
 
 func (c *Controller) listDrains(w http.ResponseWriter, r *http.Request) error {

@@ -45,6 +45,10 @@ DIR/Procfile, without a build step.`,
 			}
 			defer c.Close()
 			ctx := cmd.Context()
+			// A typo in -a fails now, not after packing and uploading.
+			if _, err := c.App(ctx, app); err != nil {
+				return err
+			}
 			var procs map[string]api.ProcessType
 			if noBuild {
 				if procs, err = readProcfile(app, dir); err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -19,6 +20,8 @@ func newLogsCmd() *cobra.Command {
 	var (
 		q      client.LogsQuery
 		asJSON bool
+		tail   bool
+		dyno   string
 	)
 	cmd := appAction(&cobra.Command{
 		Use:   "logs",
@@ -31,19 +34,50 @@ aggregator moving to another server. Lines look like Heroku's:
   2026-12-02T07:00:00.000000+00:00 app[web.hello-web-4f2a]: listening on 5000
   2026-12-02T07:00:01.000000+00:00 pier[api]: Deploy v3 finished
 
--t keeps one process type's lines, -j one job's (pier run --detach prints
-a job's id); --json prints each line as a JSON object.`,
+As on Heroku, -t (--tail) follows too. -d (--dyno) keeps one process
+type's lines (-d web) or one job's (-d web.JOBID, or the job's id: pier
+run --detach prints it); -s (--source) keeps the jobs' own lines (app) or
+the platform's (pier). --type and -j/--job are the older spellings of
+-d; --json prints each line as a JSON object.`,
 		Args: cobra.NoArgs,
 	}, func(cmd *cobra.Command, c *client.Controller, app string, _ []string) error {
+		q := q
+		q.Follow = q.Follow || tail
+		if dyno != "" {
+			if q.Type != "" || q.Job != "" {
+				return errors.New("give -d, or --type and --job, not both")
+			}
+			q.Type, q.Job = parseDyno(app, dyno)
+		}
+		switch q.Source {
+		case "", api.LogSourceApp, api.LogSourcePier:
+		default:
+			return fmt.Errorf("--source %q: want %s (the jobs' lines) or %s (the platform's)", q.Source, api.LogSourceApp, api.LogSourcePier)
+		}
 		return streamLogs(cmd, c, app, q, asJSON, os.Stdout)
 	})
 	fl := cmd.Flags()
 	fl.BoolVarP(&q.Follow, "follow", "f", false, "go on printing new lines")
+	fl.BoolVarP(&tail, "tail", "t", false, "go on printing new lines (as -f; Heroku's spelling)")
 	fl.IntVarP(&q.Lines, "num", "n", 100, "how many of the newest lines to print first")
-	fl.StringVarP(&q.Type, "type", "t", "", "only this process type's lines (web, worker, router...)")
+	fl.StringVarP(&dyno, "dyno", "d", "", "only this process type's lines (web), or this job's (web.JOBID or JOBID)")
+	fl.StringVarP(&q.Source, "source", "s", "", "only the lines of this source: app (the jobs') or pier (the platform's)")
+	fl.StringVar(&q.Type, "type", "", "only this process type's lines (web, worker, router...)")
 	fl.StringVarP(&q.Job, "job", "j", "", "only this job's lines")
 	fl.BoolVar(&asJSON, "json", false, "print each line as a JSON object")
 	return cmd
+}
+
+// parseDyno reads -d: "web" is a process type, "web.JOBID" and a job's
+// own id ("<app>-web-...") a job.
+func parseDyno(app, d string) (ptype, job string) {
+	if t, j, ok := strings.Cut(d, "."); ok {
+		return t, j
+	}
+	if strings.HasPrefix(d, app+"-") {
+		return "", d
+	}
+	return d, ""
 }
 
 // streamLogs prints the lines, and with Follow reconnects when the stream
