@@ -21,9 +21,10 @@ ARGS ?=
 setup:
 	scripts/setup
 
-## build: build bin/pier
+## build: build bin/pier, and bin/git-remote-pier (a link to it: git's helper for pier:// remotes)
 build:
 	$(GO) build -o bin/pier ./cmd/pier
+	ln -sf pier bin/git-remote-pier
 
 ## run: set up, then run a single-node pier in the foreground with the sample app deployed
 run: setup

@@ -39,8 +39,10 @@ func newCreateCmd() *cobra.Command {
 			}
 			fmt.Printf("Created %s\n", app.Name)
 			// As heroku create does: inside a git checkout without a pier
-			// remote, add one.
-			if inGitCheckout(".") {
+			// remote, add one; but not to pier's own source.
+			if inGitCheckout(".") && isPierSource(".") {
+				fmt.Printf("Not adding a git remote to pier's own source; use pier git-remote to add one anyway\n")
+			} else if inGitCheckout(".") {
 				if _, err := cliconfig.AppFromGit("."); errors.Is(err, cliconfig.ErrNoGitRemote) {
 					cl, err := currentCluster()
 					if err == nil {
@@ -50,7 +52,7 @@ func newCreateCmd() *cobra.Command {
 					if err != nil {
 						return fmt.Errorf("created %s, but could not add the git remote: %w", app.Name, err)
 					}
-					fmt.Printf("Git remote %s: %s\n", cliconfig.GitRemote, gitRemoteURL(cl, app.Name, nil))
+					fmt.Printf("Git remote %s: %s\n", cliconfig.GitRemote, checkoutRemoteURL(cl, app.Name, nil))
 				}
 			}
 			return nil

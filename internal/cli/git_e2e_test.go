@@ -20,6 +20,8 @@ type pusher struct {
 	p    *upProc
 	home string
 	key  string
+	// extra is added to the environment last, overriding what it names.
+	extra []string
 }
 
 func newPusher(t *testing.T, p *upProc) *pusher {
@@ -42,9 +44,10 @@ func (u *pusher) env(key string) []string {
 			env = append(env, kv)
 		}
 	}
-	return append(env, "HOME="+u.home, "XDG_CONFIG_HOME="+u.p.configHome, "GIT_TERMINAL_PROMPT=0",
+	env = append(env, "HOME="+u.home, "XDG_CONFIG_HOME="+u.p.configHome, "GIT_TERMINAL_PROMPT=0",
 		"GIT_AUTHOR_NAME=dev", "GIT_AUTHOR_EMAIL=dev@example.com", "GIT_COMMITTER_NAME=dev", "GIT_COMMITTER_EMAIL=dev@example.com",
 		"GIT_SSH_COMMAND=ssh -i "+key+" -o IdentitiesOnly=yes -o BatchMode=yes -o UserKnownHostsFile="+filepath.Join(u.home, ".ssh", "known_hosts"))
+	return append(env, u.extra...)
 }
 
 // run runs a command in dir and returns its combined output and error.

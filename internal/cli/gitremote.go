@@ -18,11 +18,15 @@ import (
 	"github.com/pierpaas/pier/internal/cliconfig"
 )
 
-// git push over HTTPS needs the cluster's CA and an API key. Rather than
-// write the key into .git/config, the remote's URL gets pier as its
-// credential helper, which answers with the key of the cluster at that
-// URL; the CA is written beside the CLI config and named in the
-// checkout's http.<url>.sslCAInfo.
+// git push over HTTPS needs the cluster's CA and an API key. Where git
+// finds pier's remote helper (git-remote-pier, a link to pier), the remote
+// is pier://APP and the helper brings both, whatever the user's
+// environment says (gitremotehelper.go). Elsewhere the remote is the
+// server's https:// URL: rather than write the key into .git/config, the
+// remote's URL gets pier as its credential helper, which answers with the
+// key of the cluster at that URL; the CA is written beside the CLI config
+// and named in the checkout's http.<url>.sslCAInfo (which a
+// GIT_SSL_CAINFO in the environment overrides, hence the helper).
 
 func newGitRemoteCmd() *cobra.Command {
 	var ac appCommand
@@ -31,10 +35,17 @@ func newGitRemoteCmd() *cobra.Command {
 		Use:   "git-remote",
 		Short: "Add (or update) the git remote \"pier\" of this checkout, for git push pier main",
 		Long: `Adds the remote "pier" to the git checkout in the current directory: over
-HTTPS by default, authenticated with your API key through pier's git
-credential helper, or over SSH with --ssh (register a key with pier keys add
+HTTPS by default, or over SSH with --ssh (register a key with pier keys add
 first; the cluster's host key is added to ~/.ssh/known_hosts). --print only
-prints the URL.`,
+prints the URL.
+
+Over HTTPS the remote is pier://APP (pier://CLUSTER/APP with --cluster)
+when git can run git-remote-pier, the link to pier that make build and
+scripts/setup install beside it: git then pushes through pier, which
+connects to a live server of the cluster with the cluster's CA and your
+API key, whatever GIT_SSL_CAINFO or HTTPS_PROXY say. Without the link the
+remote is the server's https:// URL, authenticated through pier's git
+credential helper.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			app, c, err := ac.resolve()
@@ -61,7 +72,7 @@ prints the URL.`,
 				}
 				info = &gi
 			}
-			remote := gitRemoteURL(cl, app, info)
+			remote := checkoutRemoteURL(cl, app, info)
 			if printOnly {
 				fmt.Println(remote)
 				return nil
@@ -95,6 +106,18 @@ func gitRemoteURL(cl cliconfig.Cluster, app string, info *api.GitInfo) string {
 	return strings.TrimSuffix(cl.URL, "/") + "/git/" + app + ".git"
 }
 
+// checkoutRemoteURL is the URL configureGitRemote gives the remote: SSH
+// with info, else pier:// where git finds pier's remote helper, else the
+// server's HTTPS URL.
+func checkoutRemoteURL(cl cliconfig.Cluster, app string, info *api.GitInfo) string {
+	if info == nil && gitRemoteHelperInstalled() {
+		// The cluster by name only when the user chose one: pier://APP
+		// goes where every other command in the checkout goes.
+		return cliconfig.PierURL(clusterFlag, app)
+	}
+	return gitRemoteURL(cl, app, info)
+}
+
 // inGitCheckout reports whether dir is inside a git work tree.
 func inGitCheckout(dir string) bool {
 	out, err := exec.Command("git", "-C", dir, "rev-parse", "--is-inside-work-tree").Output()
@@ -106,7 +129,7 @@ func configureGitRemote(dir, app string, cl cliconfig.Cluster, info *api.GitInfo
 	if !inGitCheckout(dir) {
 		return errors.New("not in a git checkout: run git init first")
 	}
-	remote := gitRemoteURL(cl, app, info)
+	remote := checkoutRemoteURL(cl, app, info)
 	git := func(args ...string) error {
 		var stderr bytes.Buffer
 		c := exec.Command("git", append([]string{"-C", dir}, args...)...)
@@ -125,6 +148,9 @@ func configureGitRemote(dir, app string, cl cliconfig.Cluster, info *api.GitInfo
 	}
 	if info != nil {
 		return addKnownHost(info)
+	}
+	if _, _, ok := cliconfig.ParsePierURL(remote); ok {
+		return nil // the helper brings the CA and the key
 	}
 	base := strings.TrimSuffix(cl.URL, "/") + "/"
 	if cl.CAPEM != "" {
@@ -147,6 +173,30 @@ func configureGitRemote(dir, app string, cl cliconfig.Cluster, info *api.GitInfo
 		return err
 	}
 	return git("config", "--add", "credential."+base+".helper", helper)
+}
+
+// pierModule is the module path of pier's own source.
+const pierModule = "github.com/pierpaas/pier"
+
+// isPierSource reports whether dir is in a checkout of pier itself (its
+// top level holds pier's go.mod): pier create run there, as its
+// developers do in tests and by hand, must not give pier's repository a
+// remote and credentials for some cluster.
+func isPierSource(dir string) bool {
+	out, err := exec.Command("git", "-C", dir, "rev-parse", "--show-toplevel").Output()
+	if err != nil {
+		return false
+	}
+	b, err := os.ReadFile(filepath.Join(strings.TrimSpace(string(out)), "go.mod"))
+	if err != nil {
+		return false
+	}
+	for line := range strings.Lines(string(b)) {
+		if f := strings.Fields(line); len(f) == 2 && f[0] == "module" {
+			return strings.Trim(f[1], `"`) == pierModule
+		}
+	}
+	return false
 }
 
 // writeClusterCA writes the cluster's CA beside the CLI config.

@@ -26,6 +26,10 @@ func Main(args []string) int {
 		// life: no command tree, no signal context, nothing but the init.
 		return pid1.Main(args[1:], slugInitCommand)
 	}
+	if isGitRemoteHelper(os.Args[0]) {
+		// git runs the binary as git-remote-pier REMOTE URL.
+		args = append([]string{"git-remote-helper"}, args...)
+	}
 	root := newRoot()
 	root.SetArgs(args)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -69,7 +73,7 @@ func newRoot() *cobra.Command {
 	root.AddCommand(volumesCommands()...)
 	root.AddCommand(newLogsCmd(), newDrainsCmd())
 	root.AddCommand(drainsColonAliases()...)
-	root.AddCommand(newGitRemoteCmd(), newGitCredentialCmd(), newGitHookCmd())
+	root.AddCommand(newGitRemoteCmd(), newGitCredentialCmd(), newGitHookCmd(), newGitRemoteHelperCmd())
 	root.AddCommand(newSlugbuildCmd(), newSlugrunCmd(), newServeStaticCmd())
 	addHerokuAliases(root)
 	return root
