@@ -138,16 +138,25 @@ func fetchBuildpack(ctx context.Context, url, builtinDir, dest string) (dir, nam
 	return dest, nameFromURL(url), nil
 }
 
-// gitClone clones repo into dest with the system git. A shallow clone of
-// the branch or tag ref is tried first; a ref that is a commit needs the
-// whole history.
+// gitClone clones repo into dest with the system git: shallow, at the
+// branch or tag ref if there is one, and in full when that is refused:
+// git's dumb HTTP serves no shallow clones (a plain web server holding a
+// repository), and a ref that is a commit needs the whole history.
 func gitClone(ctx context.Context, repo, ref, dest string) error {
-	args := []string{"clone", "--quiet", "--depth", "1"}
-	if ref != "" {
-		args = append(args, "--branch", ref)
+	clone := func(args ...string) error {
+		if ref != "" {
+			args = append(args, "--branch", ref)
+		}
+		return runGit(ctx, append(append([]string{"clone", "--quiet"}, args...), "--", repo, dest)...)
 	}
-	err := runGit(ctx, append(args, "--", repo, dest)...)
-	if err == nil || ref == "" {
+	err := clone("--depth", "1")
+	if err == nil {
+		return nil
+	}
+	if rmErr := removeAll(dest); rmErr != nil {
+		return rmErr
+	}
+	if err = clone(); err == nil || ref == "" {
 		return err
 	}
 	if rmErr := removeAll(dest); rmErr != nil {
