@@ -76,7 +76,10 @@ previous run are re-adopted.`,
 			defer a.Close()
 			cfgPath, err := saveUpCluster(clusterName, srv, scfg)
 			if err != nil {
-				return err
+				// Every role runs and serves: a CLI config that cannot be
+				// written (its disk is full) is no reason to stop them.
+				// The one a previous start wrote still works.
+				scfg.Log.Warn("cannot write the CLI's config", "err", err)
 			}
 			fmt.Printf("pier is up\n  API:     https://%s (cluster %q in %s)\n  apps:    %s\n  data:    %s\n",
 				srv.Addr(), clusterName, cfgPath, strings.ReplaceAll(scfg.AppURL, "{app}", "APP"), scfg.DataDir)
