@@ -27,6 +27,8 @@ const (
 	HostDrainsPrefix   = "/pier/host-drains/"        // <host>: a host being emptied for maintenance
 	VolumesPrefix      = "/pier/volumes/"            // <volume>: spec, binding to a host, removal mark
 	VolumeStatusPrefix = "/pier/volume-status/"      // <volume>: observed state, by its host's agent
+	ResourcesPrefix    = "/pier/resources/"          // <resource>: a datastore, its attachments, its state
+	ResourceSecrets    = "/pier/resource-secrets/"   // <resource>: its passwords; servers only, never listed
 	RouterStickyKey    = "/pier/router/sticky-key"   // signs sticky-session cookies, shared by every router
 	GitHostKey         = "/pier/gitreceive/host-key" // the git receivers' shared SSH host key (PEM)
 )
