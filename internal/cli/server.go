@@ -33,6 +33,8 @@ func (f *serverFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.etcd, "etcd-endpoints", "", "comma-separated client URLs of an external etcd cluster instead of an embedded member")
 	fl.StringVar(&f.cfg.EtcdCA, "etcd-ca", "", "CA file for an external etcd's server certificate")
 	fl.StringVar(&f.cfg.EtcdLogLevel, "etcd-log-level", "error", "etcd's own log level")
+	fl.Int64Var(&f.cfg.DiskLow, "disk-low", 0, "free bytes on the data disk below which it is under pressure: the store takes no writes, builds and new jobs are refused (default 5% of the disk, 64 MiB to 1 GiB)")
+	fl.Int64Var(&f.cfg.DiskReserve, "disk-reserve", 0, "bytes kept in a reserve file on the data disk, given back under pressure (default 64 MiB; negative: none)")
 	fl.BoolVarP(&f.verbose, "verbose", "v", false, "debug logging")
 }
 
