@@ -45,13 +45,16 @@ func newScaleCmd() *cobra.Command {
 }
 
 func newPsCmd() *cobra.Command {
-	var asJSON bool
+	var asJSON, all bool
 	cmd := appAction(&cobra.Command{
 		Use:   "ps",
 		Short: "List an app's jobs, and why any wait for a host",
 		Args:  cobra.NoArgs,
 	}, func(cmd *cobra.Command, c *client.Controller, app string, _ []string) error {
 		jobs, err := c.Jobs(cmd.Context(), app)
+		if err == nil && !all {
+			jobs.Jobs = withoutBuilds(jobs.Jobs)
+		}
 		if err != nil || asJSON {
 			return orJSON(jobs, err)
 		}
@@ -86,7 +89,20 @@ func newPsCmd() *cobra.Command {
 		return nil
 	})
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	cmd.Flags().BoolVar(&all, "all", false, "list build jobs too (pier builds lists the builds)")
 	return cmd
+}
+
+// withoutBuilds leaves out the jobs that build the app (pier slugbuild):
+// they belong to pier builds, not to the app's processes.
+func withoutBuilds(jobs []api.AppJob) []api.AppJob {
+	out := jobs[:0:0]
+	for _, j := range jobs {
+		if !(j.OneOff && len(j.Args) == 2 && j.Args[0] == api.PierBinary && j.Args[1] == "slugbuild") {
+			out = append(out, j)
+		}
+	}
+	return out
 }
 
 func orDash(s string) string {
