@@ -16,6 +16,9 @@ type Provider interface {
 	Type() string
 	// SystemApp is the name of the app that runs resource name's members.
 	SystemApp(name string) string
+	// MemberProcess is the system app's process type that runs members;
+	// its first port is registered as <type>.<system app>.
+	MemberProcess() string
 	// EnvVar is the variable an attached app gets ("DATABASE_URL").
 	EnvVar() string
 	// NewSecret makes a new resource's credentials.

@@ -183,8 +183,16 @@ func applyAppChanges(app *api.App, meta map[string]string, strategy *api.DeployS
 // requests, routes, deployments and releases, and the app record last, so
 // that a delete cut short can simply be repeated.
 func (c *Controller) deleteApp(w http.ResponseWriter, r *http.Request) error {
-	ctx := r.Context()
-	name := r.PathValue("app")
+	if err := c.removeApp(r.Context(), r.PathValue("app")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// removeApp is deleteApp's work, also done by the resource loop to a
+// resource's system app.
+func (c *Controller) removeApp(ctx context.Context, name string) error {
 	if _, _, err := c.loadApp(ctx, name); err != nil {
 		return err
 	}
@@ -217,7 +225,6 @@ func (c *Controller) deleteApp(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	c.Log.Info("app deleted", "app", name)
-	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
 

@@ -58,6 +58,10 @@ type Config struct {
 	// Disk watches this server's data disk: builds and uploads are
 	// refused while it is low on space. Nil: not watched.
 	Disk *diskguard.Guard
+	// ResourceHost is the host part of the address apps get for their
+	// resources: where a router takes TCP traffic (DefaultResourceHost,
+	// the router on the app's own host, when empty).
+	ResourceHost string
 }
 
 // Controller serves the management API.
@@ -67,6 +71,8 @@ type Controller struct {
 	peers    *http.Client // peerClient's
 	keys     *store.Cache[api.APIKey]
 	jobs     *store.Cache[api.Job]
+	// resourceKick wakes the resource loop (resources_loop.go).
+	resourceKick chan struct{}
 }
 
 // New returns a controller; Run must be going for it to authenticate.
@@ -90,14 +96,18 @@ func New(cfg Config) *Controller {
 		Config: cfg,
 		keys:   store.NewCache[api.APIKey](cfg.Client, store.APIKeysPrefix),
 		jobs:   store.NewCache[api.Job](cfg.Client, store.JobsPrefix),
+
+		resourceKick: make(chan struct{}, 1),
 	}
 }
 
 // Run keeps the controller's caches (API keys, jobs) in step with the
-// store, and sweeps the blobstore, until ctx ends.
+// store, sweeps the blobstore, and campaigns to run the resource loop,
+// until ctx ends.
 func (c *Controller) Run(ctx context.Context) {
 	go c.jobs.Run(ctx)
 	go c.collectBlobsEvery(ctx, c.GCInterval, c.KeepReleases)
+	go c.runResources(ctx)
 	c.keys.Run(ctx)
 }
 

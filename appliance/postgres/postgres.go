@@ -34,6 +34,7 @@ type Provider struct{}
 
 func (Provider) Type() string                 { return "postgres" }
 func (Provider) SystemApp(name string) string { return "pg-" + name }
+func (Provider) MemberProcess() string        { return ProcessType }
 func (Provider) EnvVar() string               { return "DATABASE_URL" }
 
 func (Provider) NewSecret(name string) (api.ResourceSecret, error) {
