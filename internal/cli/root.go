@@ -71,10 +71,11 @@ func newRoot() *cobra.Command {
 	root.AddCommand(keysCommands()...)
 	root.AddCommand(buildsCommands()...)
 	root.AddCommand(volumesCommands()...)
+	root.AddCommand(resourceCommands()...)
 	root.AddCommand(newLogsCmd(), newDrainsCmd())
 	root.AddCommand(drainsColonAliases()...)
 	root.AddCommand(newGitRemoteCmd(), newGitCredentialCmd(), newGitHookCmd(), newGitRemoteHelperCmd())
-	root.AddCommand(newSlugbuildCmd(), newSlugrunCmd(), newServeStaticCmd())
+	root.AddCommand(newSlugbuildCmd(), newSlugrunCmd(), newServeStaticCmd(), newPgMemberCmd())
 	addHerokuAliases(root)
 	return root
 }

@@ -1,0 +1,58 @@
+package client
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+
+	"github.com/pierpaas/pier/api"
+)
+
+// CreateResource asks for a resource; the cluster provisions it (and
+// attaches req.App) in the background: watch Resource for its state.
+func (c *Controller) CreateResource(ctx context.Context, req api.CreateResourceRequest) (api.Resource, error) {
+	var out api.Resource
+	return out, c.do(ctx, http.MethodPost, "/v1/resources", req, &out)
+}
+
+// Resources lists the resources.
+func (c *Controller) Resources(ctx context.Context) ([]api.Resource, error) {
+	var out []api.Resource
+	return out, c.do(ctx, http.MethodGet, "/v1/resources", nil, &out)
+}
+
+// Resource shows one resource, with what its member says of itself.
+func (c *Controller) Resource(ctx context.Context, name string) (api.ResourceInfo, error) {
+	var out api.ResourceInfo
+	return out, c.do(ctx, http.MethodGet, "/v1/resources/"+url.PathEscape(name), nil, &out)
+}
+
+// AttachResource asks for resource name to be attached to app.
+func (c *Controller) AttachResource(ctx context.Context, name, app string) (api.Resource, error) {
+	var out api.Resource
+	return out, c.do(ctx, http.MethodPost, "/v1/resources/"+url.PathEscape(name)+"/attachments", api.AttachRequest{App: app}, &out)
+}
+
+// DetachResource asks for resource name to be detached from app.
+func (c *Controller) DetachResource(ctx context.Context, name, app string) (api.Resource, error) {
+	var out api.Resource
+	return out, c.do(ctx, http.MethodDelete, "/v1/resources/"+url.PathEscape(name)+"/attachments/"+url.PathEscape(app), nil, &out)
+}
+
+// RemoveResource asks for a resource's removal, data included; confirm
+// (its name) is needed while apps are attached.
+func (c *Controller) RemoveResource(ctx context.Context, name, confirm string) (api.Resource, error) {
+	path := "/v1/resources/" + url.PathEscape(name)
+	if confirm != "" {
+		path += "?confirm=" + url.QueryEscape(confirm)
+	}
+	var out api.Resource
+	return out, c.do(ctx, http.MethodDelete, path, nil, &out)
+}
+
+// Psql starts a one-off job running psql against a resource; attach to
+// it with Attach(ctx, job.App, job.ID, ...).
+func (c *Controller) Psql(ctx context.Context, name string, req api.PsqlRequest) (api.AppJob, error) {
+	var out api.AppJob
+	return out, c.do(ctx, http.MethodPost, "/v1/resources/"+url.PathEscape(name)+"/psql", req, &out)
+}

@@ -1,0 +1,25 @@
+package cli
+
+import (
+	"github.com/spf13/cobra"
+
+	"github.com/pierpaas/pier/appliance/postgres"
+)
+
+// newPgMemberCmd is what a PostgreSQL resource's member job runs (see
+// appliance/postgres): hidden, like slugrun, since only jobs run it.
+func newPgMemberCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:    postgres.MemberCommand,
+		Short:  "Run a PostgreSQL resource's member (inside its job)",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := postgres.MemberConfigFromEnv()
+			if err != nil {
+				return err
+			}
+			return postgres.RunMember(cmd.Context(), cfg)
+		},
+	}
+}
