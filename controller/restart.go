@@ -53,7 +53,7 @@ func (c *Controller) restart(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return err
 		}
-		ids, err := restartable(app, jobs, req)
+		ids, err := restartable(app, rel, jobs, req)
 		if err != nil {
 			return err
 		}
@@ -85,7 +85,13 @@ func (c *Controller) restart(w http.ResponseWriter, r *http.Request) error {
 
 // restartable picks the jobs a restart request names: the current
 // release's live service jobs, of one type or one job if it says so.
-func restartable(app api.App, jobs api.JobList, req api.RestartRequest) ([]string, error) {
+func restartable(app api.App, rel api.Release, jobs api.JobList, req api.RestartRequest) ([]string, error) {
+	// An omni type has one job per host, and no room on a host for a
+	// second: the scheduler does not restart it one by one (yet).
+	omni := func(ptype string) bool { return rel.Processes[ptype].Omni }
+	if omni(req.ProcessType) {
+		return nil, invalid("process type %s runs one job on every host, which pier restart cannot replace one by one yet; pier kill JOB restarts each", req.ProcessType)
+	}
 	var ids []string
 	for _, j := range jobs.Jobs {
 		if req.Job != "" && j.ID != req.Job {
@@ -99,9 +105,11 @@ func restartable(app api.App, jobs api.JobList, req api.RestartRequest) ([]strin
 				return nil, conflict("job %s is stopping or has ended (%s)", j.ID, j.State)
 			case j.Release != app.Release:
 				return nil, conflict("job %s runs an older release, which its deployment is replacing", j.ID)
+			case omni(j.ProcessType):
+				return nil, invalid("job %s is of process type %s, which runs on every host: pier kill restarts it", j.ID, j.ProcessType)
 			}
 		}
-		if j.OneOff || j.Release != app.Release || j.Desired != api.DesiredRunning || j.State.Terminal() {
+		if j.OneOff || j.Release != app.Release || j.Desired != api.DesiredRunning || j.State.Terminal() || omni(j.ProcessType) {
 			continue
 		}
 		if req.ProcessType != "" && j.ProcessType != req.ProcessType {
