@@ -189,3 +189,11 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
+
+// releaseApp gives app a first release that runs nothing (a Procfile of
+// one worker type, scaled to 0): pier run needs a release to take its
+// code and config from.
+func releaseApp(t *testing.T, u cliUser, app string) {
+	t.Helper()
+	u.must("deploy", "--no-build", "-a", app, writeApp(t, "worker: sleep infinity\n", map[string]string{}))
+}

@@ -93,6 +93,7 @@ func TestLogsEndToEnd(t *testing.T) {
 		t.Log("pier logs is not in the command table yet: reading logs through the API")
 	}
 	u.must("create", "tools")
+	releaseApp(t, u, "tools")
 
 	id := strings.TrimSpace(u.must("run", "-a", "tools", "--detach", "--", "sh", "-c", `echo "hello from $PIER_JOB_ID"; echo oops >&2; echo bye`))
 	lineRE := regexp.MustCompile(`(?m)^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00 app\[[a-z]+\.` + regexp.QuoteMeta(id) + `\]: hello from ` + regexp.QuoteMeta(id) + `$`)
@@ -225,6 +226,7 @@ func TestLogsSurviveARestart(t *testing.T) {
 	_, _, code := u.run("logs", "--help")
 	hasCmd := code == 0
 	u.must("create", "tools")
+	releaseApp(t, u, "tools")
 	id := strings.TrimSpace(u.must("run", "-a", "tools", "--detach", "--", "sh", "-c", "for i in 1 2 3 4 5; do echo line $i; done"))
 	has := func(u cliUser) bool {
 		out := pierLogs(t, u, hasCmd, "tools", id)

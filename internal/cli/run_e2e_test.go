@@ -21,6 +21,7 @@ func TestRunThroughTheController(t *testing.T) {
 	p := startUp(t, dataDir, freeUpPorts(t))
 	u := cliUser{t, p}
 	u.must("create", "tools")
+	releaseApp(t, u, "tools")
 
 	// Piped input, no terminal.
 	cmd := exec.Command(pierBin, "run", "-a", "tools", "--", "sh", "-c", "tr a-z A-Z; exit 7")
