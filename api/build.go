@@ -74,6 +74,10 @@ type BuildResult struct {
 	ConfigVars map[string]string `json:"config_vars,omitempty"`
 	// Buildpacks are the names of the buildpacks that compiled the app.
 	Buildpacks []string `json:"buildpacks"`
+	// AppJSON is the text of the source's app.json, if it has one: the
+	// controller reads it again (internal/appjson) rather than trust what
+	// the build job made of it.
+	AppJSON string `json:"app_json,omitempty"`
 }
 
 // BuildEvent is one line of a build's streamed answer

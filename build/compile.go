@@ -75,6 +75,12 @@ func Compile(ctx context.Context, opts Options) (api.BuildResult, error) {
 	}
 	defer removeAll(work)
 
+	// app.json is read before .slugignore can remove it, and before a
+	// long compile, so that a mistake in it fails the push at once.
+	manifest, err := readAppJSON(appDir)
+	if err != nil {
+		return api.BuildResult{}, err
+	}
 	if n, err := applySlugignore(appDir); err != nil {
 		return api.BuildResult{}, err
 	} else if n > 0 {
@@ -141,6 +147,12 @@ func Compile(ctx context.Context, opts Options) (api.BuildResult, error) {
 		fmt.Fprintf(out, "       Procfile declares types     -> %s\n", typeList(pf))
 	}
 	fmt.Fprintf(out, "       Default types for buildpack -> %s\n", typeList(defaults))
+	if manifest != nil {
+		if err := checkAppJSON(manifest, res.ProcessTypes, out); err != nil {
+			return api.BuildResult{}, err
+		}
+		res.AppJSON = manifest.Text()
+	}
 	return res, nil
 }
 

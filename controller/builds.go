@@ -144,12 +144,21 @@ func (c *Controller) runBuild(ctx context.Context, app api.App, b api.Build, env
 		return b, &rr, fmt.Errorf("deployment of v%d %s: %s; the previous release keeps serving", d.Version, d.State, d.Reason)
 	}
 	fmt.Fprintf(out, "=====> %s v%d deployed\n", app.Name, d.Version)
+	if result.AppJSON != "" {
+		// Checked by releaseSlug already.
+		if m, _, err := releaseManifest(result); err == nil {
+			if err := c.runPostdeploy(ctx, rr.Release, m, app.Release == "", out); err != nil {
+				return b, &rr, err
+			}
+		}
+	}
 	return b, &rr, nil
 }
 
 // releaseSlug makes the app's next release from a built slug: the
 // process types the build found, run by the slug runner, keeping the
-// resources and placement a process type of the same name had before.
+// resources and placement a process type of the same name had before,
+// except for what the source's app.json declares (see releaseManifest).
 func (c *Controller) releaseSlug(ctx context.Context, app string, slug api.Artifact, result api.BuildResult) (api.ReleaseResult, error) {
 	art, err := c.resolveArtifact(ctx, slug)
 	if err != nil {
@@ -158,11 +167,19 @@ func (c *Controller) releaseSlug(ctx context.Context, app string, slug api.Artif
 	if len(result.ProcessTypes) == 0 {
 		return api.ReleaseResult{}, invalid("the build found no process types: add a Procfile (web: COMMAND)")
 	}
-	procs := slugProcessTypes(app, result.ProcessTypes)
+	manifest, cmds, err := releaseManifest(result)
+	if err != nil {
+		return api.ReleaseResult{}, err
+	}
+	procs := slugProcessTypes(app, cmds)
 	if err := c.checkProcesses(procs); err != nil {
 		return api.ReleaseResult{}, err
 	}
-	return c.newRelease(ctx, app, func(base, next *api.Release) error {
+	var initial map[string]int
+	if manifest != nil {
+		initial = manifest.Quantities()
+	}
+	return c.newReleaseCounts(ctx, app, func(base, next *api.Release) error {
 		next.Artifact = &art
 		next.Processes = procs
 		next.Env = map[string]string{}
@@ -176,13 +193,18 @@ func (c *Controller) releaseSlug(ctx context.Context, app string, slug api.Artif
 				}
 			}
 		}
+		if manifest != nil {
+			if err := manifest.Configure(procs); err != nil {
+				return invalid("%v", err)
+			}
+		}
 		for k, v := range result.ConfigVars {
 			if _, set := next.Env[k]; !set && validEnvKey(k) {
 				next.Env[k] = v
 			}
 		}
 		return nil
-	})
+	}, initial)
 }
 
 func cmpOr[T comparable](a, b T) T {

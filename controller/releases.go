@@ -166,6 +166,13 @@ func (c *Controller) checkProcesses(ps map[string]api.ProcessType) error {
 // conflicts and is made again on top of the first. While a deployment
 // runs, no new one starts.
 func (c *Controller) newRelease(ctx context.Context, name string, fill func(base, next *api.Release) error) (api.ReleaseResult, error) {
+	return c.newReleaseCounts(ctx, name, fill, nil)
+}
+
+// newReleaseCounts is newRelease where the process types named in
+// initial start with those counts when they first appear in the app
+// (app.json's formation and cron entries), instead of none (one for web).
+func (c *Controller) newReleaseCounts(ctx context.Context, name string, fill func(base, next *api.Release) error, initial map[string]int) (api.ReleaseResult, error) {
 	key := idempotencyKey(ctx)
 	for {
 		app, appRev, err := c.loadApp(ctx, name)
@@ -213,7 +220,7 @@ func (c *Controller) newRelease(ctx context.Context, name string, fill func(base
 		}
 		d := api.Deployment{
 			ID: next.ID, App: name, OldRelease: app.Release, NewRelease: next.ID, Version: version,
-			Strategy: app.Strategy, OldProcesses: oldCounts, Processes: targetCounts(oldCounts, next.Processes, app.Release == ""),
+			Strategy: app.Strategy, OldProcesses: oldCounts, Processes: targetCounts(oldCounts, next.Processes, app.Release == "", initial),
 			State: api.DeployPending, CreatedAt: now, UpdatedAt: now,
 		}
 		app.LatestVersion = version
@@ -237,15 +244,18 @@ func (c *Controller) newRelease(ctx context.Context, name string, fill func(base
 }
 
 // targetCounts carries the current counts over to a new release's
-// process types; a first release starts one web job, like Heroku.
-func targetCounts(old map[string]int, procs map[string]api.ProcessType, first bool) map[string]int {
+// process types; a first release starts one web job, like Heroku, and a
+// process type new to the app starts with its count in initial, if any.
+func targetCounts(old map[string]int, procs map[string]api.ProcessType, first bool, initial map[string]int) map[string]int {
 	out := map[string]int{}
 	for name := range procs {
 		if name == api.ReleaseProcess {
 			continue
 		}
 		n, ok := old[name]
-		if !ok && name == "web" && (first || len(old) == 0) {
+		if q, set := initial[name]; !ok && set {
+			n = q
+		} else if !ok && name == "web" && (first || len(old) == 0) {
 			n = 1
 		}
 		out[name] = n
