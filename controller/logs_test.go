@@ -111,9 +111,9 @@ func TestLogsThroughTheController(t *testing.T) {
 	if got := collect(client.LogsQuery{Lines: 2, Type: "web"}); got != "two,three" {
 		t.Fatalf("logs -n 2 -t web: %s", got)
 	}
-	if got := collect(client.LogsQuery{Lines: -1, Job: "nope"}); got != "" {
-		t.Fatalf("logs -j nope: %s", got)
-	}
+	// A job the app never had is an error, not an empty stream.
+	err = e.cli.Logs(c, "shop", client.LogsQuery{Lines: -1, Job: "nope"}, func(api.AppLogLine) error { return nil })
+	wantCode(t, err, api.ErrCodeNotFound, 404)
 	_, err = e.cli.Drains(c, "nope")
 	wantCode(t, err, api.ErrCodeNotFound, 404)
 
