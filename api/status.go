@@ -10,7 +10,45 @@ type ClusterStatus struct {
 	Store    StoreStatus    `json:"store"`
 	Servers  []ServerStatus `json:"servers"`
 	Hosts    []HostHealth   `json:"hosts"`
-	Checked  time.Time      `json:"checked_at"`
+	// Leaders are the servers leading the leader-elected loops
+	// ("scheduler", "deployer", "logs": the active log aggregator).
+	Leaders map[string]string `json:"leaders"`
+	// Deployments that failed in the last hour or run for long.
+	Deployments []DeploymentHealth `json:"deployments,omitempty"`
+	// Crashing are process types whose jobs keep crashing.
+	Crashing []CrashingProcess `json:"crashing,omitempty"`
+	// Certificates that expire within two weeks, or have.
+	Certificates []CertificateHealth `json:"certificates,omitempty"`
+	Checked      time.Time           `json:"checked_at"`
+}
+
+// DeploymentHealth is a deployment worth a look.
+type DeploymentHealth struct {
+	ID      string      `json:"id"`
+	App     string      `json:"app"`
+	Version int         `json:"version"`
+	State   DeployState `json:"state"`
+	Reason  string      `json:"reason,omitempty"`
+	Since   time.Time   `json:"since"`
+}
+
+// CrashingProcess is a process type whose newest job has been restarted
+// again and again and is not running.
+type CrashingProcess struct {
+	App         string   `json:"app"`
+	ProcessType string   `json:"process_type"`
+	Job         string   `json:"job"`
+	Restarts    int      `json:"restarts"`
+	State       JobState `json:"state"`
+	Error       string   `json:"error,omitempty"`
+}
+
+// CertificateHealth is a route's certificate close to its end.
+type CertificateHealth struct {
+	Route    string    `json:"route"`
+	Service  string    `json:"service"`
+	Domain   string    `json:"domain"`
+	NotAfter time.Time `json:"not_after"`
 }
 
 // StoreStatus is the etcd cluster's state.
@@ -38,7 +76,10 @@ type ServerStatus struct {
 	URL       string     `json:"url"`
 	Reachable bool       `json:"reachable"`
 	Disk      DiskStatus `json:"disk"`
-	Error     string     `json:"error,omitempty"`
+	// MissingBlobs counts the kept artifacts this server lacks and no
+	// live server has, at its last replication pass.
+	MissingBlobs int    `json:"missing_blobs"`
+	Error        string `json:"error,omitempty"`
 }
 
 // DiskStatus is a data directory's disk.

@@ -35,10 +35,19 @@ func (c *Controller) clusterStatus(w http.ResponseWriter, r *http.Request) error
 	var wg sync.WaitGroup
 	wg.Go(func() { st.Store = c.storeStatus(ctx) })
 	wg.Go(func() { st.Servers = c.serverStatuses(ctx, r.Header.Get("Authorization")) })
-	var hostsErr error
+	var hostsErr, deploysErr, certsErr error
 	wg.Go(func() { st.Hosts, hostsErr = c.hostStatuses(ctx) })
+	wg.Go(func() { st.Leaders = c.leaders(ctx) })
+	wg.Go(func() { st.Deployments, deploysErr = c.deploymentsToLookAt(ctx, st.Checked) })
+	wg.Go(func() { st.Crashing = c.crashing(ctx) })
+	wg.Go(func() { st.Certificates, certsErr = c.certificatesToLookAt(ctx, st.Checked) })
 	wg.Wait()
-	st.Problems = problems(st, hostsErr)
+	st.Problems = append(problems(st, hostsErr), moreProblems(st, st.Checked)...)
+	for what, err := range map[string]error{"deployments": deploysErr, "certificates": certsErr} {
+		if err != nil {
+			st.Problems = append(st.Problems, fmt.Sprintf("%s: cannot list them: %v", what, err))
+		}
+	}
 	st.Healthy = len(st.Problems) == 0
 	writeJSON(w, http.StatusOK, st)
 	return nil
@@ -83,6 +92,9 @@ func problems(st api.ClusterStatus, hostsErr error) []string {
 // selfStatus is what this server knows only of itself.
 func (c *Controller) selfStatus() api.ServerStatus {
 	s := api.ServerStatus{Name: c.ServerName, URL: c.BlobURL, Reachable: true}
+	if c.Replica != nil {
+		s.MissingBlobs = len(c.Replica.Missing())
+	}
 	if c.Disk != nil {
 		d := c.Disk.Status()
 		s.Disk = api.DiskStatus{Dir: d.Dir, FreeBytes: d.Free, TotalBytes: d.Total, LowBytes: d.Low, Pressure: d.Reason()}

@@ -43,6 +43,15 @@ type Replicator struct {
 
 	mu      sync.Mutex
 	flights map[string]*flight
+	missing []string // at the last pass
+}
+
+// Missing is the kept blobs this server lacked, and no live server had,
+// at the last replication pass.
+func (r *Replicator) Missing() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.missing)
 }
 
 // flight is one copy in progress, which concurrent Fetches of the same
@@ -198,8 +207,13 @@ func (r *Replicator) Run(ctx context.Context, want func(context.Context) (map[st
 			case n > 0:
 				r.Log.Info("blobs copied from other servers", "count", n)
 			}
-			if err == nil && r.Metrics != nil {
-				r.Metrics.missing.Set(float64(len(missing)))
+			if err == nil {
+				r.mu.Lock()
+				r.missing = missing
+				r.mu.Unlock()
+				if r.Metrics != nil {
+					r.Metrics.missing.Set(float64(len(missing)))
+				}
 			}
 			// Said once, not at every pass.
 			if err == nil && !slices.Equal(missing, lastMissing) {

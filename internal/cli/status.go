@@ -59,6 +59,8 @@ func printStatus(st api.ClusterStatus) {
 		}
 		fmt.Printf("  %-20s database %d MiB (%d MiB in use) of %d MiB\n", m.Name, m.DBBytes>>20, m.DBInUse>>20, m.QuotaBytes>>20)
 	}
+	fmt.Printf("Leaders: scheduler %s, deployer %s, log aggregator %s\n",
+		orDash(st.Leaders["scheduler"]), orDash(st.Leaders["deployer"]), orDash(st.Leaders["logs"]))
 	fmt.Println("\nServers:")
 	for _, s := range st.Servers {
 		if !s.Reachable {
@@ -69,7 +71,7 @@ func printStatus(st api.ClusterStatus) {
 		if s.Disk.Pressure != "" {
 			state = "LOW ON SPACE"
 		}
-		fmt.Printf("  %-20s disk %s: %d MiB free of %d MiB, %s\n", s.Name, s.Disk.Dir, s.Disk.FreeBytes>>20, s.Disk.TotalBytes>>20, state)
+		fmt.Printf("  %-20s disk %s: %d MiB free of %d MiB, %s; %d kept artifacts missing\n", s.Name, s.Disk.Dir, s.Disk.FreeBytes>>20, s.Disk.TotalBytes>>20, state, s.MissingBlobs)
 	}
 	fmt.Println("\nHosts:")
 	if len(st.Hosts) == 0 {

@@ -1,0 +1,88 @@
+package controller_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pierpaas/pier/api"
+	"github.com/pierpaas/pier/runtime"
+	"github.com/pierpaas/pier/store"
+)
+
+// TestClusterStatus: pier status names each part that is not well, in a
+// sentence: a process type that keeps crashing, the deployment it
+// failed, a certificate about to expire, a loop with no leader; and
+// says who leads the others.
+func TestClusterStatus(t *testing.T) {
+	e := newEnv(t)
+	c := ctx(t)
+	e.host.Runtime.OnStart(func(spec runtime.Spec) {
+		if strings.HasPrefix(spec.ID, "crashy-") {
+			e.host.Runtime.Write(spec.ID, "", "no DATABASE_URL\n")
+			e.host.Runtime.Exit(spec.ID, 3)
+		}
+	})
+	e.apps("crashy", "secure")
+	res, err := e.cli.CreateRelease(c, "crashy", api.CreateReleaseRequest{Artifact: &api.Artifact{SHA256: e.slug("x")}, Processes: worker()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, key := selfSigned(t, time.Now().Add(72*time.Hour), "secure.example.com")
+	if _, err := e.cli.AddRoute(c, "secure", api.Route{Type: api.RouteHTTP, Domain: "secure.example.com", TLS: &api.RouteTLS{CertPEM: cert, KeyPEM: key}}); err != nil {
+		t.Fatal(err)
+	}
+	e.deployed(res)
+	if _, err := e.cli.Scale(c, "crashy", map[string]int{"worker": 1}); err != nil {
+		t.Fatal(err)
+	}
+	// A deployment that failed a moment ago, as the deployer records one.
+	now := time.Now().UTC()
+	if _, err := store.Put(c, e.tc.Client, store.DeploymentsPrefix+"secure-v2", api.Deployment{ID: "secure-v2", App: "secure",
+		NewRelease: "secure-v2", Version: 2, State: api.DeployFailed, Reason: "web: health check not passed",
+		CreatedAt: now, UpdatedAt: now, FinishedAt: now}); err != nil {
+		t.Fatal(err)
+	}
+
+	var st api.ClusterStatus
+	want := []string{
+		"app crashy: worker keeps crashing",
+		"app secure: the deployment of v2 failed: web: health check not passed",
+		"its certificate expires on " + time.Now().Add(72*time.Hour).UTC().Format(time.DateOnly),
+		"no log aggregator is active",
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if st, err = e.cli.Status(c); err != nil {
+			t.Fatal(err)
+		}
+		all := strings.Join(st.Problems, "\n")
+		missing := ""
+		for _, w := range want {
+			if !strings.Contains(all, w) {
+				missing = w
+			}
+		}
+		if missing == "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the status does not say %q:\n%s", missing, all)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if st.Healthy || st.Leaders["scheduler"] != "s1" || st.Leaders["deployer"] != "d1" {
+		t.Fatalf("status: healthy %v, leaders %v", st.Healthy, st.Leaders)
+	}
+	if len(st.Crashing) != 1 || st.Crashing[0].Restarts < 3 || st.Crashing[0].ProcessType != "worker" {
+		t.Fatalf("crashing: %+v", st.Crashing)
+	}
+	if len(st.Store.Members) != 1 || !st.Store.Members[0].Reachable || st.Store.Leader == "" {
+		t.Fatalf("store: %+v", st.Store)
+	}
+	for _, p := range st.Problems {
+		if strings.Contains(p, "store") || strings.Contains(p, "server") {
+			t.Errorf("a problem that is not there: %s", p)
+		}
+	}
+}
