@@ -29,7 +29,11 @@ func TestVerifierRFC7677(t *testing.T) {
 	serverKey, _ := base64.StdEncoding.DecodeString(server64)
 	nonce := "rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0"
 	authMessage := "n=user,r=rOprNGfwEbeRWgbNEkqO,r=" + nonce + ",s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096,c=biws,r=" + nonce
-	mac := func(key []byte) []byte { m := hmac.New(sha256.New, key); m.Write([]byte(authMessage)); return m.Sum(nil) }
+	mac := func(key []byte) []byte {
+		m := hmac.New(sha256.New, key)
+		m.Write([]byte(authMessage))
+		return m.Sum(nil)
+	}
 
 	if got := base64.StdEncoding.EncodeToString(mac(serverKey)); got != "6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=" {
 		t.Errorf("server signature %s", got)
