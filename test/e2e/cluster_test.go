@@ -129,6 +129,11 @@ func newCluster() (_ *cluster, err error) {
 		c.routers = append(c.routers, mk("router", fmt.Sprintf("r%d", i), fmt.Sprintf("%s%d", subnetPrefix, 30+i)))
 	}
 	for _, n := range c.nodes() {
+		if n.name == diskHost {
+			if err := mountSmallDisk(n.dir); err != nil {
+				return nil, err
+			}
+		}
 		if err := os.MkdirAll(n.dataDir(), 0o755); err != nil {
 			return nil, err
 		}
