@@ -1,6 +1,7 @@
 package controller_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -63,6 +64,11 @@ func TestClusterStatus(t *testing.T) {
 				missing = w
 			}
 		}
+		if st.Leaders["scheduler"] != "s1" || st.Leaders["deployer"] != "d1" {
+			// A leader of the harness's 1 s lease can lose it for a
+			// moment on a busy machine.
+			missing = fmt.Sprintf("leaders %v", st.Leaders)
+		}
 		if missing == "" {
 			break
 		}
@@ -71,8 +77,8 @@ func TestClusterStatus(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	if st.Healthy || st.Leaders["scheduler"] != "s1" || st.Leaders["deployer"] != "d1" {
-		t.Fatalf("status: healthy %v, leaders %v", st.Healthy, st.Leaders)
+	if st.Healthy {
+		t.Fatalf("status: healthy with problems %v", st.Problems)
 	}
 	if len(st.Crashing) != 1 || st.Crashing[0].Restarts < 3 || st.Crashing[0].ProcessType != "worker" {
 		t.Fatalf("crashing: %+v", st.Crashing)
