@@ -99,13 +99,23 @@ func (c *Controller) collectBlobsEvery(ctx context.Context, every time.Duration,
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
+		var diskChanged <-chan struct{} // nil: never
+		if c.Disk != nil {
+			diskChanged = c.Disk.Changed()
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if _, err := c.CollectBlobs(ctx, keep); err != nil && ctx.Err() == nil {
-				c.Log.Warn("blob garbage collection failed", "err", err)
+		case <-diskChanged:
+			// A disk low on space is collected at once, not at the next
+			// tick: what nothing keeps is the first room to give back.
+			if !c.Disk.Status().Pressure {
+				continue
 			}
+		}
+		if _, err := c.CollectBlobs(ctx, keep); err != nil && ctx.Err() == nil {
+			c.Log.Warn("blob garbage collection failed", "err", err)
 		}
 	}
 }

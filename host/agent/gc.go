@@ -33,6 +33,12 @@ func (a *Agent) collectGarbage(ctx context.Context, rt runtime.Runtime) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-a.cfg.Disk.Changed():
+			// Under pressure, collect at once: unused artifacts and the
+			// records of ended jobs are the first room to give back.
+			if !a.cfg.Disk.Status().Pressure {
+				continue
+			}
 		}
 		a.gcOnce(rt)
 	}
