@@ -90,6 +90,10 @@ type CreateReleaseRequest struct {
 	Artifact  *Artifact              `json:"artifact,omitempty"`
 	Processes map[string]ProcessType `json:"processes"`
 	Env       map[string]string      `json:"env,omitempty"`
+	// AppJSON is the text of the app's app.json, if it has one: the
+	// controller checks Processes against it and applies its formation
+	// (pier deploy --no-build sends it; see BuildResult.AppJSON).
+	AppJSON string `json:"app_json,omitempty"`
 }
 
 // ReleaseResult is a new release and the deployment that rolls it out.

@@ -79,3 +79,21 @@ func (c *Controller) runPostdeploy(ctx context.Context, rel api.Release, m *appj
 	}
 	return nil
 }
+
+// requestManifest applies the app.json a release request carries (pier
+// deploy --no-build) to its process types, which the client made from
+// the Procfile and the manifest's commands, and returns its quantities.
+// Its postdeploy scripts are not run: no build waits on that deploy.
+func requestManifest(req api.CreateReleaseRequest) (map[string]int, error) {
+	if req.AppJSON == "" {
+		return nil, nil
+	}
+	m, err := appjson.Parse([]byte(req.AppJSON))
+	if err != nil {
+		return nil, invalid("%v", err)
+	}
+	if err := m.Configure(req.Processes); err != nil {
+		return nil, invalid("%v", err)
+	}
+	return m.Quantities(), nil
+}

@@ -107,7 +107,11 @@ func (c *Controller) createRelease(w http.ResponseWriter, r *http.Request) error
 		}
 		art = &a
 	}
-	res, err := c.newRelease(r.Context(), r.PathValue("app"), func(base *api.Release, next *api.Release) error {
+	initial, err := requestManifest(req)
+	if err != nil {
+		return err
+	}
+	res, err := c.newReleaseCounts(r.Context(), r.PathValue("app"), func(base *api.Release, next *api.Release) error {
 		next.Artifact = art
 		next.Processes = req.Processes
 		next.Env = req.Env

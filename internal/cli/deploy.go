@@ -14,6 +14,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/pierpaas/pier/api"
+	"github.com/pierpaas/pier/internal/appjson"
 	"github.com/pierpaas/pier/internal/procfile"
 	"github.com/pierpaas/pier/internal/tarball"
 )
@@ -32,7 +33,7 @@ rolled out by the app's deploy strategy; pier waits for the deployment and
 fails if the build fails or the deployment is rolled back, saying why.
 
 With --no-build, DIR is released as it is, with the process types of
-DIR/Procfile, without a build step.`,
+DIR/Procfile and DIR/app.json, without a build step.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			dir := "."
@@ -50,8 +51,9 @@ DIR/Procfile, without a build step.`,
 				return err
 			}
 			var procs map[string]api.ProcessType
+			var manifest string
 			if noBuild {
-				if procs, err = readProcfile(app, dir); err != nil {
+				if procs, manifest, err = readProcfile(app, dir); err != nil {
 					return err
 				}
 			}
@@ -96,6 +98,7 @@ DIR/Procfile, without a build step.`,
 			res, err := c.CreateRelease(ctx, app, api.CreateReleaseRequest{
 				Artifact:  &api.Artifact{Type: "slug", SHA256: digest, Size: stats.Written},
 				Processes: procs,
+				AppJSON:   manifest,
 			})
 			if err != nil {
 				return err
@@ -109,22 +112,44 @@ DIR/Procfile, without a build step.`,
 	return cmd
 }
 
-// readProcfile reads DIR/Procfile into process types.
-func readProcfile(app, dir string) (map[string]api.ProcessType, error) {
+// readProcfile reads DIR/Procfile into process types, with what
+// DIR/app.json declares (see internal/appjson), and returns the text of
+// app.json for the controller, which checks it again.
+func readProcfile(app, dir string) (map[string]api.ProcessType, string, error) {
 	f, err := os.Open(filepath.Join(dir, "Procfile"))
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("no Procfile in %s: it names the process types to run (web: COMMAND)", dir)
+		return nil, "", fmt.Errorf("no Procfile in %s: it names the process types to run (web: COMMAND)", dir)
 	}
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	defer f.Close()
 	pf, err := procfile.Parse(f)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if len(pf) == 0 {
-		return nil, fmt.Errorf("the Procfile in %s names no process types", dir)
+		return nil, "", fmt.Errorf("the Procfile in %s names no process types", dir)
 	}
-	return procfile.ProcessTypes(app, pf), nil
+	data, err := os.ReadFile(filepath.Join(dir, appjson.FileName))
+	if errors.Is(err, fs.ErrNotExist) {
+		return procfile.ProcessTypes(app, pf), "", nil
+	} else if err != nil {
+		return nil, "", err
+	}
+	m, err := appjson.Parse(data)
+	if err != nil {
+		return nil, "", err
+	}
+	if err := m.Commands(pf); err != nil {
+		return nil, "", err
+	}
+	procs := procfile.ProcessTypes(app, pf)
+	if err := m.Configure(procs); err != nil {
+		return nil, "", err
+	}
+	for _, w := range m.Warnings() {
+		progress("warning: %s", w)
+	}
+	return procs, m.Text(), nil
 }

@@ -326,6 +326,9 @@ func newReleaseInfoCmd() *cobra.Command {
 		fmt.Println("Processes:")
 		for _, name := range sortedKeys(rel.Processes) {
 			fmt.Printf("  %s: %s\n", name, strings.Join(rel.Processes[name].Args, " "))
+			for _, l := range processDetails(rel.Processes[name]) {
+				fmt.Printf("    %s\n", l)
+			}
 		}
 		fmt.Println("Config vars:")
 		for _, k := range sortedKeys(rel.Env) {
