@@ -3,6 +3,8 @@ package appjson
 import (
 	"errors"
 	"maps"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -232,5 +234,28 @@ func TestApplyBad(t *testing.T) {
 				t.Fatalf("error\n  %v\nwant it to hold\n  %s", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestExample: examples/appjson's manifest is one pier takes, with its
+// cron job, health check and formation.
+func TestExample(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("..", "..", "examples", "appjson", FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := Parse(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmds := map[string]string{"web": "python3 app.py"}
+	if err := m.Commands(cmds); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Configure(procfileTypes(cmds)); err != nil {
+		t.Fatal(err)
+	}
+	if s := m.Summary(); s != "cron-1 (*/1 * * * *), web health check GET /health, web=2, postdeploy, placement of cron-1" {
+		t.Fatalf("summary %q", s)
 	}
 }

@@ -45,7 +45,7 @@ func (m *Manifest) checkHealth(name string) error {
 			return m.errorf(p+".scheme", "%q: pier checks over plain http inside the cluster", h.Scheme)
 		}
 		for _, f := range []struct {
-			key      string
+			key       string
 			v, lo, hi int
 		}{{"attempts", h.Attempts, 0, MaxAttempts}, {"wait", h.Wait, 0, MaxSeconds}, {"timeout", h.Timeout, 0, MaxSeconds}, {"initialDelay", h.InitialDelay, 0, MaxSeconds}} {
 			if f.v < f.lo || f.v > f.hi {
