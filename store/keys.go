@@ -33,6 +33,13 @@ const (
 	GitHostKey         = "/pier/gitreceive/host-key" // the git receivers' shared SSH host key (PEM)
 )
 
+// The keys of rolling upgrades of pier itself (package upgrade).
+const (
+	UpgradesPrefix   = "/pier/upgrades/"    // <upgrade>: the record the elected upgrade loop drives
+	NodesPrefix      = "/pier/nodes/"       // <kind>/<name>: a running daemon, its binary and version; on its lease
+	NodeOrdersPrefix = "/pier/node-orders/" // <kind>/<name>: the upgrade loop's signed order to one daemon
+)
+
 // ErrBadKey reports a key part that would change the key's shape.
 var ErrBadKey = errors.New("store: bad key")
 
