@@ -119,7 +119,7 @@ func (c *Controller) createRelease(w http.ResponseWriter, r *http.Request) error
 			next.Env = base.Env
 		}
 		return nil
-	})
+	}, initial)
 	if err != nil {
 		return err
 	}
