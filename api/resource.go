@@ -28,6 +28,8 @@ type Resource struct {
 	// Port.
 	Address     string       `json:"address,omitempty"`
 	Attachments []Attachment `json:"attachments,omitempty"`
+	// BackupSchedule, when set, captures a database every day.
+	BackupSchedule *BackupSchedule `json:"backup_schedule,omitempty"`
 	// Error is why the last step failed, while the loop retries it.
 	Error     string    `json:"error,omitempty"`
 	CreatedAt time.Time `json:"created_at"`

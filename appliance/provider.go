@@ -53,3 +53,16 @@ type Rotator interface {
 // Password returns a random password of 130 bits, in upper-case letters
 // and digits: nothing that needs escaping in a URL, a shell or SQL.
 func Password() string { return rand.Text() }
+
+// Backuper is a provider whose databases can be dumped to one file and
+// loaded back (found by type assertion). Both give the command and
+// environment of a one-off job of the resource's system app, run by
+// `pier backup-job`: Dump writes the dump to its stdout, Restore reads
+// one on its stdin. Neither goes through a shell.
+type Backuper interface {
+	// Dump dumps database (a DNS label) of the member at addr.
+	Dump(addr string, sec *api.ResourceSecret, database string) ([]string, map[string]string)
+	// Restore loads a dump into a's database, its objects owned by a's
+	// role, replacing the objects the dump holds.
+	Restore(addr string, sec *api.ResourceSecret, a *api.Attachment) ([]string, map[string]string)
+}

@@ -91,6 +91,16 @@ func (c *Controller) keptBlobs(ctx context.Context, keep int) (map[string]bool, 
 	for _, d := range keptBuildBlobs(builds, keep) {
 		digests[d] = true
 	}
+	// A resource's backup keeps its dump while its record lives.
+	backups, _, err := store.List[api.Backup](ctx, c.Client, store.ResourceBackups)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, b := range backups {
+		if b.Value.SHA256 != "" {
+			digests[b.Value.SHA256] = true
+		}
+	}
 	return digests, builds, nil
 }
 

@@ -123,6 +123,9 @@ func (c *Controller) Register(mux *http.ServeMux) {
 	for pattern, h := range c.buildJobRoutes() {
 		mux.Handle(pattern, c.wrapBuildJob(h))
 	}
+	for pattern, h := range c.backupJobRoutes() {
+		mux.Handle(pattern, c.wrapBackupJob(h))
+	}
 	mux.Handle("GET /v1/openapi.json", c.wrap(func(w http.ResponseWriter, r *http.Request) error {
 		writeJSON(w, http.StatusOK, openAPI(c.routes()))
 		return nil

@@ -75,7 +75,7 @@ func (c *Controller) leadResources(ctx context.Context) error {
 	defer cancel()
 	// Members turning healthy, deployments ending and volumes going are
 	// what steps wait for.
-	for _, p := range []string{store.ResourcesPrefix, store.ServicesPrefix, store.DeploymentsPrefix, store.VolumesPrefix} {
+	for _, p := range []string{store.ResourcesPrefix, store.ServicesPrefix, store.DeploymentsPrefix, store.VolumesPrefix, store.ResourceBackups} {
 		go func() {
 			for range c.Client.Watch(clientv3.WithRequireLeader(wctx), p, clientv3.WithPrefix(), clientv3.WithKeysOnly()) {
 				c.kickResources()
@@ -113,6 +113,7 @@ func (c *Controller) resourcePass(ctx context.Context) {
 			c.noteResourceError(ctx, it.Value.Name, err)
 		}
 	}
+	c.backupPass(ctx)
 }
 
 // noteResourceError keeps why a step fails in the record, for

@@ -29,6 +29,8 @@ const (
 	VolumeStatusPrefix = "/pier/volume-status/"      // <volume>: observed state, by its host's agent
 	ResourcesPrefix    = "/pier/resources/"          // <resource>: a datastore, its attachments, its state
 	ResourceSecrets    = "/pier/resource-secrets/"   // <resource>: its passwords; servers only, never listed
+	ResourceBackups    = "/pier/resource-backups/"   // <backup>: a database dump in the blobstore, its state
+	BackupJobSecrets   = "/pier/backup-jobs/"        // <job>: the hash of a backup or restore job's token
 	RouterStickyKey    = "/pier/router/sticky-key"   // signs sticky-session cookies, shared by every router
 	GitHostKey         = "/pier/gitreceive/host-key" // the git receivers' shared SSH host key (PEM)
 )

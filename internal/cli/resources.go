@@ -21,8 +21,8 @@ import (
 // datastores: resources, resources:add, :info, :attach, :detach,
 // :remove, and pg:info and pg:psql.
 func resourceCommands() []*cobra.Command {
-	return []*cobra.Command{newResourcesCmd(), newResourcesAddCmd(), newResourcesInfoCmd(), newResourcesAttachCmd(),
-		newResourcesDetachCmd(), newResourcesRemoveCmd(), newPgInfoCmd(), newPgPsqlCmd()}
+	return append([]*cobra.Command{newResourcesCmd(), newResourcesAddCmd(), newResourcesInfoCmd(), newResourcesAttachCmd(),
+		newResourcesDetachCmd(), newResourcesRemoveCmd(), newPgInfoCmd(), newPgPsqlCmd()}, pgBackupCommands()...)
 }
 
 // resourceWait bounds how long a command waits for the cluster to carry

@@ -37,11 +37,11 @@ func (s *Server) newReplica() (*replica.Replicator, error) {
 }
 
 // replicateBlobs keeps this server's blobstore holding every kept blob,
-// until ctx ends: a pass whenever releases or builds change, and every
-// blobCatchUp.
+// until ctx ends: a pass whenever releases, builds or resource backups
+// change, and every blobCatchUp.
 func (s *Server) replicateBlobs(ctx context.Context) {
 	changed := make(chan struct{}, 1)
-	for _, prefix := range []string{store.ReleasesPrefix, store.BuildsPrefix} {
+	for _, prefix := range []string{store.ReleasesPrefix, store.BuildsPrefix, store.ResourceBackups} {
 		go func() {
 			for ctx.Err() == nil {
 				for range s.Client.Watch(clientv3.WithRequireLeader(ctx), prefix, clientv3.WithPrefix()) {
