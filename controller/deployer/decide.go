@@ -1,7 +1,6 @@
 package deployer
 
 import (
-	"cmp"
 	"fmt"
 	"maps"
 	"slices"
@@ -119,8 +118,7 @@ func Decide(v *View, now time.Time) Action {
 		return fail(v, why)
 	}
 	timeout := d.Strategy.DeployTimeout()
-	// A deployment that waited behind another counts from its start.
-	timedOut := now.Sub(cmp.Or(d.StartedAt, d.CreatedAt)) > timeout
+	timedOut := now.Sub(d.CreatedAt) > timeout
 	if _, ok := v.Release.Processes[api.ReleaseProcess]; ok {
 		if a, done := releasePhase(v, now, timedOut); !done {
 			return a
