@@ -27,8 +27,12 @@ type Deployment struct {
 	// FailedJob is the job whose end failed the deployment (a crashed
 	// job of the new release, or the release phase), whose last log
 	// lines usually say why; empty for other failures.
-	FailedJob  string    `json:"failed_job,omitempty"`
-	CreatedAt  time.Time `json:"created_at"`
+	FailedJob string    `json:"failed_job,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+	// StartedAt is when the deployer began it: later than CreatedAt for
+	// one made while an earlier deployment of the app ran (it waits its
+	// turn), and what its timeout counts from.
+	StartedAt  time.Time `json:"started_at,omitzero"`
 	UpdatedAt  time.Time `json:"updated_at"`
 	FinishedAt time.Time `json:"finished_at,omitzero"`
 }

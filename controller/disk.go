@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/pierpaas/pier/api"
 	"github.com/pierpaas/pier/store"
@@ -44,7 +46,7 @@ func (c *Controller) explainStoreError(ctx context.Context, requestID string, er
 	case store.IsNoSpace(err):
 		return api.Errorf(api.ErrCodeInsufficientStorage, "the cluster's store takes no writes: %s; free space there and pier resumes by itself (request %s)",
 			c.whoIsOutOfSpace(ctx), requestID)
-	case errors.Is(err, rpctypes.ErrRequestTooLarge) || errors.Is(err, rpctypes.ErrGRPCRequestTooLarge):
+	case errors.Is(err, rpctypes.ErrRequestTooLarge) || errors.Is(err, rpctypes.ErrGRPCRequestTooLarge) || tooLargeToSend(err):
 		return invalid("the change is too large for the cluster's store (at most %d KiB per write): keep large data in files or a database, not in config vars", maxStoreWrite>>10)
 	}
 	return err
@@ -52,6 +54,13 @@ func (c *Controller) explainStoreError(ctx context.Context, requestID string, er
 
 // maxStoreWrite is etcd's default request size limit.
 const maxStoreWrite = 1536 << 10
+
+// tooLargeToSend reports the etcd client's own refusal of a request over
+// its send limit (2 MiB by default), which never reaches the server.
+func tooLargeToSend(err error) bool {
+	st, ok := status.FromError(err)
+	return ok && st.Code() == codes.ResourceExhausted && strings.Contains(st.Message(), "larger than max")
+}
 
 // whoIsOutOfSpace names the disk, or the store members, short of space.
 func (c *Controller) whoIsOutOfSpace(ctx context.Context) string {

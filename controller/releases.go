@@ -167,8 +167,8 @@ func (c *Controller) checkProcesses(ps map[string]api.ProcessType) error {
 // one (nil when the app has none), and the deployment that rolls it out,
 // in one transaction guarded by the app record: the version number is
 // taken from the app, and a second release created at the same moment
-// conflicts and is made again on top of the first. While a deployment
-// runs, no new one starts.
+// conflicts and is made again on top of the first. A release made while
+// the app is being deployed waits its turn (see the queue below).
 func (c *Controller) newRelease(ctx context.Context, name string, fill func(base, next *api.Release) error) (api.ReleaseResult, error) {
 	return c.newReleaseCounts(ctx, name, fill, nil)
 }
@@ -190,17 +190,27 @@ func (c *Controller) newReleaseCounts(ctx context.Context, name string, fill fun
 				return res, err
 			}
 		}
-		if d, err := c.activeDeployment(ctx, name); err != nil {
+		queue, err := c.unfinishedDeployments(ctx, name)
+		if err != nil {
 			return api.ReleaseResult{}, err
-		} else if d != nil {
-			if key != "" && d.Version > app.LatestVersion {
-				continue // made after the app was read: perhaps by an attempt of this very request
-			}
-			return api.ReleaseResult{}, conflict("app %s is being deployed (v%d, %s); try again when it has finished", name, d.Version, d.State)
+		}
+		if len(queue) >= maxQueuedDeployments {
+			return api.ReleaseResult{}, conflict("app %s has %d deployments waiting (v%d to v%d); try again when some have finished",
+				name, len(queue), queue[0].Version, queue[len(queue)-1].Version)
+		}
+		// While the app is being deployed, the new release queues behind
+		// that deployment (the deployer runs an app's deployments one at a
+		// time, oldest first) and is made from the newest release queued,
+		// so that changes made at the same moment all land, none lost.
+		baseID := app.Release
+		var tail *api.Deployment
+		if len(queue) > 0 {
+			tail = &queue[len(queue)-1]
+			baseID = tail.NewRelease
 		}
 		var base *api.Release
-		if app.Release != "" {
-			b, err := c.release(ctx, name, app.Release)
+		if baseID != "" {
+			b, err := c.release(ctx, name, baseID)
 			if err != nil {
 				return api.ReleaseResult{}, err
 			}
@@ -226,6 +236,14 @@ func (c *Controller) newReleaseCounts(ctx context.Context, name string, fill fun
 			ID: next.ID, App: name, OldRelease: app.Release, NewRelease: next.ID, Version: version,
 			Strategy: app.Strategy, OldProcesses: oldCounts, Processes: targetCounts(oldCounts, next.Processes, app.Release == "", initial),
 			State: api.DeployPending, CreatedAt: now, UpdatedAt: now,
+		}
+		if tail != nil {
+			// Counts as the deployment before it leaves them (scaling
+			// waits for deployments); what it moves from is settled when
+			// it begins: the deployer reads the old release and its counts
+			// then.
+			d.OldRelease, d.OldProcesses = tail.NewRelease, nil
+			d.Processes = targetCounts(tail.Processes, next.Processes, app.Release == "", initial)
 		}
 		app.LatestVersion = version
 		app.UpdatedAt = now
@@ -267,19 +285,37 @@ func targetCounts(old map[string]int, procs map[string]api.ProcessType, first bo
 	return out
 }
 
-// activeDeployment is the app's deployment that has not finished, if any.
+// maxQueuedDeployments bounds an app's unfinished deployments: each new
+// release waits behind the ones before it, and a client looping on
+// pier env set should not queue an hour of restarts.
+const maxQueuedDeployments = 20
+
+// activeDeployment is the app's deployment that has not finished, if
+// any: the one running, or the oldest waiting.
 func (c *Controller) activeDeployment(ctx context.Context, app string) (*api.Deployment, error) {
+	q, err := c.unfinishedDeployments(ctx, app)
+	if err != nil || len(q) == 0 {
+		return nil, err
+	}
+	return &q[0], nil
+}
+
+// unfinishedDeployments are the app's deployments that have not finished,
+// in the order the deployer takes them (by version: each is made by a
+// transaction on the app record, which numbers them).
+func (c *Controller) unfinishedDeployments(ctx context.Context, app string) ([]api.Deployment, error) {
 	items, _, err := store.List[api.Deployment](ctx, c.Client, store.DeploymentsPrefix)
 	if err != nil {
 		return nil, err
 	}
+	var out []api.Deployment
 	for _, it := range items {
 		if it.Value.App == app && !it.Value.State.Done() {
-			d := it.Value
-			return &d, nil
+			out = append(out, it.Value)
 		}
 	}
-	return nil, nil
+	sort.Slice(out, func(i, j int) bool { return out[i].Version < out[j].Version })
+	return out, nil
 }
 
 func (c *Controller) rollback(w http.ResponseWriter, r *http.Request) error {

@@ -6,8 +6,12 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -130,42 +134,126 @@ func TestReleasesEnvRollback(t *testing.T) {
 	})
 }
 
-// TestConcurrentEnvChanges: releases made at the same moment never share
-// a number, and none is lost: each either lands or is refused with 409.
+// TestConcurrentEnvChanges: config changes made at the same moment, and
+// during a deployment, all land, one release each, numbered once: each
+// waits its turn behind the deployment before it, and is made from the
+// newest release queued, so the last release holds every change.
 func TestConcurrentEnvChanges(t *testing.T) {
 	e := newEnv(t)
 	c := ctx(t)
 	e.cli.CreateApp(c, api.CreateAppRequest{Name: "app"})
+	res, err := e.cli.CreateRelease(c, "app", api.CreateReleaseRequest{Processes: worker()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.deployed(res)
+	if _, err := e.cli.Scale(c, "app", map[string]int{"worker": 2}); err != nil {
+		t.Fatal(err)
+	}
 	var wg sync.WaitGroup
 	var mu sync.Mutex
-	versions := map[int]bool{}
-	conflicts := 0
+	results := map[int]api.ReleaseResult{}
 	for i := range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			v := strings.Repeat("x", i+1)
-			res, err := e.cli.SetEnv(c, "app", map[string]*string{"K": &v})
+		wg.Go(func() {
+			v := strconv.Itoa(i)
+			res, err := e.cli.SetEnv(c, "app", map[string]*string{"K" + v: &v})
 			mu.Lock()
 			defer mu.Unlock()
-			var ae *api.Error
-			switch {
-			case err == nil:
-				if versions[res.Release.Version] {
-					t.Errorf("version %d handed out twice", res.Release.Version)
-				}
-				versions[res.Release.Version] = true
-			case errors.As(err, &ae) && ae.Status == 409:
-				conflicts++
-			default:
-				t.Error(err)
+			if err != nil {
+				t.Errorf("change %d: %v", i, err)
+				return
 			}
-		}()
+			if _, dup := results[res.Release.Version]; dup {
+				t.Errorf("version %d handed out twice", res.Release.Version)
+			}
+			results[res.Release.Version] = res
+		})
 	}
 	wg.Wait()
-	rels, _ := e.cli.Releases(c, "app")
-	if len(rels) != len(versions) || len(versions)+conflicts != 8 || len(versions) == 0 {
-		t.Fatalf("%d releases stored, %d answered, %d conflicts", len(rels), len(versions), conflicts)
+	if t.Failed() {
+		t.FailNow()
+	}
+	var prev api.Deployment
+	waited := 0
+	for v := 2; v <= 9; v++ {
+		res, ok := results[v]
+		if !ok {
+			t.Fatalf("no change made v%d: %v", v, slices.Sorted(maps.Keys(results)))
+		}
+		d := e.deployed(res)
+		if d.State != api.DeployComplete || d.OldRelease != api.ReleaseID("app", v-1) || d.StartedAt.Before(prev.FinishedAt) {
+			t.Fatalf("v%d's deployment: %+v after %+v", v, d, prev)
+		}
+		if d.CreatedAt.Before(prev.FinishedAt) {
+			waited++
+		}
+		prev = d
+		if len(res.Release.Env) != v-1 {
+			t.Fatalf("v%d is made from v%d: %v", v, v-1, res.Release.Env)
+		}
+	}
+	if waited == 0 {
+		t.Fatal("no change was made during another's deployment")
+	}
+	app, _ := e.cli.App(c, "app")
+	env, _ := e.cli.Env(c, "app")
+	if app.Release != "app-v9" || len(env) != 8 {
+		t.Fatalf("app %+v, env %v", app, env)
+	}
+	waitFor(t, "two workers of v9 and nothing else", func() bool {
+		jl, err := e.cli.Jobs(c, "app")
+		n := 0
+		for _, j := range jl.Jobs {
+			if j.Desired != api.DesiredRunning {
+				continue
+			}
+			if j.Version != 9 {
+				return false
+			}
+			if j.State == api.JobRunning {
+				n++
+			}
+		}
+		return err == nil && n == 2
+	})
+}
+
+// TestConfigTooLarge: config the store cannot hold is refused naming the
+// limit, and nothing is made: a request larger than the API takes (413),
+// and config vars that together are more than one store write takes
+// (422), whether etcd refuses the write or its client does.
+func TestConfigTooLarge(t *testing.T) {
+	e := newEnv(t)
+	c := ctx(t)
+	e.cli.CreateApp(c, api.CreateAppRequest{Name: "app"})
+	big := strings.Repeat("x", 2<<20)
+	_, err := e.cli.SetEnv(c, "app", map[string]*string{"BIG": &big})
+	wantCode(t, err, api.ErrCodeTooLarge, 413)
+	if !strings.Contains(err.Error(), "larger than 1048576 bytes") {
+		t.Fatalf("one 2 MiB var: %v", err)
+	}
+	chunk := strings.Repeat("y", 31<<10)
+	vars := func(from, to int) map[string]*string {
+		m := map[string]*string{}
+		for i := from; i < to; i++ {
+			m[fmt.Sprintf("V%d", i)] = &chunk
+		}
+		return m
+	}
+	for i, to := range []int{30, 45} { // 930 KiB, then 1395 KiB
+		if _, err := e.cli.SetEnv(c, "app", vars(i*30, to)); err != nil {
+			t.Fatalf("%d KiB of config: %v", to*31, err)
+		}
+	}
+	for _, n := range []int{8, 30} { // 1643 KiB: etcd refuses it; 2325 KiB: its client does
+		_, err = e.cli.SetEnv(c, "app", vars(45, 45+n))
+		wantCode(t, err, api.ErrCodeInvalid, 422)
+		if !strings.Contains(err.Error(), "too large for the cluster's store (at most 1536 KiB") {
+			t.Fatalf("%d KiB of config: %v", (45+n)*31, err)
+		}
+	}
+	if rels, _ := e.cli.Releases(c, "app"); len(rels) != 2 {
+		t.Fatalf("releases made: %d", len(rels))
 	}
 }
 

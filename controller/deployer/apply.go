@@ -30,9 +30,15 @@ func apply(ctx context.Context, kv clientv3.KV, e *entry, a Action, now time.Tim
 	d.UpdatedAt = now
 	switch a.Kind {
 	case Begin:
-		d.State = api.DeployRunning
+		d.State, d.StartedAt = api.DeployRunning, now
 		if a.OldProcesses != nil {
 			d.OldProcesses = a.OldProcesses
+		}
+		// The old release (load may have moved it to what the app runs
+		// now) and its counts were read from these.
+		tx.Unchanged(e.appKey, e.appRev)
+		if e.oldKey != "" {
+			tx.Unchanged(e.oldKey, e.oldRev)
 		}
 	case RunRelease:
 		d.ReleaseJob = ReleaseJobID(d.ID)

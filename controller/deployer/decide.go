@@ -1,6 +1,7 @@
 package deployer
 
 import (
+	"cmp"
 	"fmt"
 	"maps"
 	"slices"
@@ -118,7 +119,8 @@ func Decide(v *View, now time.Time) Action {
 		return fail(v, why)
 	}
 	timeout := d.Strategy.DeployTimeout()
-	timedOut := now.Sub(d.CreatedAt) > timeout
+	// A deployment that waited behind another counts from its start.
+	timedOut := now.Sub(cmp.Or(d.StartedAt, d.CreatedAt)) > timeout
 	if _, ok := v.Release.Processes[api.ReleaseProcess]; ok {
 		if a, done := releasePhase(v, now, timedOut); !done {
 			return a

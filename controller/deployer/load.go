@@ -46,8 +46,10 @@ func load(ctx context.Context, kv clientv3.KV) ([]*entry, error) {
 			active = append(active, it)
 		}
 	}
+	// By version first: the controller numbers an app's releases in a
+	// transaction, while CreatedAt comes from whichever server's clock.
 	slices.SortFunc(active, func(a, b store.Item[api.Deployment]) int {
-		return cmp.Or(a.Value.CreatedAt.Compare(b.Value.CreatedAt), strings.Compare(a.Key, b.Key))
+		return cmp.Or(cmp.Compare(a.Value.Version, b.Value.Version), a.Value.CreatedAt.Compare(b.Value.CreatedAt), strings.Compare(a.Key, b.Key))
 	})
 	seen := map[string]bool{}
 	var keys []string
@@ -121,6 +123,13 @@ func loadChunk(ctx context.Context, kv clientv3.KV, depKeys []string) ([]*entry,
 		e.appKey, _ = store.Key(store.AppsPrefix, d.App)
 		if a, ok := apps[e.appKey]; ok {
 			e.App, e.appRev = &a.Value, a.ModRevision
+		}
+		if d.State == api.DeployPending && e.App != nil && e.App.Release != d.OldRelease && e.App.Release != d.NewRelease {
+			// Made while an earlier deployment of the app ran, it waited
+			// its turn: it moves from what the app runs now it begins
+			// (that one's release, or the release it rolled back to), with
+			// that release's counts, read afresh at Begin.
+			d.OldRelease, d.OldProcesses = e.App.Release, nil
 		}
 		e.newKey, _ = store.Key(store.FormationsPrefix, d.App, d.NewRelease)
 		if f, ok := formations[e.newKey]; ok {

@@ -156,3 +156,28 @@ func TestCompleteKeepsAppFields(t *testing.T) {
 		t.Fatalf("no formation for the app's release: %v", err)
 	}
 }
+
+// TestQueuedBeginsFromWhatRuns: a deployment made while another ran names
+// that one's release as its old one; when that one rolled back instead,
+// it begins from the release the app runs, with its counts, and its
+// timeout counts from then.
+func TestQueuedBeginsFromWhatRuns(t *testing.T) {
+	e := newKV(t)
+	created := time.Now().Add(-time.Hour)
+	d := e.helloV2(3, created)
+	d.OldRelease, d.OldProcesses, d.Version = api.ReleaseID("hello", 2), nil, 3 // v2 failed meanwhile
+	e.put(key(store.DeploymentsPrefix, d.ID), d)
+	if _, err := deployer.Pass(e.ctx, e.cli, nil); err != nil {
+		t.Fatal(err)
+	}
+	got := e.deployment(d.ID)
+	if got.State != api.DeployRunning || got.OldRelease != api.ReleaseID("hello", 1) || got.OldProcesses["web"] != 1 || got.StartedAt.Before(created.Add(time.Minute)) {
+		t.Fatalf("deployment %+v", got)
+	}
+	if _, err := deployer.Pass(e.ctx, e.cli, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.deployment(d.ID); got.State != api.DeployRunning {
+		t.Fatalf("an hour in the queue timed it out: %s %q", got.State, got.Reason)
+	}
+}
