@@ -101,6 +101,13 @@ func (c *Controller) keptBlobs(ctx context.Context, keep int) (map[string]bool, 
 			digests[b.Value.SHA256] = true
 		}
 	}
+	ups, _, err := store.List[api.Upgrade](ctx, c.Client, store.UpgradesPrefix)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, d := range upgradeBlobs(ups) {
+		digests[d] = true
+	}
 	return digests, builds, nil
 }
 

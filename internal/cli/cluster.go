@@ -87,7 +87,7 @@ func newClusterCmd() *cobra.Command {
 			})
 		},
 	}
-	cmd.AddCommand(add, list, def, remove)
+	cmd.AddCommand(add, list, def, remove, newClusterUpgradeCmd(), newClusterUpgradeStatusCmd())
 	return cmd
 }
 

@@ -9,7 +9,10 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/pierpaas/pier/api"
 	"github.com/pierpaas/pier/host/agent"
+	"github.com/pierpaas/pier/internal/selfexec"
+	"github.com/pierpaas/pier/upgrade"
 )
 
 type hostFlags struct {
@@ -82,6 +85,8 @@ resume from the data directory and re-adopt the jobs that kept running.`,
 			if err != nil {
 				return err
 			}
+			go (&upgrade.Follower{Client: a.Client, Creds: a.Creds, Kind: api.NodeHost, Name: cfg.ID, Version: Version,
+				ReadyURL: "https://" + a.APIAddr() + "/readyz", Health: a.Health, Log: cfg.Log, Restart: selfexec.Request}).Run(cmd.Context())
 			<-cmd.Context().Done()
 			cfg.Log.Info("host agent stopping; jobs keep running")
 			return a.Close()

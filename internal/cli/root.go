@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/pierpaas/pier/internal/daemon"
+	"github.com/pierpaas/pier/internal/selfexec"
 	"github.com/pierpaas/pier/runtime/pid1"
 )
 
@@ -30,11 +31,22 @@ func Main(args []string) int {
 		// git runs the binary as git-remote-pier REMOTE URL.
 		args = append([]string{"git-remote-helper"}, args...)
 	}
+	// A daemon re-executed by an upgrade inherits its predecessor's
+	// children (a host agent's shims): someone must reap them.
+	selfexec.ReapInherited()
 	root := newRoot()
 	root.SetArgs(args)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// An upgrade ends the daemon's command as SIGTERM would, then the
+	// new binary takes the process over (selfexec).
+	ctx, cancel := selfexec.Context(ctx)
+	defer cancel()
 	err := root.ExecuteContext(ctx)
+	if path := selfexec.Pending(); path != "" && err == nil {
+		err = selfexec.Exec(path)
+		err = fmt.Errorf("re-executing %s: %w", path, err)
+	}
 	var ee exitError
 	switch {
 	case errors.As(err, &ee):
@@ -60,7 +72,7 @@ func newRoot() *cobra.Command {
 		Version:       Version,
 	}
 	root.PersistentFlags().StringVar(&clusterFlag, "cluster", "", "the cluster to talk to (default: the config's default)")
-	root.AddCommand(newServerCmd(), newUpCmd(), newTokenCmd(), newHostCmd(), newRouterCmd(), newShimCmd(), newServiceCmd())
+	root.AddCommand(newServerCmd(), newUpCmd(), newTokenCmd(), newHostCmd(), newRouterCmd(), newShimCmd(), newServiceCmd(), newUpgradeGuardCmd())
 	root.AddCommand(newCreateCmd(), newAppsCmd(), newInfoCmd(), newDestroyCmd(),
 		newEnvCmd("env"), newEnvCmd("config"), newScaleCmd(), newReleasesCmd(), newRollbackCmd(),
 		newPsCmd(), newKillCmd(), newResizeCmd(), newRunCmd(), newDeployCmd(), newEventsCmd(),

@@ -16,8 +16,10 @@ import (
 	"github.com/pierpaas/pier/internal/daemon"
 	"github.com/pierpaas/pier/internal/join"
 	"github.com/pierpaas/pier/internal/pki"
+	"github.com/pierpaas/pier/internal/selfexec"
 	"github.com/pierpaas/pier/router"
 	"github.com/pierpaas/pier/store"
+	"github.com/pierpaas/pier/upgrade"
 )
 
 // DefaultRouterOpsPort serves a standalone router's /livez, /readyz and
@@ -96,6 +98,8 @@ and /metrics are served on --ops-port.`,
 			ops := &http.Server{Handler: health.Handler(reg), ReadHeaderTimeout: 10 * time.Second}
 			go ops.Serve(opsLn)
 			defer ops.Close()
+			go (&upgrade.Follower{Client: client, Creds: creds, Kind: api.NodeRouter, Name: name, Version: Version,
+				ReadyURL: "http://" + opsLn.Addr().String() + "/readyz", Health: health, Log: log, Restart: selfexec.Request}).Run(ctx)
 			log.Info("router ready", "name", name, "http", rcfg.HTTPAddr, "https", rcfg.HTTPSAddr, "ops", opsLn.Addr().String())
 			select {
 			case <-ctx.Done():

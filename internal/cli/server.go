@@ -6,8 +6,10 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/pierpaas/pier/api"
 	"github.com/pierpaas/pier/internal/daemon"
 	"github.com/pierpaas/pier/internal/pki"
+	"github.com/pierpaas/pier/internal/selfexec"
 	"github.com/pierpaas/pier/internal/server"
 )
 
@@ -74,6 +76,7 @@ func runServer(cmd *cobra.Command, cfg server.Config) error {
 		return err
 	}
 	defer srv.Close()
+	go srv.RunUpgrades(ctx, api.NodeServer, Version, selfexec.Request)
 	select {
 	case <-ctx.Done():
 		cfg.Log.Info("shutting down")

@@ -8,9 +8,11 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/pierpaas/pier/api"
 	"github.com/pierpaas/pier/host/agent"
 	"github.com/pierpaas/pier/internal/cliconfig"
 	"github.com/pierpaas/pier/internal/pki"
+	"github.com/pierpaas/pier/internal/selfexec"
 	"github.com/pierpaas/pier/internal/server"
 	"github.com/pierpaas/pier/router"
 )
@@ -74,6 +76,7 @@ previous run are re-adopted.`,
 				return fmt.Errorf("host agent: %w", err)
 			}
 			defer a.Close()
+			go srv.RunUpgrades(ctx, api.NodeUp, Version, selfexec.Request)
 			cfgPath, err := saveUpCluster(clusterName, srv, scfg)
 			if err != nil {
 				// Every role runs and serves: a CLI config that cannot be
