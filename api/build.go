@@ -32,6 +32,14 @@ const (
 // subcommands of it.
 const PierBinary = "/.pier/pier"
 
+// IsBuildCommand reports whether args are a build job's command (the
+// controller runs `pier slugbuild` as a one-off): such a job's output
+// belongs to its build (the push, pier builds:output), not to the app's
+// processes, so pier ps and pier logs leave it out.
+func IsBuildCommand(args []string) bool {
+	return len(args) == 2 && args[0] == PierBinary && args[1] == "slugbuild"
+}
+
 // BuildState is where a build is.
 type BuildState string
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 
+	"github.com/pierpaas/pier/api"
 	"github.com/pierpaas/pier/host/shim"
 	"github.com/pierpaas/pier/logs"
 )
@@ -28,12 +29,15 @@ func (a *Agent) shipLogs(ctx context.Context) {
 
 // shipJobs lists the jobs whose output is shipped: those of apps (ad-hoc
 // jobs of `pier host run` belong to none) that the host still keeps.
+// Build jobs are left out: their output goes to the push and is kept with
+// the build (pier builds:output), and hundreds of compile lines would
+// push the app's own out of its log ring.
 func (a *Agent) shipJobs() []logs.ShipJob {
 	jobs, _ := a.knownJobs()
 	out := make([]logs.ShipJob, 0, len(jobs))
 	for _, hj := range jobs {
 		j := &hj.Job
-		if j.App == "" {
+		if j.App == "" || api.IsBuildCommand(j.Args) {
 			continue
 		}
 		out = append(out, logs.ShipJob{ID: j.ID, App: j.App, Release: j.Release, ProcessType: j.ProcessType,

@@ -111,6 +111,10 @@ func TestLogShipping(t *testing.T) {
 
 	putJob(t, c, api.Job{ID: "shop-web-1", HostID: "h1", App: "shop", Release: "shop-v1", ProcessType: "web", Args: []string{"x"}})
 	putJob(t, c, api.Job{ID: "adhoc", HostID: "h1", Args: []string{"x"}}) // no app: not shipped
+	// A build's output is the push's and the build's, not the app's log.
+	putJob(t, c, api.Job{ID: "shop-build-1", HostID: "h1", App: "shop", Args: []string{api.PierBinary, "slugbuild"}})
+	waitStatus(t, c, "shop-build-1", inState(api.JobRunning))
+	rt.Write("shop-build-1", "-----> compiling\n", "")
 	waitStatus(t, c, "shop-web-1", inState(api.JobRunning))
 	rt.Write("shop-web-1", "one\ntwo\n", "oops\n")
 	waitFor("the lines at s1", func() bool {
@@ -132,12 +136,15 @@ func TestLogShipping(t *testing.T) {
 	waitFor("the lines at s2", func() bool {
 		var app []string
 		for _, l := range appLog(t, c, s2, "shop") {
-			if l.Source == api.LogSourceApp {
+			if l.Source == api.LogSourceApp && l.Job == "shop-web-1" {
 				app = append(app, l.Text)
 			}
 		}
 		return strings.Join(app, ",") == "one,two,oops,three"
 	})
+	if got := lineTexts(appLog(t, c, s2, "shop")); strings.Contains(got, "compiling") {
+		t.Errorf("a build's output in the app's log:\n%s", got)
+	}
 
 	// The job crashes: the platform says how.
 	rt.Exit("shop-web-1", 3)

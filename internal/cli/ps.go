@@ -98,7 +98,7 @@ func newPsCmd() *cobra.Command {
 func withoutBuilds(jobs []api.AppJob) []api.AppJob {
 	out := jobs[:0:0]
 	for _, j := range jobs {
-		if !(j.OneOff && len(j.Args) == 2 && j.Args[0] == api.PierBinary && j.Args[1] == "slugbuild") {
+		if !(j.OneOff && api.IsBuildCommand(j.Args)) {
 			out = append(out, j)
 		}
 	}
