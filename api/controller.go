@@ -143,7 +143,17 @@ type AppJob struct {
 	Pending   string    `json:"pending,omitempty"` // why a one-off waits for a host
 	CreatedAt time.Time `json:"created_at"`
 	StartedAt time.Time `json:"started_at,omitzero"`
+	// FinishedAt is when a job ended. A service job is listed after its
+	// end only while its slot waits to start its replacement (Heroku's
+	// crashed dyno), or when it failed and is not restarted; RestartAt
+	// is then when the next of its process type's crashed jobs restarts.
+	FinishedAt time.Time `json:"finished_at,omitzero"`
+	RestartAt  time.Time `json:"restart_at,omitzero"`
 }
+
+// Crashed reports whether a service job ended and is listed for it
+// (see FinishedAt).
+func (j *AppJob) Crashed() bool { return !j.OneOff && j.State.Terminal() }
 
 // JobList is an app's jobs and the jobs the scheduler could not start yet,
 // with why.

@@ -38,6 +38,15 @@ func (c *Controller) appJobs(ctx context.Context, app string) (api.JobList, erro
 	for _, it := range st.JobStatus {
 		statuses[it.Value.ID] = it.Value
 	}
+	// When each process type's next crashed job restarts.
+	restartAt := map[[2]string]time.Time{}
+	for _, it := range st.Statuses {
+		for _, p := range it.Value.Pending {
+			if p.App == app && p.Reason == scheduler.WaitingToRestart {
+				restartAt[[2]string{p.Release, p.ProcessType}] = p.Until
+			}
+		}
+	}
 	out := api.JobList{Jobs: []api.AppJob{}}
 	placed := map[string]bool{}
 	for _, it := range st.Jobs {
@@ -53,6 +62,9 @@ func (c *Controller) appJobs(ctx context.Context, app string) (api.JobList, erro
 		}
 		if s, ok := statuses[j.ID]; ok {
 			aj.State, aj.ExitCode, aj.Error, aj.Healthy, aj.StartedAt = s.State, s.ExitCode, s.Error, s.Healthy, s.StartedAt
+			if s.State.Terminal() {
+				aj.FinishedAt = s.FinishedAt
+			}
 			if h, ok := hosts[j.HostID]; ok {
 				for _, p := range s.HostPorts {
 					aj.Addrs = append(aj.Addrs, net.JoinHostPort(h.Addr, strconv.Itoa(p)))
@@ -60,9 +72,15 @@ func (c *Controller) appJobs(ctx context.Context, app string) (api.JobList, erro
 			}
 		}
 		// A service job that ended has been (or is being) replaced; what
-		// is left of it is history, not a process.
+		// is left of it is history, not a process. But one whose slot
+		// waits out a crash's backoff is the process type's news, as is
+		// one that failed for good: Heroku lists such a dyno as crashed.
 		if aj.State.Terminal() && !aj.OneOff {
-			continue
+			at, waits := restartAt[[2]string{j.Release, j.ProcessType}]
+			if j.Desired != api.DesiredRunning || !waits && aj.State != api.JobFailed {
+				continue
+			}
+			aj.RestartAt = at
 		}
 		out.Jobs = append(out.Jobs, aj)
 	}

@@ -199,6 +199,11 @@ func (pl *planner) restartable(g *group, jv *JobView) bool {
 	return true
 }
 
+// WaitingToRestart is the reason of a formation's pending jobs whose
+// slots wait out a crash's backoff; the Pending's Until says when the
+// first of them restarts (pier ps shows it by the crashed job).
+const WaitingToRestart = "waiting to restart after a crash"
+
 // readyAt is when an ended job's replacement may start, and the backoff
 // the replacement carries. The backoff doubles at each crash and starts
 // over after a job that stayed up BackoffReset; a lost job is replaced at
@@ -271,7 +276,7 @@ func (pl *planner) place(g *group) {
 		ready = append(ready, sl)
 	}
 	if waiting > 0 {
-		pl.addPending(g, waiting, "waiting to restart after a crash", until)
+		pl.addPending(g, waiting, WaitingToRestart, until)
 		if pl.plan.NextWake.IsZero() || until.Before(pl.plan.NextWake) {
 			pl.plan.NextWake = until
 		}

@@ -5,11 +5,13 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/pierpaas/pier/api"
 	"github.com/pierpaas/pier/client"
+	"github.com/pierpaas/pier/scheduler"
 )
 
 func newScaleCmd() *cobra.Command {
@@ -66,6 +68,8 @@ func newPsCmd() *cobra.Command {
 			}
 			state := string(j.State)
 			switch {
+			case j.Crashed():
+				state = crashedState(j, time.Now())
 			case j.Desired == api.DesiredShutdown && !j.State.Terminal():
 				state = "stopping"
 			case j.Healthy != nil && !*j.Healthy && j.State == api.JobRunning:
@@ -84,6 +88,9 @@ func newPsCmd() *cobra.Command {
 		}
 		table(os.Stdout, []string{"ID", "TYPE", "RELEASE", "STATE", "HOST", "ADDR", "RESTARTS", "STARTED"}, rows)
 		for _, p := range jobs.Pending {
+			if p.Reason == scheduler.WaitingToRestart && crashedShown(jobs.Jobs, p) {
+				continue // the crashed job's row says when
+			}
 			fmt.Printf("%s pending: %s\n", plural(p.Count, p.ProcessType+" job", p.ProcessType+" jobs"), p.Reason)
 		}
 		return nil
@@ -91,6 +98,45 @@ func newPsCmd() *cobra.Command {
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	cmd.Flags().BoolVar(&all, "all", false, "list build jobs too (pier builds lists the builds)")
 	return cmd
+}
+
+// crashedState says how a service job ended and when its process type
+// restarts next, as Heroku's "crashed" dyno: "crashed (exit 3), restarts
+// in 8s".
+func crashedState(j api.AppJob, now time.Time) string {
+	state := "crashed"
+	if j.State != api.JobFailed {
+		state += " (" + string(j.State)
+		if j.ExitCode == nil && j.Error != "" {
+			state += ": " + shorten(j.Error, 40)
+		}
+		state += ")"
+	}
+	if j.ExitCode != nil {
+		state += fmt.Sprintf(" (exit %d)", *j.ExitCode)
+	} else if j.State == api.JobFailed && j.Error != "" {
+		state += " (" + shorten(j.Error, 40) + ")"
+	}
+	switch {
+	case j.RestartAt.IsZero():
+		state += ", not restarted"
+	case j.RestartAt.After(now):
+		state += ", restarts in " + j.RestartAt.Sub(now).Round(time.Second).String()
+	default:
+		state += ", restarting"
+	}
+	return state
+}
+
+// crashedShown reports whether a crashed job of p's process type and
+// release is listed.
+func crashedShown(jobs []api.AppJob, p api.Pending) bool {
+	for _, j := range jobs {
+		if j.Crashed() && j.Release == p.Release && j.ProcessType == p.ProcessType {
+			return true
+		}
+	}
+	return false
 }
 
 // withoutBuilds leaves out the jobs that build the app (pier slugbuild):
