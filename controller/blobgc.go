@@ -66,6 +66,31 @@ func (c *Controller) keptBlobs(ctx context.Context, keep int) (map[string]bool, 
 	if err != nil {
 		return nil, nil, err
 	}
+	digests := keptDigests(rels, apps, deps, builds, keep)
+	// A resource's backup keeps its dump while its record lives.
+	backups, _, err := store.List[api.Backup](ctx, c.Client, store.ResourceBackups)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, b := range backups {
+		if b.Value.SHA256 != "" {
+			digests[b.Value.SHA256] = true
+		}
+	}
+	ups, _, err := store.List[api.Upgrade](ctx, c.Client, store.UpgradesPrefix)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, d := range upgradeBlobs(ups) {
+		digests[d] = true
+	}
+	return digests, builds, nil
+}
+
+// keptDigests decides which blobs are kept, from the releases, apps,
+// deployments and builds of one read (the live store, or a backup's
+// snapshot).
+func keptDigests(rels []store.Item[api.Release], apps []store.Item[api.App], deps []store.Item[api.Deployment], builds []store.Item[api.Build], keep int) map[string]bool {
 	pinned := map[string]bool{}
 	for _, a := range apps {
 		pinned[a.Value.Release] = true
@@ -91,24 +116,7 @@ func (c *Controller) keptBlobs(ctx context.Context, keep int) (map[string]bool, 
 	for _, d := range keptBuildBlobs(builds, keep) {
 		digests[d] = true
 	}
-	// A resource's backup keeps its dump while its record lives.
-	backups, _, err := store.List[api.Backup](ctx, c.Client, store.ResourceBackups)
-	if err != nil {
-		return nil, nil, err
-	}
-	for _, b := range backups {
-		if b.Value.SHA256 != "" {
-			digests[b.Value.SHA256] = true
-		}
-	}
-	ups, _, err := store.List[api.Upgrade](ctx, c.Client, store.UpgradesPrefix)
-	if err != nil {
-		return nil, nil, err
-	}
-	for _, d := range upgradeBlobs(ups) {
-		digests[d] = true
-	}
-	return digests, builds, nil
+	return digests
 }
 
 // collectBlobsEvery runs CollectBlobs until ctx ends.

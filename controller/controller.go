@@ -58,6 +58,10 @@ type Config struct {
 	// Disk watches this server's data disk: builds and uploads are
 	// refused while it is low on space. Nil: not watched.
 	Disk *diskguard.Guard
+	// CADir holds the cluster CA's certificate and key, and AdminKeyFile
+	// the first API key's file, which backups carry (a backup is refused
+	// when CADir is empty; AdminKeyFile is optional).
+	CADir, AdminKeyFile string
 	// ResourceHost is the host part of the address apps get for their
 	// resources: where a router takes TCP traffic (DefaultResourceHost,
 	// the router on the app's own host, when empty).

@@ -146,6 +146,9 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		// would refuse the writes starting up makes.
 		s.syncNoSpace(ctx)
 	}
+	if err := s.applyRestore(ctx); err != nil {
+		return nil, fmt.Errorf("server: restore: %w", err)
+	}
 	s.Health.AddReadyCheck("etcd", func(ctx context.Context) error {
 		_, err := s.Client.Get(ctx, "/pier/ready-probe")
 		return err
@@ -307,6 +310,7 @@ func (s *Server) startController(ctx, runCtx context.Context) error {
 		Client: s.Client, Blobs: s.Blobs, BlobURL: "https://" + s.cfg.APIAddr(), Replica: s.Replica,
 		HostTLS: s.Creds.ClientConfig(), Log: s.cfg.Log, AppURL: s.cfg.AppURL, Disk: s.Disk, ServerName: s.Name(),
 		TCPPortRange: s.cfg.TCPPortRange, BuildCA: s.CA.CertPEM,
+		CADir: s.cfg.pkiDir(), AdminKeyFile: s.cfg.AdminKeyPath(),
 	})
 	go s.Controller.Run(runCtx)
 	select {
