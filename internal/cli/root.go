@@ -72,7 +72,7 @@ func newRoot() *cobra.Command {
 		Version:       Version,
 	}
 	root.PersistentFlags().StringVar(&clusterFlag, "cluster", "", "the cluster to talk to (default: the config's default)")
-	root.AddCommand(newServerCmd(), newUpCmd(), newTokenCmd(), newHostCmd(), newRouterCmd(), newShimCmd(), newServiceCmd(), newUpgradeGuardCmd())
+	root.AddCommand(newServerCmd(), newUpCmd(), newDownCmd(), newTokenCmd(), newHostCmd(), newRouterCmd(), newShimCmd(), newServiceCmd(), newUpgradeGuardCmd())
 	root.AddCommand(newCreateCmd(), newAppsCmd(), newInfoCmd(), newDestroyCmd(),
 		newEnvCmd("env"), newEnvCmd("config"), newScaleCmd(), newReleasesCmd(), newRollbackCmd(),
 		newPsCmd(), newKillCmd(), newResizeCmd(), newRunCmd(), newDeployCmd(), newEventsCmd(),

@@ -1,10 +1,12 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -23,15 +25,20 @@ func newUpCmd() *cobra.Command {
 		hf          hostFlags
 		rf          routerFlags
 		clusterName string
+		stopJobs    bool
 	)
 	cmd := &cobra.Command{
 		Use:   "up",
 		Short: "Run a whole single-node pier in the foreground with the embedded defaults",
 		Long: `Run a single-node pier in one process: the server role with its embedded
-etcd, and a host agent that runs jobs on this machine. The scheduler,
-controller and router join it as they land. Re-running it on the same data
-directory resumes every piece of state, and jobs left running by the
-previous run are re-adopted.`,
+etcd (the store), the controller API, scheduler, deployer, git receiver and
+log aggregator; the router; and a host agent that runs jobs on this machine.
+Re-running it on the same data directory resumes every piece of state.
+
+When it stops (Ctrl-C), the apps' jobs keep running, and the next pier up
+re-adopts them; with --stop-jobs it stops them first (SIGTERM, then SIGKILL
+after each job's grace period), and pier down does the same afterwards.
+Either way their formations are kept: the next pier up starts them again.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -75,6 +82,13 @@ previous run are re-adopted.`,
 			if err != nil {
 				return fmt.Errorf("host agent: %w", err)
 			}
+			// Run after the agent has closed (defers run last first), so
+			// that nothing starts the stopped jobs again.
+			defer func() {
+				if ctx.Err() != nil {
+					stopUpJobs(hcfg.DataDir, stopJobs)
+				}
+			}()
 			defer a.Close()
 			go srv.RunUpgrades(ctx, api.NodeUp, Version, selfexec.Request)
 			cfgPath, err := saveUpCluster(clusterName, srv, scfg)
@@ -88,7 +102,7 @@ previous run are re-adopted.`,
 				srv.Addr(), clusterName, cfgPath, strings.ReplaceAll(scfg.AppURL, "{app}", "APP"), scfg.DataDir)
 			select {
 			case <-ctx.Done():
-				scfg.Log.Info("shutting down; jobs keep running and are re-adopted on the next start")
+				scfg.Log.Info("shutting down")
 			case <-srv.Done():
 				return fmt.Errorf("server stopped")
 			case <-rt.Done():
@@ -101,7 +115,26 @@ previous run are re-adopted.`,
 	hf.register(cmd, false)
 	rf.register(cmd)
 	cmd.Flags().StringVar(&clusterName, "cluster-name", "local", "the name this cluster gets in the CLI's config")
+	cmd.Flags().BoolVar(&stopJobs, "stop-jobs", false, "on exit, stop the apps' jobs too (they start again with the next pier up)")
 	return cmd
+}
+
+// stopUpJobs says, as pier up exits, what becomes of the apps' jobs, and
+// stops them if asked.
+func stopUpJobs(hostDir string, stop bool) {
+	if !stop {
+		fmt.Fprintln(os.Stderr, "pier up stopped; the apps' jobs keep running (the next pier up re-adopts them; pier down stops them)")
+		return
+	}
+	fmt.Fprintln(os.Stderr, "pier up stopping the apps' jobs…")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	n, err := agent.StopJobs(ctx, hostDir)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "pier up: stopping jobs: %v; pier down stops the rest\n", err)
+		return
+	}
+	fmt.Fprintf(os.Stderr, "pier up stopped, and %s; the next pier up starts them again\n", plural(n, "job", "jobs"))
 }
 
 // appURLFormat is the URL of an app's web process through the router,

@@ -2,7 +2,9 @@ package cli_test
 
 import (
 	"context"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -88,8 +90,37 @@ func TestUpRunsFormations(t *testing.T) {
 		t.Fatalf("no job carries the restart: %+v", running())
 	}
 
-	scale(0)
-	waitFor(t, "no workers", func() bool { return len(running()) == 0 })
+	// pier up stops; the jobs go on, and pier down stops them (refused
+	// while pier up runs: its agent would only start them again).
+	if out, err := exec.Command(pierBin, "down", "--data-dir", dataDir).CombinedOutput(); err == nil || !strings.Contains(string(out), "pier is running on") {
+		t.Fatalf("pier down while pier up runs: %v\n%s", err, out)
+	}
+	var pids []int
+	for _, j := range running() {
+		pids = append(pids, j.Status.PID)
+	}
+	p.cmd.Process.Signal(syscall.SIGINT)
+	select {
+	case <-p.exited:
+	case <-time.After(30 * time.Second):
+		t.Fatal("pier up did not stop within 30s of Ctrl-C")
+	}
+	if !strings.Contains(p.stderr.String(), "the apps' jobs keep running") {
+		t.Errorf("pier up did not say the jobs keep running:\n%s", p.stderr)
+	}
+	alive := func(pid int) bool { return syscall.Kill(pid, 0) == nil }
+	for _, pid := range pids {
+		if !alive(pid) {
+			t.Fatalf("job process %d ended with pier up", pid)
+		}
+	}
+	out, err := exec.Command(pierBin, "down", "--data-dir", dataDir).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "Stopped 2 jobs") {
+		t.Fatalf("pier down: %v\n%s", err, out)
+	}
+	for _, pid := range pids {
+		waitFor(t, "the job's process to go", func() bool { return !alive(pid) })
+	}
 }
 
 // cleanupHost removes every container and shim a host data directory
