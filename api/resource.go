@@ -55,7 +55,10 @@ type Attachment struct {
 	State    AttachmentState `json:"state"`
 	EnvVar   string          `json:"env_var"`
 	Database string          `json:"database"`
-	Role     string          `json:"role"`
+	// Role owns the database; sessions log in as Login, when set (after
+	// a credential rotation), which acts as Role.
+	Role  string `json:"role"`
+	Login string `json:"login,omitempty"`
 	// Release is the app's release that first carried (or, detaching,
 	// dropped) the variable.
 	Release   int       `json:"release,omitempty"`
@@ -69,7 +72,16 @@ const (
 	AttachmentPending   AttachmentState = "attaching" // database and role being made, then the release
 	AttachmentAttached  AttachmentState = "attached"  // the app's release carries the URL
 	AttachmentDetaching AttachmentState = "detaching" // a release without it, then the role dropped
+	AttachmentRotating  AttachmentState = "rotating"  // a new login and a release with it, then the old login retired
 )
+
+// LoginRole is the role the attached app logs in as.
+func (a *Attachment) LoginRole() string {
+	if a.Login != "" {
+		return a.Login
+	}
+	return a.Role
+}
 
 // Attachment returns the resource's attachment to app, if any.
 func (r *Resource) Attachment(app string) (*Attachment, bool) {
@@ -90,6 +102,9 @@ type ResourceSecret struct {
 	AdminPassword string `json:"admin_password"`
 	// Passwords are the attachments' roles' passwords, by app.
 	Passwords map[string]string `json:"passwords,omitempty"`
+	// NextPasswords are the passwords of logins being rotated in, by
+	// app: kept before they are used, so a step repeated sets the same.
+	NextPasswords map[string]string `json:"next_passwords,omitempty"`
 }
 
 // CreateResourceRequest is POST /v1/resources.
@@ -105,6 +120,12 @@ type CreateResourceRequest struct {
 // AttachRequest is POST /v1/resources/{name}/attachments.
 type AttachRequest struct {
 	App string `json:"app"`
+}
+
+// RotateRequest is POST /v1/resources/{name}/credentials/rotate: new
+// credentials for App's attachment, or every attached app's when empty.
+type RotateRequest struct {
+	App string `json:"app,omitempty"`
 }
 
 // PsqlRequest is POST /v1/resources/{name}/psql: a one-off job running

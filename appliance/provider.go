@@ -44,10 +44,20 @@ type Provider interface {
 	Client(addr string, sec *api.ResourceSecret, a *api.Attachment, command string) ([]string, map[string]string)
 }
 
-// Rotator is a provider that can change an attachment's password in
-// place (found by type assertion; not every datastore has roles).
+// Rotator is a provider whose attachments can change credentials
+// without a moment when the app cannot log in (found by type
+// assertion): a second login is made that acts as the attachment's
+// role, the app is released with it, and only then is the first
+// retired. An attachment alternates between two logins.
 type Rotator interface {
-	Rotate(ctx context.Context, addr string, sec *api.ResourceSecret, a *api.Attachment, password string) error
+	// NextLogin is the login a's next credentials use.
+	NextLogin(a *api.Attachment) string
+	// AddLogin makes login (or sets it again) with password, acting as
+	// a's role, beside its current login.
+	AddLogin(ctx context.Context, addr string, sec *api.ResourceSecret, a *api.Attachment, login, password string) error
+	// RetireLogin makes login refuse new sessions; sessions it has end
+	// with the jobs that hold them.
+	RetireLogin(ctx context.Context, addr string, sec *api.ResourceSecret, a *api.Attachment, login string) error
 }
 
 // Password returns a random password of 130 bits, in upper-case letters

@@ -113,3 +113,10 @@ func (c *Controller) ScheduleBackups(ctx context.Context, name string, req *api.
 	}
 	return out, c.do(ctx, http.MethodPut, path, *req, &out)
 }
+
+// RotateCredentials asks for new credentials for app's attachment, or
+// every attached app's when app is "".
+func (c *Controller) RotateCredentials(ctx context.Context, name, app string) (api.Resource, error) {
+	var out api.Resource
+	return out, c.do(ctx, http.MethodPost, "/v1/resources/"+url.PathEscape(name)+"/credentials/rotate", api.RotateRequest{App: app}, &out)
+}

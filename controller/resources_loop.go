@@ -174,6 +174,8 @@ func (c *Controller) stepResource(ctx context.Context, res api.Resource, rev int
 			return c.attachStep(ctx, p, res, rev, sec, secRev, addr, i)
 		case api.AttachmentDetaching:
 			return c.detachStep(ctx, p, res, rev, sec, secRev, addr, i)
+		case api.AttachmentRotating:
+			return c.rotateStep(ctx, p, res, rev, sec, secRev, addr, i)
 		case api.AttachmentAttached:
 			// An app deleted while attached: its role goes too.
 			if _, _, err := c.loadApp(ctx, a.App); isNotFound(err) {
@@ -390,6 +392,7 @@ func (c *Controller) detachStep(ctx context.Context, p appliance.Provider, res a
 	res.Attachments = append(res.Attachments[:i], res.Attachments[i+1:]...)
 	res.UpdatedAt = time.Now().UTC()
 	delete(sec.Passwords, a.App)
+	delete(sec.NextPasswords, a.App)
 	if _, err := store.Txn().Update(resourceKey(res.Name), res, rev).Update(secretKey(res.Name), sec, secRev).Commit(ctx, c.Client); err != nil {
 		return err
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -95,24 +96,6 @@ func (Provider) Bind(ctx context.Context, addr string, sec *api.ResourceSecret, 
 	return nil
 }
 
-// Rotate sets a's role's password.
-func (Provider) Rotate(ctx context.Context, addr string, sec *api.ResourceSecret, a *api.Attachment, password string) error {
-	if err := checkNames(a); err != nil {
-		return err
-	}
-	v, err := Verifier(password)
-	if err != nil || !verifierRE.MatchString(v) {
-		return fmt.Errorf("postgres: verifier: %v", err)
-	}
-	conn, err := connect(ctx, addr, sec, "postgres")
-	if err != nil {
-		return err
-	}
-	defer conn.Close(context.WithoutCancel(ctx))
-	_, err = conn.Exec(ctx, fmt.Sprintf("ALTER ROLE %s PASSWORD '%s'", pgx.Identifier{a.Role}.Sanitize(), v))
-	return err
-}
-
 // Unbind ends the role's sessions, gives what it owns (its database, its
 // tables) to the superuser, and drops it. The data stays: pg:psql reaches
 // it, and attaching the app again makes the database its new role's.
@@ -125,22 +108,33 @@ func (Provider) Unbind(ctx context.Context, addr string, sec *api.ResourceSecret
 		return err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	var haveRole, haveDB bool
-	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)", a.Role).Scan(&haveRole); err != nil {
-		return err
-	}
-	if !haveRole {
-		return nil
-	}
+	var haveDB bool
 	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", a.Database).Scan(&haveDB); err != nil {
 		return err
 	}
-	role := pgx.Identifier{a.Role}.Sanitize()
-	// No new sessions, then none left.
-	if _, err := conn.Exec(ctx, fmt.Sprintf("ALTER ROLE %s NOLOGIN", role)); err != nil {
+	// The role, and the logins a credential rotation made for it.
+	var names []string
+	if err := conn.QueryRow(ctx, "SELECT array_agg(rolname ORDER BY rolname DESC) FROM pg_roles WHERE rolname = ANY($1)",
+		[]string{a.Role, loginName(a.Role, 1), loginName(a.Role, 2)}).Scan(&names); err != nil {
 		return err
 	}
-	if _, err := conn.Exec(ctx, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1", a.Role); err != nil {
+	// Descending: the logins (ROLE.2, ROLE.1) before the role they are
+	// members of.
+	if len(names) == 0 {
+		return nil
+	}
+	roles := make([]string, len(names))
+	for i, n := range names {
+		roles[i] = pgx.Identifier{n}.Sanitize()
+	}
+	all := strings.Join(roles, ", ")
+	// No new sessions, then none left.
+	for _, r := range roles {
+		if _, err := conn.Exec(ctx, fmt.Sprintf("ALTER ROLE %s NOLOGIN", r)); err != nil {
+			return err
+		}
+	}
+	if _, err := conn.Exec(ctx, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = ANY($1)", names); err != nil {
 		return err
 	}
 	// REASSIGN and DROP OWNED act on the database they run in (and on
@@ -151,20 +145,23 @@ func (Provider) Unbind(ctx context.Context, addr string, sec *api.ResourceSecret
 		if err != nil {
 			return err
 		}
-		_, err = dconn.Exec(ctx, fmt.Sprintf("REASSIGN OWNED BY %s TO %s", role, AdminUser))
+		_, err = dconn.Exec(ctx, fmt.Sprintf("REASSIGN OWNED BY %s TO %s", all, AdminUser))
 		if err == nil {
-			_, err = dconn.Exec(ctx, fmt.Sprintf("DROP OWNED BY %s", role))
+			_, err = dconn.Exec(ctx, fmt.Sprintf("DROP OWNED BY %s", all))
 		}
 		dconn.Close(context.WithoutCancel(ctx))
 		if err != nil {
 			return fmt.Errorf("postgres: unbind %s: %w", a.App, err)
 		}
 	}
-	for _, s := range []string{
-		fmt.Sprintf("REASSIGN OWNED BY %s TO %s", role, AdminUser),
-		fmt.Sprintf("DROP OWNED BY %s", role),
-		fmt.Sprintf("DROP ROLE %s", role),
-	} {
+	stmts := []string{
+		fmt.Sprintf("REASSIGN OWNED BY %s TO %s", all, AdminUser),
+		fmt.Sprintf("DROP OWNED BY %s", all),
+	}
+	for _, r := range roles {
+		stmts = append(stmts, fmt.Sprintf("DROP ROLE %s", r))
+	}
+	for _, s := range stmts {
 		if _, err := conn.Exec(ctx, s); err != nil {
 			return fmt.Errorf("postgres: unbind %s: %w", a.App, err)
 		}

@@ -66,9 +66,9 @@ func (p Provider) Process(res *api.Resource, sec *api.ResourceSecret) (string, a
 	}, nil
 }
 
-// URL is postgres://ROLE:PASSWORD@ADDRESS/DATABASE.
+// URL is postgres://LOGIN:PASSWORD@ADDRESS/DATABASE.
 func (Provider) URL(address string, a *api.Attachment, password string) string {
-	u := url.URL{Scheme: "postgres", User: url.UserPassword(a.Role, password), Host: address, Path: "/" + a.Database}
+	u := url.URL{Scheme: "postgres", User: url.UserPassword(a.LoginRole(), password), Host: address, Path: "/" + a.Database}
 	return u.String()
 }
 
@@ -82,7 +82,7 @@ func (Provider) Client(addr string, sec *api.ResourceSecret, a *api.Attachment, 
 		"PSQL_PAGER": "cat", "HOME": "/tmp", "PSQL_HISTORY": "/tmp/.psql_history",
 	}
 	if a != nil {
-		env["PGUSER"], env["PGPASSWORD"], env["PGDATABASE"] = a.Role, sec.Passwords[a.App], a.Database
+		env["PGUSER"], env["PGPASSWORD"], env["PGDATABASE"] = a.LoginRole(), sec.Passwords[a.App], a.Database
 	}
 	args := []string{BinDir + "/psql"}
 	if command != "" {

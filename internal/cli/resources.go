@@ -22,7 +22,7 @@ import (
 // :remove, and pg:info and pg:psql.
 func resourceCommands() []*cobra.Command {
 	return append([]*cobra.Command{newResourcesCmd(), newResourcesAddCmd(), newResourcesInfoCmd(), newResourcesAttachCmd(),
-		newResourcesDetachCmd(), newResourcesRemoveCmd(), newPgInfoCmd(), newPgPsqlCmd()}, pgBackupCommands()...)
+		newResourcesDetachCmd(), newResourcesRemoveCmd(), newPgInfoCmd(), newPgPsqlCmd(), newPgRotateCmd()}, pgBackupCommands()...)
 }
 
 // resourceWait bounds how long a command waits for the cluster to carry
@@ -363,4 +363,56 @@ func (t *psqlTarget) start(ctx context.Context, tty bool) (string, error) {
 	job, err := t.c.Psql(ctx, t.name, req)
 	t.app = job.App
 	return job.ID, err
+}
+
+func newPgRotateCmd() *cobra.Command {
+	var app string
+	cmd := clientAction(&cobra.Command{
+		Use:   "pg:credentials:rotate [NAME] [-a APP]",
+		Short: "Give the attached apps (or one) new database credentials, with no failed request",
+		Long: `Rotate credentials: each attached app (or APP) gets a new login and
+password, is released with the new DATABASE_URL and redeployed; once no
+job of the old release is left, the old password stops working. Both work
+meanwhile, so the app serves throughout. pier waits for all of that.`,
+		Args: cobra.MaximumNArgs(1),
+	}, func(cmd *cobra.Command, c *client.Controller, args []string) error {
+		ctx := cmd.Context()
+		name, err := pgResource(ctx, c, args, app)
+		if err != nil {
+			return err
+		}
+		before, err := c.RotateCredentials(ctx, name, app)
+		if err != nil {
+			return err
+		}
+		progress("-----> rotating the credentials of %s", name)
+		res, err := waitResource(ctx, c, name, func(r api.Resource) bool {
+			for _, a := range r.Attachments {
+				if a.State == api.AttachmentRotating {
+					return false
+				}
+			}
+			return true
+		})
+		if err != nil {
+			return err
+		}
+		failed := false
+		for _, a := range res.Attachments {
+			if app != "" && a.App != app {
+				continue
+			}
+			if old, ok := before.Attachment(a.App); ok && old.LoginRole() == a.LoginRole() {
+				failed = true
+				continue
+			}
+			fmt.Printf("Rotated %s's credentials: %s logs in as %s (release v%d)\n", a.App, a.EnvVar, a.LoginRole(), a.Release)
+		}
+		if failed {
+			return fmt.Errorf("not every rotation took: %s", orDash(res.Error))
+		}
+		return nil
+	})
+	cmd.Flags().StringVarP(&app, "app", "a", "", "rotate only this app's credentials")
+	return cmd
 }
