@@ -88,6 +88,7 @@ func newClusterCmd() *cobra.Command {
 		},
 	}
 	cmd.AddCommand(add, list, def, remove, newClusterUpgradeCmd(), newClusterUpgradeStatusCmd())
+	cmd.AddCommand(newClusterBackupCmd(), newClusterRestoreCmd())
 	return cmd
 }
 

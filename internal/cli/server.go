@@ -38,6 +38,7 @@ func (f *serverFlags) register(cmd *cobra.Command) {
 	fl.Int64Var(&f.cfg.DiskLow, "disk-low", 0, "free bytes on the data disk below which it is under pressure: the store takes no writes, builds and new jobs are refused (default 5% of the disk, 64 MiB to 1 GiB)")
 	fl.Int64Var(&f.cfg.DiskReserve, "disk-reserve", 0, "bytes kept in a reserve file on the data disk, given back under pressure (default 64 MiB; negative: none)")
 	fl.BoolVarP(&f.verbose, "verbose", "v", false, "debug logging")
+	fl.StringVar(&f.cfg.Restore, "restore", "", "restore the cluster from a backup FILE into the (empty) data directory first; routes move to --domain (pier up)")
 }
 
 func (f *serverFlags) config() server.Config {

@@ -62,6 +62,11 @@ type Config struct {
 	// controller's default when zero).
 	TCPPortRange [2]int
 
+	// Restore is a backup file (package backup) to restore into DataDir,
+	// which must be empty, before the server starts: see StageRestore.
+	// Routes move to AppURL's domain.
+	Restore string
+
 	// DiskLow and DiskReserve are the data disk's pressure threshold and
 	// reserve in bytes (internal/diskguard's defaults when 0).
 	DiskLow, DiskReserve int64

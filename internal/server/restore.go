@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/pierpaas/pier/backup"
 	"github.com/pierpaas/pier/blobstore"
@@ -122,6 +124,21 @@ func StageRestore(ctx context.Context, file, dataDir, newDomain string, log *slo
 	n, size := m.Blobs()
 	log.Info("backup verified and staged", "file", file, "created", m.CreatedAt, "from", m.Server, "blobs", n, "blob_bytes", size, "data", dataDir)
 	return m, nil
+}
+
+// AppDomain is the domain of an app URL format ("http://{app}.example.com"
+// is "example.com"), or "" when it has none.
+func AppDomain(appURL string) string {
+	const probe = "x"
+	u, err := url.Parse(strings.ReplaceAll(appURL, "{app}", probe))
+	if err != nil {
+		return ""
+	}
+	d, ok := strings.CutPrefix(u.Hostname(), probe+".")
+	if !ok {
+		return ""
+	}
+	return d
 }
 
 // checkFresh refuses a data directory that holds anything: a restore

@@ -67,6 +67,15 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
+	if cfg.Restore != "" {
+		// First: the data directory must still be empty.
+		if len(cfg.Join) > 0 {
+			return nil, errors.New("server: a restore makes a cluster's first server: it cannot join another")
+		}
+		if _, err := StageRestore(ctx, cfg.Restore, cfg.DataDir, AppDomain(cfg.AppURL), cfg.Log); err != nil {
+			return nil, err
+		}
+	}
 	s := &Server{cfg: cfg, Health: &daemon.Health{}, stopped: make(chan struct{})}
 	defer func() {
 		if err != nil {
