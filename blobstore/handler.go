@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -19,6 +20,8 @@ const (
 	CodeNotFound         = "not_found"
 	CodeMethodNotAllowed = "method_not_allowed"
 	CodeInternal         = "internal"
+	// CodeInsufficientStorage (507): the blobstore's disk is full.
+	CodeInsufficientStorage = "insufficient_storage"
 )
 
 // PathPrefix is where blobs live in the HTTP API: PathPrefix + digest.
@@ -147,10 +150,28 @@ func writeStoreError(w http.ResponseWriter, err error) {
 		writeError(w, http.StatusRequestEntityTooLarge, CodeTooLarge, err.Error())
 	case errors.As(err, &maxErr):
 		writeError(w, http.StatusRequestEntityTooLarge, CodeTooLarge, tooLargeMsg(maxErr.Limit))
+	case errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT):
+		// The path in err names the disk; the request id finds the
+		// server's log line.
+		slog.Error("blobstore: disk full", "err", err, "request_id", w.Header().Get(requestIDHeader))
+		writeError(w, http.StatusInsufficientStorage, CodeInsufficientStorage,
+			fmt.Sprintf("the blobstore's disk is full: %v; free space there and try again%s", err, requestID(w)))
 	default:
-		slog.Error("blobstore request failed", "err", err)
-		writeError(w, http.StatusInternalServerError, CodeInternal, "internal error")
+		slog.Error("blobstore request failed", "err", err, "request_id", w.Header().Get(requestIDHeader))
+		writeError(w, http.StatusInternalServerError, CodeInternal, "internal error"+requestID(w))
 	}
+}
+
+// requestIDHeader is the header the controller sets on every response
+// (controller.RequestIDHeader), which a blobstore served alone lacks.
+const requestIDHeader = "X-Request-Id"
+
+// requestID is " (request ID)" for a message, or "" without one.
+func requestID(w http.ResponseWriter) string {
+	if id := w.Header().Get(requestIDHeader); id != "" {
+		return " (request " + id + ")"
+	}
+	return ""
 }
 
 type errorBody struct {

@@ -7,7 +7,9 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -247,4 +249,18 @@ func TestHandlerNeedsAuth(t *testing.T) {
 		}
 	}()
 	Handler(newStore(t), nil)
+}
+
+// A full disk is a 507 naming the file it could not write, with the
+// request's id when the controller gave it one.
+func TestFullDiskError(t *testing.T) {
+	rec := httptest.NewRecorder()
+	rec.Header().Set("X-Request-Id", "req123")
+	writeStoreError(rec, &os.PathError{Op: "write", Path: "/var/lib/pier/blobs/tmp/up-1", Err: syscall.ENOSPC})
+	var body errorBody
+	json.Unmarshal(rec.Body.Bytes(), &body)
+	if rec.Code != http.StatusInsufficientStorage || body.Code != CodeInsufficientStorage ||
+		!strings.Contains(body.Message, "/var/lib/pier/blobs/tmp/up-1: no space left on device") || !strings.Contains(body.Message, "(request req123)") {
+		t.Fatalf("%d %+v", rec.Code, body)
+	}
 }

@@ -35,8 +35,18 @@ func (c *Controller) refuseUnderPressure(what string) error {
 }
 
 // writeError answers with err, explaining the store's refusals first.
+// A refusal for want of space carries the request id, for the server's
+// log line and for whoever gets the report.
 func (c *Controller) writeError(w http.ResponseWriter, r *http.Request, err error) {
-	writeError(w, r, c.Log, c.explainStoreError(r.Context(), w.Header().Get(RequestIDHeader), err))
+	id := w.Header().Get(RequestIDHeader)
+	err = c.explainStoreError(r.Context(), id, err)
+	var ae *api.Error
+	if errors.As(err, &ae) && ae.Code == api.ErrCodeInsufficientStorage && id != "" && !strings.Contains(ae.Message, id) {
+		e := *ae
+		e.Message += " (request " + id + ")"
+		err = &e
+	}
+	writeError(w, r, c.Log, err)
 }
 
 // explainStoreError turns the store's refusals into API errors that say
