@@ -47,11 +47,19 @@ func (c *Controller) Build(ctx context.Context, app, source string, size int64, 
 			return ev, nil
 		}
 	}
+	// No final event: the server went away (or its connection broke)
+	// mid-build. A build runs in the request that streams it, so it
+	// ended with that server, or will end unobserved.
+	why := "the server closed the connection"
 	if err := sc.Err(); err != nil {
-		return api.BuildEvent{}, fmt.Errorf("client: build: %w", err)
+		why = err.Error()
 	}
-	return api.BuildEvent{}, fmt.Errorf("client: build: the server closed the stream before the build ended")
+	return api.BuildEvent{}, fmt.Errorf("%w (%s); see pier builds -a %s, then push again", ErrBuildLost, why, app)
 }
+
+// ErrBuildLost is Build's error when the stream ends without the build's
+// result: the server running it went away.
+var ErrBuildLost = errors.New("lost the server during the build: its result is unknown")
 
 // Builds lists an app's builds, newest first.
 func (c *Controller) Builds(ctx context.Context, app string) ([]api.Build, error) {

@@ -3,9 +3,11 @@ package client
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -72,5 +74,23 @@ func TestReleaseRequestsRetryWithOneKey(t *testing.T) {
 	}
 	if _, err := c.SetEnv(context.Background(), "app", map[string]*string{"A": &v}); err != nil || keys[2] == keys[0] {
 		t.Fatalf("a second change reused the key %q (%v)", keys[2], err)
+	}
+}
+
+// A build stream cut before its final event says the server was lost and
+// to push again.
+func TestBuildStreamLost(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte(`{"output":"-----> Building\n"}` + "\n"))
+		w.(http.Flusher).Flush()
+		conn, _, _ := w.(http.Hijacker).Hijack()
+		conn.Close() // the server dies mid-build
+	}))
+	defer srv.Close()
+	c := &Controller{rest: rest{base: srv.URL, hc: srv.Client()}}
+	var seen int
+	_, err := c.Build(context.Background(), "hello", "upload", 1, bytes.NewReader([]byte("x")), func(api.BuildEvent) { seen++ })
+	if !errors.Is(err, ErrBuildLost) || seen != 1 || !strings.Contains(err.Error(), "pier builds -a hello, then push again") {
+		t.Fatalf("after %d events: %v", seen, err)
 	}
 }
