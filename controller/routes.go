@@ -75,6 +75,7 @@ func (c *Controller) routes() []route {
 		{"POST /v1/upgrades", c.createUpgrade, "Upgrade pier on every node, one at a time, to a binary uploaded to the blobstore; rolled back on the first failure", api.UpgradeRequest{}, api.Upgrade{}, 201},
 		{"GET /v1/upgrades", c.listUpgrades, "List upgrades of pier, newest first", nil, []api.Upgrade{}, 200},
 		{"GET /v1/upgrades/{id}", c.getUpgrade, "Show an upgrade of pier and each node's step", nil, api.Upgrade{}, 200},
+		{"GET /v1/cluster/backup", c.clusterBackup, "A backup of the whole cluster (application/x-tar: etcd snapshot, CA, kept blobs, manifest with checksums); a secret", nil, nil, 200},
 		{"GET /v1/git", c.gitInfo, "Where to git push: the SSH receiver's address and host key", nil, api.GitInfo{}, 200},
 		{"GET /v1/ssh-keys", c.listSSHKeys, "List the SSH keys that may git push", nil, []api.SSHKey{}, 200},
 		{"POST /v1/ssh-keys", c.addSSHKey, "Register an SSH public key for git push", api.AddSSHKeyRequest{}, api.SSHKey{}, 201},
