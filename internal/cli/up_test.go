@@ -71,13 +71,13 @@ type upProc struct {
 // startUp starts `pier up` on dataDir and waits until it is ready. A
 // free port can be taken by another process between its check and pier's
 // bind (tests run side by side); a first start that fails so is made
-// again on other ports.
-func startUp(t *testing.T, dataDir string, ports *upPorts) *upProc {
+// again on other ports. extra are more flags for pier up.
+func startUp(t *testing.T, dataDir string, ports *upPorts, extra ...string) *upProc {
 	t.Helper()
 	_, err := os.Stat(dataDir)
 	first := os.IsNotExist(err)
 	for attempt := 1; ; attempt++ {
-		p, err := tryStartUp(t, dataDir, *ports)
+		p, err := tryStartUp(t, dataDir, *ports, extra...)
 		if err == nil {
 			return p
 		}
@@ -90,13 +90,13 @@ func startUp(t *testing.T, dataDir string, ports *upPorts) *upProc {
 	}
 }
 
-func tryStartUp(t *testing.T, dataDir string, ports upPorts) (*upProc, error) {
+func tryStartUp(t *testing.T, dataDir string, ports upPorts, extra ...string) (*upProc, error) {
 	t.Helper()
-	cmd := exec.Command(pierBin, "up", "--data-dir", dataDir,
+	cmd := exec.Command(pierBin, append([]string{"up", "--data-dir", dataDir,
 		"--etcd-client-port", strconv.Itoa(ports[0]), "--etcd-peer-port", strconv.Itoa(ports[1]),
 		"--api-port", strconv.Itoa(ports[2]), "--dns-port", strconv.Itoa(ports[3]),
 		"--host-api-port", strconv.Itoa(ports[4]), "--http-port", strconv.Itoa(ports[5]),
-		"--https-port", strconv.Itoa(ports[6]), "--git-ssh-port", strconv.Itoa(ports[7]))
+		"--https-port", strconv.Itoa(ports[6]), "--git-ssh-port", strconv.Itoa(ports[7])}, extra...)...)
 	p := &upProc{cmd: cmd, apiPort: ports[2], httpPort: ports[5], httpsPort: ports[6], sshPort: ports[7], stderr: &strings.Builder{}, exited: make(chan struct{}),
 		etcdURL: "https://127.0.0.1:" + strconv.Itoa(ports[0]), configHome: configHome(dataDir)}
 	cmd.Env = append(os.Environ(), "XDG_CONFIG_HOME="+p.configHome)
