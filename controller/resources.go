@@ -14,6 +14,7 @@ import (
 	"github.com/pierpaas/pier/api"
 	"github.com/pierpaas/pier/appliance"
 	"github.com/pierpaas/pier/appliance/postgres"
+	"github.com/pierpaas/pier/appliance/redis"
 	"github.com/pierpaas/pier/scheduler"
 	"github.com/pierpaas/pier/store"
 )
@@ -27,6 +28,7 @@ import (
 // providers are the appliances by type.
 var providers = map[string]appliance.Provider{
 	"postgres": postgres.Provider{},
+	"redis":    redis.Provider{},
 }
 
 // providerTypes lists the known types, for error messages.

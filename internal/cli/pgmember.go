@@ -4,6 +4,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/pierpaas/pier/appliance/postgres"
+	"github.com/pierpaas/pier/appliance/redis"
 )
 
 // newPgMemberCmd is what a PostgreSQL resource's member job runs (see
@@ -21,5 +22,17 @@ func newPgMemberCmd() *cobra.Command {
 			}
 			return postgres.RunMember(cmd.Context(), cfg)
 		},
+	}
+}
+
+// newRedisMemberCmd is what a Redis resource's member job runs (see
+// appliance/redis).
+func newRedisMemberCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:    redis.MemberCommand,
+		Short:  "Run a Redis resource's member (inside its job)",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE:   func(*cobra.Command, []string) error { return redis.RunMember() },
 	}
 }

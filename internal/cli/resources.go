@@ -22,7 +22,7 @@ import (
 // :remove, and pg:info and pg:psql.
 func resourceCommands() []*cobra.Command {
 	return append([]*cobra.Command{newResourcesCmd(), newResourcesAddCmd(), newResourcesInfoCmd(), newResourcesAttachCmd(),
-		newResourcesDetachCmd(), newResourcesRemoveCmd(), newPgInfoCmd(), newPgPsqlCmd(), newPgRotateCmd()}, pgBackupCommands()...)
+		newResourcesDetachCmd(), newResourcesRemoveCmd(), newPgInfoCmd(), newPgPsqlCmd(), newPgRotateCmd(), newRedisCLICmd()}, pgBackupCommands()...)
 }
 
 // resourceWait bounds how long a command waits for the cluster to carry
@@ -60,12 +60,14 @@ func newResourcesAddCmd() *cobra.Command {
 	var noWait bool
 	cmd := clientAction(&cobra.Command{
 		Use:   "resources:add TYPE [-a APP] [--name NAME] [--size 10G]",
-		Short: "Provision a resource (postgres) and attach it to an app",
+		Short: "Provision a resource (postgres, redis) and attach it to an app",
 		Long: `Provision a resource: a PostgreSQL server that runs as the only job of a
 system app of its own (pg-NAME), with its data on a volume of --size.
 With -a, the app is attached as soon as the server answers: it gets a
 database and a login role of its own, and DATABASE_URL in a new release,
-which redeploys it. pier waits for all of that unless --no-wait.`,
+which redeploys it. A redis resource is a Redis server, likewise: the app
+gets a user of its own and REDIS_URL. pier waits for all of that unless
+--no-wait.`,
 		Args: cobra.ExactArgs(1),
 	}, func(cmd *cobra.Command, c *client.Controller, args []string) error {
 		req := api.CreateResourceRequest{Type: args[0], Name: name, App: app}
@@ -277,6 +279,11 @@ func newResourcesRemoveCmd() *cobra.Command {
 // one named, else the only one attached to app (if given), else the
 // only one there is.
 func pgResource(ctx context.Context, c *client.Controller, args []string, app string) (string, error) {
+	return typedResource(ctx, c, "postgres", args, app)
+}
+
+// typedResource is pgResource for resources of type typ.
+func typedResource(ctx context.Context, c *client.Controller, typ string, args []string, app string) (string, error) {
 	if len(args) == 1 {
 		return args[0], nil
 	}
@@ -286,7 +293,7 @@ func pgResource(ctx context.Context, c *client.Controller, args []string, app st
 	}
 	var names []string
 	for _, r := range all {
-		if r.Type != "postgres" {
+		if r.Type != typ {
 			continue
 		}
 		if _, ok := r.Attachment(app); app == "" || ok {
@@ -297,9 +304,9 @@ func pgResource(ctx context.Context, c *client.Controller, args []string, app st
 	case 1:
 		return names[0], nil
 	case 0:
-		return "", errors.New("no postgres resource; add one with pier resources:add postgres")
+		return "", fmt.Errorf("no %s resource; add one with pier resources:add %s", typ, typ)
 	}
-	return "", fmt.Errorf("several postgres resources (%s); name one", strings.Join(names, ", "))
+	return "", fmt.Errorf("several %s resources (%s); name one", typ, strings.Join(names, ", "))
 }
 
 func newPgInfoCmd() *cobra.Command {
@@ -414,5 +421,30 @@ meanwhile, so the app serves throughout. pier waits for all of that.`,
 		return nil
 	})
 	cmd.Flags().StringVarP(&app, "app", "a", "", "rotate only this app's credentials")
+	return cmd
+}
+
+func newRedisCLICmd() *cobra.Command {
+	var app, command string
+	cmd := clientAction(&cobra.Command{
+		Use:   "redis:cli [NAME] [-a APP] [-c 'COMMAND ARGS']",
+		Short: "Open redis-cli on a Redis resource, through the cluster",
+		Long: `Run redis-cli as a one-off job on the cluster, attached to this terminal,
+against a Redis resource: with -a, as that app's user, else as the
+default user. -c runs one command (its words are redis-cli's arguments;
+no shell) and exits.`,
+		Args: cobra.MaximumNArgs(1),
+	}, func(cmd *cobra.Command, c *client.Controller, args []string) error {
+		ctx := cmd.Context()
+		name, err := typedResource(ctx, c, "redis", args, app)
+		if err != nil {
+			return err
+		}
+		tty := command == "" && term.IsTerminal(int(os.Stdin.Fd())) && term.IsTerminal(int(os.Stdout.Fd()))
+		return runAttached(ctx, &psqlTarget{controllerTarget: controllerTarget{c: c}, name: name,
+			req: api.PsqlRequest{App: app, Command: command}}, tty)
+	})
+	cmd.Flags().StringVarP(&app, "app", "a", "", "connect as this app's user")
+	cmd.Flags().StringVarP(&command, "command", "c", "", "run this command and exit")
 	return cmd
 }

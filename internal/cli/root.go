@@ -87,7 +87,7 @@ func newRoot() *cobra.Command {
 	root.AddCommand(newLogsCmd(), newDrainsCmd())
 	root.AddCommand(drainsColonAliases()...)
 	root.AddCommand(newGitRemoteCmd(), newGitCredentialCmd(), newGitHookCmd(), newGitRemoteHelperCmd())
-	root.AddCommand(newSlugbuildCmd(), newSlugrunCmd(), newServeStaticCmd(), newPgMemberCmd())
+	root.AddCommand(newSlugbuildCmd(), newSlugrunCmd(), newServeStaticCmd(), newPgMemberCmd(), newRedisMemberCmd())
 	addHerokuAliases(root)
 	return root
 }
