@@ -270,4 +270,3 @@ func (c *Controller) oneOffEnded(ctx context.Context, id string) (bool, error) {
 	}
 	return false, err
 }
-
