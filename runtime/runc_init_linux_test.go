@@ -180,23 +180,48 @@ func TestRuncInitTTY(t *testing.T) {
 	r := newTestRunc(t)
 	id := testID(t)
 	expectClean(t, r, id)
-	spec := Spec{ID: id, TTY: true, Args: []string{"/bin/sh", "-c", "tty; read x; echo got $x; sleep 100"}}
+	// exec: the ^C goes to the terminal's foreground group, the command;
+	// a shell waiting on a child is left to its own rules about SIGINT.
+	spec := Spec{ID: id, TTY: true, Args: []string{"/bin/sh", "-c", "tty; read x; echo got $x; exec sleep 100"}}
 	withInit(t)(&spec)
 	got := make(chan string, 1)
-	ex, err := r.Run(context.Background(), spec, IO{Console: func(m *os.File) {
+	// Bounded: a ^C lost to a terminal not set up yet would leave the
+	// job waiting forever.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	ex, err := r.Run(ctx, spec, IO{Console: func(m *os.File) {
 		go func() {
 			defer m.Close()
-			_, _ = m.Write([]byte("ping\n"))
-			time.Sleep(500 * time.Millisecond)
-			_, _ = m.Write([]byte{3}) // ^C: SIGINT to the foreground group
-			b, _ := io.ReadAll(m)     // ends with EIO when the job is gone
-			got <- string(b)
+			// Each step waits for the job to show it is ready for the
+			// next: typed too early, a line or a ^C can be lost while the
+			// terminal is being set up (and ^C flushes what was typed).
+			var out []byte
+			waitFor := func(s string) bool {
+				buf := make([]byte, 4096)
+				for !strings.Contains(string(out), s) {
+					n, err := m.Read(buf)
+					out = append(out, buf[:n]...)
+					if err != nil {
+						return false
+					}
+				}
+				return true
+			}
+			if waitFor("/dev/pts/") {
+				_, _ = m.Write([]byte("ping\n"))
+				if waitFor("got ping") {
+					_, _ = m.Write([]byte{3}) // ^C: SIGINT to the foreground group
+				}
+			}
+			rest, _ := io.ReadAll(m) // ends with EIO when the job is gone
+			got <- string(append(out, rest...))
 		}()
 	}}, nil)
+	out := <-got
 	if err != nil || ex.Signal != "SIGINT" {
-		t.Fatalf("Run = %+v, %v; want killed by the ^C", ex, err)
+		t.Fatalf("Run = %+v, %v; want killed by the ^C; console output %q", ex, err, out)
 	}
-	if out := <-got; !strings.Contains(out, "/dev/pts/") || !strings.Contains(out, "got ping") {
+	if !strings.Contains(out, "/dev/pts/") || !strings.Contains(out, "got ping") {
 		t.Errorf("console output %q", out)
 	}
 }
