@@ -45,6 +45,7 @@ bench: setup
 	$(GO) run ./bench/host
 	$(GO) run ./bench/router
 	$(GO) run ./bench/deploy
+	$(GO) run ./bench/resources
 	@for s in bench/*; do \
 		[ -f "$$s" ] && [ -x "$$s" ] || continue; \
 		echo "== $$s"; "$$s"; \

@@ -1,0 +1,352 @@
+// Command resources measures PostgreSQL resources: it starts a
+// single-node `pier up` in a temporary directory, deploys the
+// examples/postgres app and times `pier resources:add postgres -a APP`
+// to the app's first successful query through the router; then runs
+// pgbench -S (select only) and -N (simple update) through the address
+// apps get (DATABASE_URL, the routers' TCP port) and against the member's
+// own port, and prints the ratio; then fills the database to -db-size
+// with pgbench -i and times pg:backups:capture and pg:backups:restore.
+//
+//	go run ./bench/resources [-db-size 1GB] [-clients 4] [-duration 10s]
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pierpaas/pier/api"
+	"github.com/pierpaas/pier/host/agent"
+)
+
+const app, db = "bench-notes", "benchdb"
+
+func main() {
+	size := flag.String("db-size", "1GB", "database size for the backup figures (pgbench -i -s N, about 15MB per scale unit)")
+	clients := flag.Int("clients", 4, "pgbench clients (-c)")
+	duration := flag.Duration("duration", 10*time.Second, "each pgbench run's length (-T)")
+	flag.Parse()
+	bytes, err := parseSize(*size)
+	if err != nil {
+		fatalf("-db-size: %v", err)
+	}
+	if _, err := exec.LookPath("pgbench"); err != nil {
+		fatalf("pgbench is not installed (SETUP_BENCH=1 scripts/setup installs it)")
+	}
+	root, err := os.MkdirTemp("", "pier-bench-resources-")
+	if err != nil {
+		fatalf("%v", err)
+	}
+	defer os.RemoveAll(root)
+	b := &bench{root: root}
+	defer b.cleanup()
+	fail := func(format string, args ...any) { b.cleanup(); os.RemoveAll(root); fatalf(format, args...) }
+	if err := b.start(); err != nil {
+		fail("%v", err)
+	}
+
+	// resources:add to the app's first successful query.
+	// The volume holds the filled database and its WAL.
+	vol := fmt.Sprintf("%dM", max(1024, 3*bytes>>20))
+	addTime, err := b.addToFirstQuery(vol)
+	if err != nil {
+		fail("%v", err)
+	}
+	fmt.Printf("resources:add postgres to first query: %s (target <= 10s)\n", addTime.Round(10*time.Millisecond))
+
+	// pgbench through the routers' port and on the member's port.
+	routed, direct, err := b.urls()
+	if err != nil {
+		fail("%v", err)
+	}
+	if err := b.pgbench(routed, "-i", "-q", "-s", "10"); err != nil {
+		fail("%v", err)
+	}
+	fmt.Printf("pgbench -c %d -j %d -T %s (scale 10):\n", *clients, min(*clients, 2), *duration)
+	fmt.Printf("  %-4s %14s %14s %8s\n", "mode", "routed tps", "direct tps", "ratio")
+	for _, mode := range []string{"-S", "-N"} {
+		var tps [2]float64
+		for i, u := range []string{routed, direct} {
+			if tps[i], err = b.tps(u, mode, *clients, *duration); err != nil {
+				fail("%v", err)
+			}
+		}
+		fmt.Printf("  %-4s %14.0f %14.0f %8.3f\n", mode, tps[0], tps[1], tps[0]/tps[1])
+	}
+
+	// Backups of a database of the given size.
+	scale := max(1, int(bytes/(15<<20)))
+	begin := time.Now()
+	if err := b.pgbench(direct, "-i", "-q", "-s", strconv.Itoa(scale)); err != nil {
+		fail("%v", err)
+	}
+	fill := time.Since(begin)
+	dbBytes, err := b.dbSize(direct)
+	if err != nil {
+		fail("%v", err)
+	}
+	fmt.Printf("database filled with pgbench -i -s %d: %d MB in %s\n", scale, dbBytes>>20, fill.Round(100*time.Millisecond))
+	begin = time.Now()
+	if _, err := b.pier("pg:backups:capture", db); err != nil {
+		fail("%v", err)
+	}
+	capture := time.Since(begin)
+	out, err := b.pier("pg:backups", db, "--json")
+	if err != nil {
+		fail("%v", err)
+	}
+	var list []api.Backup
+	if err := json.Unmarshal([]byte(out), &list); err != nil || len(list) == 0 {
+		fail("pg:backups: %v %s", err, out)
+	}
+	last := list[0]
+	for _, bk := range list {
+		if bk.CreatedAt.After(last.CreatedAt) {
+			last = bk
+		}
+	}
+	begin = time.Now()
+	if _, err := b.pier("pg:backups:restore", last.ID, db); err != nil {
+		fail("%v", err)
+	}
+	restore := time.Since(begin)
+	fmt.Printf("pg:backups:capture: %s (backup %.1f MB)\n", capture.Round(100*time.Millisecond), float64(last.Size)/(1<<20))
+	fmt.Printf("pg:backups:restore: %s\n", restore.Round(100*time.Millisecond))
+	if n, err := b.psql(direct, "SELECT count(*) FROM pgbench_accounts"); err != nil || n != strconv.Itoa(scale*100000) {
+		fail("after the restore pgbench_accounts has %q rows, want %d: %v", n, scale*100000, err)
+	}
+}
+
+type bench struct {
+	root, bin string
+	httpPort  int
+	up        *exec.Cmd
+}
+
+func (b *bench) dataDir() string { return filepath.Join(b.root, "data") }
+
+func (b *bench) env() []string {
+	return append(os.Environ(), "XDG_CONFIG_HOME="+filepath.Join(b.root, "config"))
+}
+
+func (b *bench) run(dir, name string, args ...string) (string, error) {
+	cmd := exec.Command(name, args...)
+	cmd.Dir, cmd.Env = dir, b.env()
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return string(out), nil
+}
+
+func (b *bench) pier(args ...string) (string, error) { return b.run(".", b.bin, args...) }
+
+func (b *bench) start() error {
+	b.bin = filepath.Join(b.root, "pier")
+	if _, err := b.run(".", "go", "build", "-o", b.bin, "./cmd/pier"); err != nil {
+		return err
+	}
+	ports := make([]string, 8)
+	for i := range ports {
+		ports[i] = strconv.Itoa(freePort())
+	}
+	b.httpPort, _ = strconv.Atoi(ports[5])
+	b.up = exec.Command(b.bin, "up", "--data-dir", b.dataDir(),
+		"--etcd-client-port", ports[0], "--etcd-peer-port", ports[1], "--api-port", ports[2], "--dns-port", ports[3],
+		"--host-api-port", ports[4], "--http-port", ports[5], "--https-port", ports[6], "--git-ssh-port", ports[7])
+	b.up.Env = b.env()
+	log, err := os.Create(filepath.Join(b.root, "up.log"))
+	if err != nil {
+		return err
+	}
+	b.up.Stdout, b.up.Stderr = log, log
+	if err := b.up.Start(); err != nil {
+		return err
+	}
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		if _, err := b.pier("apps"); err == nil {
+			return nil
+		}
+	}
+	return fmt.Errorf("pier up did not come up; see %s", log.Name())
+}
+
+// addToFirstQuery deploys examples/postgres, waits until it answers (503
+// without a database), then times resources:add to its first 200.
+func (b *bench) addToFirstQuery(vol string) (time.Duration, error) {
+	dir := filepath.Join(b.root, "app")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return 0, err
+	}
+	build := exec.Command("go", "build", "-o", filepath.Join(dir, "notes"), "./examples/postgres")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		return 0, fmt.Errorf("build examples/postgres: %v\n%s", err, out)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "Procfile"), []byte("web: ./notes\n"), 0o644); err != nil {
+		return 0, err
+	}
+	for _, args := range [][]string{{"create", app}, {"deploy", "--no-build", "-a", app, dir}} {
+		if _, err := b.pier(args...); err != nil {
+			return 0, err
+		}
+	}
+	if err := wait("the app to answer", time.Minute, func() bool {
+		code, body, err := b.get("/")
+		return err == nil && code == http.StatusServiceUnavailable && strings.Contains(body, "DATABASE_URL")
+	}); err != nil {
+		return 0, err
+	}
+	begin := time.Now()
+	if _, err := b.pier("resources:add", "postgres", "-a", app, "--name", db, "--size", vol); err != nil {
+		return 0, err
+	}
+	err := wait("the app's first query", 2*time.Minute, func() bool {
+		code, _, err := b.get("/")
+		return err == nil && code == http.StatusOK
+	})
+	return time.Since(begin), err
+}
+
+// urls are the app's DATABASE_URL and the same with the member's address.
+func (b *bench) urls() (routed, direct string, err error) {
+	out, err := b.pier("env", "-a", app, "--json")
+	if err != nil {
+		return "", "", err
+	}
+	var env map[string]string
+	if err := json.Unmarshal([]byte(out), &env); err != nil {
+		return "", "", fmt.Errorf("env --json: %v", err)
+	}
+	routed = env["DATABASE_URL"]
+	out, err = b.pier("resources:info", db, "--json")
+	if err != nil {
+		return "", "", err
+	}
+	var info api.ResourceInfo
+	if err := json.Unmarshal([]byte(out), &info); err != nil || info.Member == "" || routed == "" {
+		return "", "", fmt.Errorf("no DATABASE_URL or member: %v %s", err, out)
+	}
+	u, err := url.Parse(routed)
+	if err != nil {
+		return "", "", err
+	}
+	u.Host = info.Member
+	return routed, u.String(), nil
+}
+
+func (b *bench) pgbench(u string, args ...string) error {
+	_, err := b.run(".", "pgbench", append(append([]string{}, args...), u)...)
+	return err
+}
+
+var tpsRE = regexp.MustCompile(`tps = ([0-9.]+)`)
+
+func (b *bench) tps(u, mode string, clients int, d time.Duration) (float64, error) {
+	out, err := b.run(".", "pgbench", mode, "-n", "-c", strconv.Itoa(clients), "-j", strconv.Itoa(min(clients, 2)),
+		"-T", strconv.Itoa(int(d.Seconds())), u)
+	if err != nil {
+		return 0, err
+	}
+	m := tpsRE.FindStringSubmatch(out)
+	if m == nil {
+		return 0, fmt.Errorf("no tps in pgbench's output:\n%s", out)
+	}
+	return strconv.ParseFloat(m[1], 64)
+}
+
+func (b *bench) psql(u, query string) (string, error) {
+	out, err := b.run(".", "psql", "-XAtq", "-c", query, u)
+	return strings.TrimSpace(out), err
+}
+
+func (b *bench) dbSize(u string) (int64, error) {
+	out, err := b.psql(u, "SELECT pg_database_size(current_database())")
+	if err != nil {
+		return 0, err
+	}
+	return strconv.ParseInt(out, 10, 64)
+}
+
+func (b *bench) get(path string) (int, string, error) {
+	req, _ := http.NewRequest(http.MethodGet, "http://127.0.0.1:"+strconv.Itoa(b.httpPort)+path, nil)
+	req.Host = app + ".localhost"
+	resp, err := (&http.Client{Timeout: 2 * time.Second}).Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body), err
+}
+
+// cleanup stops pier up and removes the containers and shims it left,
+// which outlive it by design.
+func (b *bench) cleanup() {
+	if b.up != nil && b.up.Process != nil {
+		b.up.Process.Signal(os.Interrupt)
+		done := make(chan struct{})
+		go func() { b.up.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			b.up.Process.Kill()
+		}
+		b.up = nil
+	}
+	agent.Purge(filepath.Join(b.dataDir(), "host"))
+}
+
+func wait(what string, d time.Duration, ok func() bool) error {
+	for deadline := time.Now().Add(d); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if ok() {
+			return nil
+		}
+	}
+	return fmt.Errorf("timed out waiting for %s", what)
+}
+
+// parseSize reads "1GB", "100MB", "512M", "2G" or a byte count.
+func parseSize(s string) (int64, error) {
+	s = strings.ToUpper(strings.TrimSpace(s))
+	s = strings.TrimSuffix(s, "B")
+	mult := int64(1)
+	switch {
+	case strings.HasSuffix(s, "G"):
+		mult, s = 1<<30, strings.TrimSuffix(s, "G")
+	case strings.HasSuffix(s, "M"):
+		mult, s = 1<<20, strings.TrimSuffix(s, "M")
+	case strings.HasSuffix(s, "K"):
+		mult, s = 1<<10, strings.TrimSuffix(s, "K")
+	}
+	n, err := strconv.ParseFloat(s, 64)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("bad size %q", s)
+	}
+	return int64(n * float64(mult)), nil
+}
+
+func freePort() int {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fatalf("%v", err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+func fatalf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "bench/resources: "+format+"\n", args...)
+	os.Exit(1)
+}
