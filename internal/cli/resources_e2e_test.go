@@ -19,10 +19,11 @@ import (
 // deployed app (examples/postgres, which redeploys with DATABASE_URL),
 // rows stored and read back through the router, the postgres process
 // killed with SIGKILL and no committed row lost, psql through the
-// cluster, and the resource removed with its data.
+// cluster, pier up itself killed with SIGKILL and no row lost either,
+// and the resource removed with its data.
 func TestPostgresResource(t *testing.T) {
 	if _, err := os.Stat("/usr/lib/postgresql/15/bin/postgres"); err != nil {
-		t.Skip("PostgreSQL 15 is not installed (scripts/setup installs it)")
+		t.Fatal("PostgreSQL 15 is not installed: scripts/setup installs it")
 	}
 	appDir := t.TempDir()
 	build := exec.Command("go", "build", "-o", filepath.Join(appDir, "notes"), "../../examples/postgres")
@@ -34,7 +35,8 @@ func TestPostgresResource(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	p := startUp(t, filepath.Join(t.TempDir(), "data"), freeUpPorts(t))
+	dataDir, ports := filepath.Join(t.TempDir(), "data"), freeUpPorts(t)
+	p := startUp(t, dataDir, ports)
 	u := cliUser{t, p}
 	u.must("create", "notes")
 	u.must("deploy", "--no-build", "-a", "notes", appDir)
@@ -106,6 +108,25 @@ func TestPostgresResource(t *testing.T) {
 	if out := u.must("resources"); !strings.Contains(out, "db") || !strings.Contains(out, "available") || !strings.Contains(out, "notes") {
 		t.Fatalf("resources: %q", out)
 	}
+
+	// kill -9 of pier up itself (server, host agent and router in one
+	// process): the database job runs on under its shim, the restarted
+	// agent adopts it, and no committed row is lost.
+	p.cmd.Process.Signal(syscall.SIGKILL)
+	<-p.exited
+	p = startUp(t, dataDir, ports)
+	u = cliUser{t, p}
+	waitUntil(t, "both rows after pier up was killed and restarted", 60*time.Second, func() bool {
+		code, b, err := get(p, "notes", "/")
+		if err == nil && code == 200 && b != "first\nsecond\n" {
+			t.Fatalf("GET / after the restart: %q", b)
+		}
+		return err == nil && code == 200
+	})
+	waitUntil(t, "the app to store a row after the restart", 60*time.Second, func() bool {
+		code, _, err := get(p, "notes", "/add?note=third")
+		return err == nil && code == 200
+	})
 
 	// Removal takes the app's DATABASE_URL, the server and its volume.
 	u.must("resources:remove", "db", "--confirm", "db")
