@@ -22,7 +22,7 @@ import (
 // :remove, and pg:info and pg:psql.
 func resourceCommands() []*cobra.Command {
 	return append([]*cobra.Command{newResourcesCmd(), newResourcesAddCmd(), newResourcesInfoCmd(), newResourcesAttachCmd(),
-		newResourcesDetachCmd(), newResourcesRemoveCmd(), newPgInfoCmd(), newPgPsqlCmd(), newPgRotateCmd(), newRedisCLICmd()}, pgBackupCommands()...)
+		newResourcesDetachCmd(), newResourcesRemoveCmd(), newPgInfoCmd(), newPgPsqlCmd(), newPgRotateCmd(), newRedisCLICmd()}, append(pgBackupCommands(), redisBackupCommands()...)...)
 }
 
 // resourceWait bounds how long a command waits for the cluster to carry
