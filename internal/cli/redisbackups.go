@@ -8,8 +8,8 @@ import (
 	"github.com/pierpaas/pier/appliance/redis"
 )
 
-// redisBackupCommands are pg:backups's list, capture, restore and
-// download for Redis resources: the same backups (records, blobstore,
+// redisBackupCommands are pg:backups's list, capture, restore,
+// download, schedule, unschedule and delete for Redis resources: the same backups (records, blobstore,
 // one-off jobs of the resource's system app, GC), of RDB snapshots. A
 // snapshot holds the whole server, whichever app is named.
 func redisBackupCommands() []*cobra.Command {
@@ -31,7 +31,12 @@ redis-server and copies its keys; its output is shown here.`
 	download := newPgBackupsDownloadCmd()
 	download.Use = "redis:backups:download BACKUP [-o FILE] > FILE"
 	download.Short = "Write a Redis backup (an RDB file, for redis-server's dir) to stdout or a file"
-	return []*cobra.Command{list, capture, restore, download, newRedisRestoreCmd()}
+	schedule := redisBackups(newPgBackupsScheduleCmd(), "redis:backups:schedule [NAME] --at 'HH:MM [ZONE]' [--keep-days N]",
+		"Capture a Redis resource's snapshot every day, kept --keep-days", false)
+	unschedule := redisBackups(newPgBackupsUnscheduleCmd(), "redis:backups:unschedule [NAME]", "Stop a Redis resource's daily backups", false)
+	del := newPgBackupsDeleteCmd()
+	del.Use, del.Short = "redis:backups:delete BACKUP", "Delete a Redis backup"
+	return []*cobra.Command{list, capture, restore, download, schedule, unschedule, del, newRedisRestoreCmd()}
 }
 
 // redisBackups renames a pg:backups command and, when no NAME is given,

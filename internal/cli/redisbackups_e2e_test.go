@@ -29,7 +29,10 @@ func TestRedisBackups(t *testing.T) {
 		redisURL = strings.TrimSpace(out)
 		return code == 0 && redisURL != ""
 	})
-	redisDo(t, redisURL, "SET", "greeting", "hello")
+	// The router may take a moment to route the new port.
+	waitUntil(t, "the first write", 30*time.Second, func() bool {
+		return redisTry(redisURL, "SET", "greeting", "hello") == "OK"
+	})
 	redisDo(t, redisURL, "RPUSH", "list", "a", "b", "c")
 	redisDo(t, redisURL, "SET", "session", "s1", "EX", "3600")
 
@@ -68,5 +71,25 @@ func TestRedisBackups(t *testing.T) {
 	u.must("redis:backups:download", id, "-o", file)
 	if b, err := os.ReadFile(file); err != nil || !strings.HasPrefix(string(b), "REDIS") {
 		t.Fatalf("download: %v %.16q", err, b)
+	}
+
+	// A daily snapshot, then none; the backup deleted.
+	if out := u.must("redis:backups:schedule", "--at", "03:30", "--keep-days", "2"); !strings.Contains(out, "kept 2 days") {
+		t.Fatalf("schedule: %q", out)
+	}
+	var info api.ResourceInfo
+	json.Unmarshal([]byte(u.must("resources:info", "kv", "--json")), &info)
+	if s := info.BackupSchedule; s == nil || s.At != "03:30" {
+		t.Fatalf("schedule: %+v", info.BackupSchedule)
+	}
+	u.must("redis:backups:unschedule", "kv")
+	var after api.ResourceInfo
+	json.Unmarshal([]byte(u.must("resources:info", "kv", "--json")), &after)
+	if after.BackupSchedule != nil {
+		t.Fatalf("after unschedule: %+v", after.BackupSchedule)
+	}
+	u.must("redis:backups:delete", id)
+	if out := u.must("redis:backups", "--json"); strings.TrimSpace(out) != "[]" {
+		t.Fatalf("after delete: %s", out)
 	}
 }
