@@ -19,7 +19,7 @@ func redisBackupCommands() []*cobra.Command {
 	capture.Long = `Capture a backup: an RDB snapshot of the resource's server (every key,
 whichever app wrote it), fetched by a one-off job on the cluster and stored
 in the blobstore, where every server keeps a copy. It is kept until
-pier pg:backups:delete.`
+pier redis:backups:delete.`
 	restore := newPgBackupsRestoreCmd()
 	restore.Use = "redis:backups:restore BACKUP [NAME]"
 	restore.Short = "Load a Redis backup into a Redis resource (its own, or another's)"
