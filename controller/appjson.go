@@ -63,7 +63,7 @@ func (c *Controller) runPostdeploy(ctx context.Context, rel api.Release, m *appj
 		if _, err := store.Create(ctx, c.Client, scheduler.OneOffPrefix+o.ID, o); err != nil {
 			return err
 		}
-		fmt.Fprintf(out, "-----> Running postdeploy in job %s: %s\n", o.ID, cmd)
+		fmt.Fprintf(out, "-----> Running postdeploy of v%d in job %s: %s\n", rel.Version, o.ID, cmd)
 		hostID, err := c.waitPlaced(ctx, rel.App, o.ID)
 		if err != nil {
 			return fmt.Errorf("postdeploy could not start: %w", err)
@@ -96,4 +96,59 @@ func requestManifest(req api.CreateReleaseRequest) (map[string]int, error) {
 		return nil, invalid("%v", err)
 	}
 	return m.Quantities(), nil
+}
+
+// addonsWait bounds how long a first deploy waits for its add-ons.
+const addonsWait = 3 * time.Minute
+
+// provisionAddons gives an app, on its first deploy, the resources its
+// app.json's addons ask for, and waits until each is attached: the app
+// then runs with DATABASE_URL or REDIS_URL, as a Heroku app gets its
+// add-ons with its first release. It returns the version of the release
+// that carries them all, for the postdeploy scripts (Heroku runs them
+// with the add-ons).
+func (c *Controller) provisionAddons(ctx context.Context, app string, m *appjson.Manifest, out io.Writer) (version int, err error) {
+	for _, typ := range m.Resources() {
+		res, err := c.newResource(ctx, api.CreateResourceRequest{Type: typ, App: app})
+		if err != nil {
+			return 0, fmt.Errorf("add-on %s: %w", typ, err)
+		}
+		fmt.Fprintf(out, "-----> Provisioning %s (%s) for %s\n", res.Name, typ, app)
+		wctx, cancel := context.WithTimeout(ctx, addonsWait)
+		got, ok, err := store.Await(wctx, c.Client, resourceKey(res.Name), func(r api.Resource, ok bool) bool {
+			return !ok || attachmentState(r, app) == api.AttachmentAttached
+		})
+		cancel()
+		switch {
+		case err != nil:
+			return 0, fmt.Errorf("add-on %s is not attached after %s (see pier resources:info %s): %w", res.Name, addonsWait, res.Name, err)
+		case !ok:
+			return 0, fmt.Errorf("add-on %s was removed while it was being provisioned", res.Name)
+		}
+		for _, a := range got.Attachments {
+			if a.App == app {
+				fmt.Fprintf(out, "       %s attached as %s in v%d\n", res.Name, a.EnvVar, a.Release)
+				version = max(version, a.Release)
+			}
+		}
+	}
+	// The release with the add-ons' URLs rolls out like any other.
+	d, err := c.waitDeployment(ctx, api.ReleaseID(app, version))
+	if err != nil {
+		return 0, err
+	}
+	if d.State != api.DeployComplete {
+		return 0, fmt.Errorf("deployment of v%d with the add-ons %s: %s", version, d.State, d.Reason)
+	}
+	fmt.Fprintf(out, "=====> %s v%d deployed with its add-ons\n", app, version)
+	return version, nil
+}
+
+func attachmentState(r api.Resource, app string) api.AttachmentState {
+	for _, a := range r.Attachments {
+		if a.App == app {
+			return a.State
+		}
+	}
+	return ""
 }

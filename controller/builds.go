@@ -147,7 +147,17 @@ func (c *Controller) runBuild(ctx context.Context, app api.App, b api.Build, env
 	if result.AppJSON != "" {
 		// Checked by releaseSlug already.
 		if m, _, err := releaseManifest(result); err == nil {
-			if err := c.runPostdeploy(ctx, rr.Release, m, app.Release == "", out); err != nil {
+			first, rel := app.Release == "", rr.Release
+			if first && len(m.Resources()) > 0 {
+				v, err := c.provisionAddons(ctx, app.Name, m, out)
+				if err != nil {
+					return b, &rr, err
+				}
+				if rel, err = c.release(ctx, app.Name, api.ReleaseID(app.Name, v)); err != nil {
+					return b, &rr, err
+				}
+			}
+			if err := c.runPostdeploy(ctx, rel, m, first, out); err != nil {
 				return b, &rr, err
 			}
 		}

@@ -60,14 +60,24 @@ func (c *Controller) loadResource(ctx context.Context, name string) (api.Resourc
 }
 
 func (c *Controller) createResource(w http.ResponseWriter, r *http.Request) error {
-	ctx := r.Context()
 	var req api.CreateResourceRequest
 	if err := decode(w, r, &req); err != nil {
 		return err
 	}
+	res, err := c.newResource(r.Context(), req)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusAccepted, res)
+	return nil
+}
+
+// newResource records a resource to provision (and attach to req.App):
+// the resource loop does the rest.
+func (c *Controller) newResource(ctx context.Context, req api.CreateResourceRequest) (api.Resource, error) {
 	p, ok := providers[req.Type]
 	if !ok {
-		return invalid("unknown resource type %q (known: %s)", req.Type, providerTypes())
+		return api.Resource{}, invalid("unknown resource type %q (known: %s)", req.Type, providerTypes())
 	}
 	if req.Name == "" {
 		var b [3]byte
@@ -75,17 +85,17 @@ func (c *Controller) createResource(w http.ResponseWriter, r *http.Request) erro
 		req.Name = p.Type() + "-" + hex.EncodeToString(b[:])
 	}
 	if err := api.ValidateResourceName(req.Name); err != nil {
-		return invalid("%v", err)
+		return api.Resource{}, invalid("%v", err)
 	}
 	if req.SizeMB == 0 {
 		req.SizeMB = api.DefaultResourceMB
 	}
 	if req.SizeMB < 0 || req.SizeMB > api.MaxVolumeMB {
-		return invalid("size %d MB: a resource's size is between 1 MB and %d MB", req.SizeMB, api.MaxVolumeMB)
+		return api.Resource{}, invalid("size %d MB: a resource's size is between 1 MB and %d MB", req.SizeMB, api.MaxVolumeMB)
 	}
 	sysApp := p.SystemApp(req.Name)
 	if err := api.ValidateAppName(sysApp); err != nil {
-		return invalid("%v", err)
+		return api.Resource{}, invalid("%v", err)
 	}
 	now := time.Now().UTC()
 	res := api.Resource{
@@ -95,21 +105,21 @@ func (c *Controller) createResource(w http.ResponseWriter, r *http.Request) erro
 	tx := store.Txn()
 	if req.App != "" {
 		if !api.ValidID(req.App) {
-			return invalid("app %q is not a valid app name", req.App)
+			return api.Resource{}, invalid("app %q is not a valid app name", req.App)
 		}
 		app, appRev, err := c.loadApp(ctx, req.App)
 		if err != nil {
-			return err
+			return api.Resource{}, err
 		}
 		if app.Meta[SystemAppMeta] != "" {
-			return invalid("app %s runs resource %s; attach resources to your own apps", app.Name, app.Meta[SystemAppMeta])
+			return api.Resource{}, invalid("app %s runs resource %s; attach resources to your own apps", app.Name, app.Meta[SystemAppMeta])
 		}
 		res.Attachments = []api.Attachment{newAttachment(p, req.App, now)}
 		tx.Unchanged(appKey(req.App), appRev)
 	}
 	sec, err := p.NewSecret(req.Name)
 	if err != nil {
-		return err
+		return api.Resource{}, err
 	}
 	sys := api.App{Name: sysApp, Meta: map[string]string{SystemAppMeta: req.Name}, CreatedAt: now, UpdatedAt: now}
 	// The record, its secret and its system app, or none of them.
@@ -121,21 +131,20 @@ func (c *Controller) createResource(w http.ResponseWriter, r *http.Request) erro
 	if errors.As(err, &ce) {
 		switch ce.Key {
 		case resourceKey(res.Name):
-			return conflict("resource %s already exists", res.Name)
+			return api.Resource{}, conflict("resource %s already exists", res.Name)
 		case appKey(sysApp):
-			return conflict("an app named %s already exists; give the resource another name", sysApp)
+			return api.Resource{}, conflict("an app named %s already exists; give the resource another name", sysApp)
 		case appKey(req.App):
-			return conflict("app %s changed meanwhile; try again", req.App)
+			return api.Resource{}, conflict("app %s changed meanwhile; try again", req.App)
 		}
-		return conflict("resource %s changed meanwhile; try again", res.Name)
+		return api.Resource{}, conflict("resource %s changed meanwhile; try again", res.Name)
 	}
 	if err != nil {
-		return err
+		return api.Resource{}, err
 	}
 	c.Log.Info("resource requested", "resource", res.Name, "type", res.Type, "app", req.App, "size_mb", res.SizeMB)
 	c.kickResources()
-	writeJSON(w, http.StatusAccepted, res)
-	return nil
+	return res, nil
 }
 
 func newAttachment(p appliance.Provider, app string, now time.Time) api.Attachment {

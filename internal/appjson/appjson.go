@@ -75,9 +75,10 @@ type Manifest struct {
 	Healthchecks map[string][]Healthcheck `json:"healthchecks"`
 	Pier         Pier                     `json:"pier"`
 
-	data     []byte
-	pos      map[string]int
-	warnings []string
+	data      []byte
+	pos       map[string]int
+	warnings  []string
+	resources []string // Resources()
 }
 
 // Formation is a process type's entry in "formation".
@@ -164,7 +165,6 @@ var unsupported = map[string]string{
 // ignored are Heroku's top-level keys accepted with a warning.
 var ignored = map[string]string{
 	"env":          "set config vars with pier env set",
-	"addons":       "add datastores with pier resources:add",
 	"buildpacks":   "name buildpacks in .buildpacks or BUILDPACK_URL",
 	"environments": "pier has no review apps or CI",
 	"stack":        "pier has one stack",
@@ -245,6 +245,9 @@ func (m *Manifest) wrap(err error) error {
 // validate checks the values, each on its own; Apply checks them against
 // the app's process types.
 func (m *Manifest) validate() error {
+	if err := m.checkAddons(); err != nil {
+		return err
+	}
 	for _, name := range slices.Sorted(maps.Keys(m.Formation)) {
 		path := "formation." + name
 		if err := checkName(name); err != "" {
