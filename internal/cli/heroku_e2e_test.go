@@ -189,7 +189,6 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-
 // releaseApp gives app a first release that runs nothing (a Procfile of
 // one worker type, scaled to 0): pier run needs a release to take its
 // code and config from.
