@@ -41,10 +41,11 @@ func TestRedisResource(t *testing.T) {
 		return code == 0 && redisURL != ""
 	})
 
-	// What an app does with REDIS_URL: its user, through the router.
-	if got := redisDo(t, redisURL, "SET", "greeting", "hello"); got != "OK" {
-		t.Fatalf("SET: %q", got)
-	}
+	// What an app does with REDIS_URL: its user, through the router,
+	// which may take a moment to route the new port.
+	waitUntil(t, "the first write", 30*time.Second, func() bool {
+		return redisTry(redisURL, "SET", "greeting", "hello") == "OK"
+	})
 	if got := redisDo(t, redisURL, "GET", "greeting"); got != "hello" {
 		t.Fatalf("GET: %q", got)
 	}
