@@ -2,13 +2,13 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -21,7 +21,7 @@ import (
 // installed beside it. The helper decides everything about the connection
 // that git would otherwise take from the user's environment, and leaves
 // the protocol to git's own smart-HTTP helper (git remote-https), which
-// it then becomes:
+// it runs:
 //   - the server: the first live one of the cluster, as for any command
 //     (the config keeps the cluster's servers), so a push reaches the
 //     cluster while one of its servers is down;
@@ -54,8 +54,8 @@ git's own HTTPS helper.`,
 	}
 }
 
-// runGitRemoteHelper replaces this process with git remote-https for the
-// server and settings it picks. It returns only on failure.
+// runGitRemoteHelper runs git remote-https for the server and settings it
+// picks, and says so when the push it carried was cut short.
 func runGitRemoteHelper(ctx context.Context, remote, rawURL string) error {
 	clusterName, app, ok := cliconfig.ParsePierURL(rawURL)
 	if !ok {
@@ -91,9 +91,21 @@ func runGitRemoteHelper(ctx context.Context, remote, rawURL string) error {
 		return err
 	}
 	// git's stdin and stdout are the helper protocol: nothing of ours may
-	// be written to stdout before this.
-	argv := []string{"git", "remote-https", remote, gitRemoteURL(cl, app, nil)}
-	return syscall.Exec(git, argv, env)
+	// be written to stdout. git remote-https runs as a child rather than
+	// in this process's place, so that a push cut short (the server lost
+	// while it built) is told as such, not only as git's "the remote end
+	// hung up": a build that fails is reported inside the protocol, and
+	// the helper then exits 0.
+	h := exec.Command(git, "remote-https", remote, gitRemoteURL(cl, app, nil))
+	h.Stdin, h.Stdout, h.Stderr, h.Env = os.Stdin, os.Stdout, os.Stderr, env
+	err = h.Run()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		fmt.Fprintf(os.Stderr, "pier: the connection to %s ended before the push did (the server may have been lost mid-build); "+
+			"see `pier builds -a %s` for what happened, and push again\n", cl.URL, app)
+		return exitError{ee.ExitCode()}
+	}
+	return err
 }
 
 // gitHelperEnv is the environment of git remote-https for a push to
