@@ -93,7 +93,14 @@ func TestRuncInitStopsPromptly(t *testing.T) {
 		t.Run(args[0], func(t *testing.T) {
 			took, ex := stopTime(t, r, 5*time.Second, args, withInit(t))
 			t.Logf("%q under pier init stopped %v after SIGTERM: %+v", args, took.Round(time.Millisecond), ex)
-			if took > 4*time.Second || ex.Signal != "SIGTERM" || ex.Code != 128+int(syscall.SIGTERM) {
+			killed := ex.Signal == "SIGTERM" && ex.Code == 128+int(syscall.SIGTERM)
+			// A SIGTERM that reaches sh before it has started its command
+			// (a loaded machine) may end it with its own status instead:
+			// stopped at once all the same, which is what this is about.
+			if args[0] == "sh" && ex.Signal == "" && ex.Code != 0 {
+				killed = true
+			}
+			if took > 4*time.Second || !killed {
 				t.Errorf("stop took %v and ended %+v, want at once, killed by SIGTERM", took, ex)
 			}
 		})
