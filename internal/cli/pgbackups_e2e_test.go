@@ -23,18 +23,7 @@ import (
 // system pg_restore into a fresh PostgreSQL; a daily schedule set and
 // cleared; bad requests refused.
 func TestPostgresBackups(t *testing.T) {
-	if _, err := os.Stat("/usr/lib/postgresql/15/bin/postgres"); err != nil {
-		t.Skip("PostgreSQL 15 is not installed (scripts/setup installs it)")
-	}
-	appDir := t.TempDir()
-	build := exec.Command("go", "build", "-o", filepath.Join(appDir, "notes"), "../../examples/postgres")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build the example: %v\n%s", err, out)
-	}
-	if err := os.WriteFile(filepath.Join(appDir, "Procfile"), []byte("web: ./notes\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	appDir := notesApp(t)
 	p := startUp(t, filepath.Join(t.TempDir(), "data"), freeUpPorts(t))
 	u := cliUser{t, p}
 	u.must("create", "notes")

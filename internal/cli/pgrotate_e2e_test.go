@@ -3,8 +3,6 @@ package cli_test
 import (
 	"context"
 	"fmt"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -20,18 +18,7 @@ import (
 // pg:credentials:rotate runs; not one fails, every row written is there,
 // the old password no longer logs in and the new one does.
 func TestPostgresCredentialRotation(t *testing.T) {
-	if _, err := os.Stat("/usr/lib/postgresql/15/bin/postgres"); err != nil {
-		t.Skip("PostgreSQL 15 is not installed (scripts/setup installs it)")
-	}
-	appDir := t.TempDir()
-	build := exec.Command("go", "build", "-o", filepath.Join(appDir, "notes"), "../../examples/postgres")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build the example: %v\n%s", err, out)
-	}
-	if err := os.WriteFile(filepath.Join(appDir, "Procfile"), []byte("web: ./notes\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	appDir := notesApp(t)
 	p := startUp(t, filepath.Join(t.TempDir(), "data"), freeUpPorts(t))
 	u := cliUser{t, p}
 	u.must("create", "notes")

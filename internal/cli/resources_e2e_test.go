@@ -22,18 +22,7 @@ import (
 // cluster, pier up itself killed with SIGKILL and no row lost either,
 // and the resource removed with its data.
 func TestPostgresResource(t *testing.T) {
-	if _, err := os.Stat("/usr/lib/postgresql/15/bin/postgres"); err != nil {
-		t.Fatal("PostgreSQL 15 is not installed: scripts/setup installs it")
-	}
-	appDir := t.TempDir()
-	build := exec.Command("go", "build", "-o", filepath.Join(appDir, "notes"), "../../examples/postgres")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build the example: %v\n%s", err, out)
-	}
-	if err := os.WriteFile(filepath.Join(appDir, "Procfile"), []byte("web: ./notes\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	appDir := notesApp(t)
 
 	dataDir, ports := filepath.Join(t.TempDir(), "data"), freeUpPorts(t)
 	p := startUp(t, dataDir, ports)
@@ -163,4 +152,24 @@ func postmasterPID(t *testing.T, member string) int {
 	}
 	t.Fatalf("no postgres process listening on port %s", port)
 	return 0
+}
+
+// notesApp builds examples/postgres into a directory that pier deploy
+// --no-build takes, after checking that PostgreSQL is there for the
+// appliance (scripts/setup installs it).
+func notesApp(t *testing.T) string {
+	t.Helper()
+	if _, err := os.Stat("/usr/lib/postgresql/15/bin/postgres"); err != nil {
+		t.Fatal("PostgreSQL 15 is not installed: scripts/setup installs it")
+	}
+	appDir := t.TempDir()
+	build := exec.Command("go", "build", "-o", filepath.Join(appDir, "notes"), "../../examples/postgres")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build the example: %v\n%s", err, out)
+	}
+	if err := os.WriteFile(filepath.Join(appDir, "Procfile"), []byte("web: ./notes\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return appDir
 }
