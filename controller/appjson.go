@@ -116,7 +116,11 @@ func (c *Controller) provisionAddons(ctx context.Context, app string, m *appjson
 		fmt.Fprintf(out, "-----> Provisioning %s (%s) for %s\n", res.Name, typ, app)
 		wctx, cancel := context.WithTimeout(ctx, addonsWait)
 		got, ok, err := store.Await(wctx, c.Client, resourceKey(res.Name), func(r api.Resource, ok bool) bool {
-			return !ok || attachmentState(r, app) == api.AttachmentAttached
+			if !ok {
+				return true
+			}
+			a, found := r.Attachment(app)
+			return found && a.State == api.AttachmentAttached
 		})
 		cancel()
 		switch {
@@ -125,12 +129,9 @@ func (c *Controller) provisionAddons(ctx context.Context, app string, m *appjson
 		case !ok:
 			return 0, fmt.Errorf("add-on %s was removed while it was being provisioned", res.Name)
 		}
-		for _, a := range got.Attachments {
-			if a.App == app {
-				fmt.Fprintf(out, "       %s attached as %s in v%d\n", res.Name, a.EnvVar, a.Release)
-				version = max(version, a.Release)
-			}
-		}
+		a, _ := got.Attachment(app)
+		fmt.Fprintf(out, "       %s attached as %s in v%d\n", res.Name, a.EnvVar, a.Release)
+		version = max(version, a.Release)
 	}
 	// The release with the add-ons' URLs rolls out like any other.
 	d, err := c.waitDeployment(ctx, api.ReleaseID(app, version))
@@ -142,13 +143,4 @@ func (c *Controller) provisionAddons(ctx context.Context, app string, m *appjson
 	}
 	fmt.Fprintf(out, "=====> %s v%d deployed with its add-ons\n", app, version)
 	return version, nil
-}
-
-func attachmentState(r api.Resource, app string) api.AttachmentState {
-	for _, a := range r.Attachments {
-		if a.App == app {
-			return a.State
-		}
-	}
-	return ""
 }
