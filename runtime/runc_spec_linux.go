@@ -12,9 +12,9 @@ import (
 // capabilities is the whole capability set of a job: enough for a root
 // process to own files and drop to another user (images whose entrypoint
 // starts as root and steps down), nothing that reaches the kernel, the
-// network or other processes. NET_BIND_SERVICE is left out on purpose:
-// jobs share the host's network and get their ports from the agent, and a
-// job must never take the router's 80 and 443. A job running as the app user
+// network or other processes. NET_BIND_SERVICE is left out on purpose: a
+// job sharing the host's network (an operator's opt-in) must never take the
+// router's 80 and 443. A job running as the app user
 // ends up with none of these in effect at all, since they are neither
 // ambient nor inheritable and do not survive its execve as a non-root user.
 var capabilities = []string{
@@ -110,6 +110,19 @@ func (r *Runc) ociSpec(s Spec, p bundlePaths) *specs.Spec {
 	if s.TTY && s.ConsoleSize.Rows > 0 && s.ConsoleSize.Cols > 0 {
 		consoleSize = &specs.Box{Height: uint(s.ConsoleSize.Rows), Width: uint(s.ConsoleSize.Cols)}
 	}
+	namespaces := []specs.LinuxNamespace{
+		{Type: specs.PIDNamespace},
+		{Type: specs.MountNamespace},
+		{Type: specs.IPCNamespace},
+		{Type: specs.UTSNamespace},
+		// Hides the host's cgroup paths from /proc/self/cgroup.
+		{Type: specs.CgroupNamespace},
+	}
+	if s.NetNS != "" {
+		// Joined, not created: the host agent owns the namespace, its
+		// interfaces and its address, and they outlive a restart of the job.
+		namespaces = append(namespaces, specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: s.NetNS})
+	}
 	return &specs.Spec{
 		Version:  specs.Version,
 		Hostname: s.Hostname,
@@ -131,15 +144,7 @@ func (r *Runc) ociSpec(s Spec, p bundlePaths) *specs.Spec {
 		},
 		Mounts: mounts,
 		Linux: &specs.Linux{
-			Namespaces: []specs.LinuxNamespace{
-				{Type: specs.PIDNamespace},
-				{Type: specs.MountNamespace},
-				{Type: specs.IPCNamespace},
-				{Type: specs.UTSNamespace},
-				// Hides the host's cgroup paths from /proc/self/cgroup.
-				{Type: specs.CgroupNamespace},
-				// No network namespace: jobs use the host's network for now.
-			},
+			Namespaces:  namespaces,
 			CgroupsPath: cgroupPath(s.ID),
 			Resources: &specs.LinuxResources{
 				// Deny every device; runc adds back the usual harmless ones

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path"
 	"regexp"
@@ -114,6 +115,14 @@ type Spec struct {
 	Writable bool
 	Limits   Limits
 	Mounts   []Mount // extra bind mounts, e.g. build cache directories
+	// NetNS is the path of a network namespace (a bind-mounted nsfs file)
+	// the job joins; its owner has set it up. Empty shares the host's
+	// network. Drivers without namespaces (process, fake) ignore it.
+	NetNS string
+	// Nameservers replace the host's resolvers in the job's
+	// /etc/resolv.conf; empty copies the host's file. A job in its own
+	// network namespace cannot reach a resolver on the host's loopback.
+	Nameservers []string
 }
 
 // ConsoleSize is a terminal's size in character cells.
@@ -227,6 +236,14 @@ func (s Spec) Validate() error {
 	for _, m := range s.Mounts {
 		if !path.IsAbs(m.Source) || !path.IsAbs(m.Destination) || path.Clean(m.Destination) == "/" {
 			return bad("mount %s:%s needs absolute paths and a destination other than /", m.Source, m.Destination)
+		}
+	}
+	if s.NetNS != "" && !path.IsAbs(s.NetNS) {
+		return bad("network namespace %q is not absolute", s.NetNS)
+	}
+	for _, ns := range s.Nameservers {
+		if net.ParseIP(ns) == nil {
+			return bad("nameserver %q is not an IP address", ns)
 		}
 	}
 	if s.Hostname != "" && !validHostname(s.Hostname) {
