@@ -39,7 +39,9 @@ type Agent struct {
 	// records, for the removal marks of this host's (volumes.go).
 	volumes    *volume.Manager
 	volumeRecs *store.Cache[api.Volume]
-	startedAt  time.Time
+	// net is the job network; nil when jobs share the host's (network.go).
+	net       *jobNetwork
+	startedAt time.Time
 
 	// Health and Metrics back the API's /readyz and /metrics (httpapi.go).
 	Health  *daemon.Health
@@ -124,6 +126,13 @@ func Start(ctx context.Context, cfg Config) (_ *Agent, err error) {
 	// Before adoption: a job relaunched after a reboot must find its
 	// volumes mounted.
 	a.mountVolumes()
+	localJobs, err := a.local.all()
+	if err != nil {
+		return nil, err
+	}
+	if err := a.startNetwork(ctx, runCtx, localJobs); err != nil {
+		return nil, err
+	}
 	if err := a.adopt(runCtx); err != nil {
 		return nil, err
 	}
@@ -297,6 +306,9 @@ func (a *Agent) Close() error {
 		a.stop()
 	}
 	a.wg.Wait()
+	if a.net != nil {
+		a.net.close()
+	}
 	if a.Client != nil {
 		a.Client.Close()
 	}

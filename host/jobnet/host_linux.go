@@ -296,3 +296,59 @@ func sysctl(name, value string) error {
 	}
 	return nil
 }
+
+// OverlayOverhead is what VXLAN over IPv4 adds to a packet: the jobs'
+// MTU is the underlay's less this, so that nothing is fragmented.
+const OverlayOverhead = 50
+
+// UnderlayMTU is the MTU of the interface that holds addr, or of the one
+// the default route leaves by when addr is a loopback address (a single
+// node advertising 127.0.0.1); 1500 when neither is found.
+func UnderlayMTU(addr netip.Addr) int {
+	if !addr.IsLoopback() {
+		links, _ := netlink.LinkList()
+		for _, l := range links {
+			addrs, _ := netlink.AddrList(l, netlink.FAMILY_V4)
+			for _, a := range addrs {
+				if ip, ok := netip.AddrFromSlice(a.IP); ok && ip.Unmap() == addr {
+					return l.Attrs().MTU
+				}
+			}
+		}
+	}
+	routes, _ := netlink.RouteGet(net.IPv4(1, 1, 1, 1))
+	for _, r := range routes {
+		if l, err := netlink.LinkByIndex(r.LinkIndex); err == nil {
+			return l.Attrs().MTU
+		}
+	}
+	return 1500
+}
+
+// LocallyRouted reports whether this machine already has an address or a
+// route within p: a subnet that would clash with its own networks (or
+// with another pier's on the same machine).
+func LocallyRouted(p netip.Prefix) bool {
+	var nets []*net.IPNet
+	if routes, err := netlink.RouteList(nil, netlink.FAMILY_V4); err == nil {
+		for _, r := range routes {
+			nets = append(nets, r.Dst)
+		}
+	}
+	if addrs, err := netlink.AddrList(nil, netlink.FAMILY_V4); err == nil {
+		for _, a := range addrs {
+			nets = append(nets, a.IPNet)
+		}
+	}
+	for _, n := range nets {
+		if n == nil {
+			continue
+		}
+		ones, _ := n.Mask.Size()
+		ip, ok := netip.AddrFromSlice(n.IP)
+		if ok && ones > 0 && netip.PrefixFrom(ip.Unmap(), ones).Masked().Overlaps(p) {
+			return true
+		}
+	}
+	return false
+}
