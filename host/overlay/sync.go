@@ -286,7 +286,7 @@ func (o *Overlay) syncEntries(idx int, want map[netip.Prefix]remote) error {
 		if err := o.nl.NeighDel(&del); err != nil && !errors.Is(err, unix.ENOENT) {
 			return fmt.Errorf("overlay: deleting neighbour %v: %w", n.IP, err)
 		}
-		o.log.Info("overlay neighbour removed", "ip", n.IP, "mac", n.HardwareAddr)
+		o.log.Info("overlay neighbour removed", "ip", n.IP, "mac", n.HardwareAddr.String())
 	}
 	for _, n := range fdb {
 		if n.IP == nil {
@@ -306,7 +306,7 @@ func (o *Overlay) syncEntries(idx int, want map[netip.Prefix]remote) error {
 		if err := o.nl.NeighDel(&del); err != nil && !errors.Is(err, unix.ENOENT) {
 			return fmt.Errorf("overlay: deleting FDB entry %v dst %v: %w", n.HardwareAddr, n.IP, err)
 		}
-		o.log.Info("overlay FDB entry removed", "mac", n.HardwareAddr, "dst", n.IP)
+		o.log.Info("overlay FDB entry removed", "mac", n.HardwareAddr.String(), "dst", n.IP)
 	}
 
 	// Deterministic order makes logs and failures reproducible.
