@@ -109,9 +109,9 @@ type node struct {
 }
 
 // newCluster makes n nodes joined by a bridge, with underlay MTU mtu.
-// Node i is "node<i>" with underlay 198.18.0.<i+1> and subnet
-// 10.240.<i+1>.0/24, and job0 holds 10.240.<i+1>.5.
-func newCluster(t *testing.T, n, mtu int) []*node {
+// Node i is "node<i>" with underlay 198.18.0.<i+1> (fd00:198:18::<i+1>
+// with v6) and subnet 10.240.<i+1>.0/24, and job0 holds 10.240.<i+1>.5.
+func newCluster(t *testing.T, n, mtu int, v6 bool) []*node {
 	t.Helper()
 	var rnd [4]byte
 	rand.Read(rnd[:])
@@ -138,6 +138,11 @@ func newCluster(t *testing.T, n, mtu int) []*node {
 			},
 			job: netip.AddrFrom4([4]byte{10, 240, byte(i + 1), 5}),
 		}
+		bits := 24
+		if v6 {
+			nd.Underlay = netip.MustParseAddr(fmt.Sprintf("fd00:198:18::%d", i+1))
+			bits = 64
+		}
 		nodes[i] = nd
 		// Created in the hub with its peer straight in the node's
 		// namespace: the pair never exists anywhere else.
@@ -157,7 +162,7 @@ func newCluster(t *testing.T, n, mtu int) []*node {
 		if err != nil {
 			t.Fatal(err)
 		}
-		addAddr(t, ns, eth0, netip.PrefixFrom(nd.Underlay, 24))
+		addAddr(t, ns, eth0, netip.PrefixFrom(nd.Underlay, bits))
 		if err := ns.nl.LinkSetUp(eth0); err != nil {
 			t.Fatal(err)
 		}
@@ -185,6 +190,11 @@ func newCluster(t *testing.T, n, mtu int) []*node {
 func addAddr(t *testing.T, ns *testNS, link netlink.Link, p netip.Prefix) {
 	t.Helper()
 	a := &netlink.Addr{IPNet: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}}
+	if p.Addr().Is6() {
+		// Usable at once: duplicate address detection would make the
+		// address tentative for a while.
+		a.Flags = unix.IFA_F_NODAD
+	}
 	if err := ns.nl.AddrAdd(link, a); err != nil {
 		t.Fatalf("adding %s in %s: %v", p, ns.name, err)
 	}

@@ -43,7 +43,7 @@ func TestVTEPMAC(t *testing.T) {
 func TestOverlay(t *testing.T) {
 	// An underlay MTU other than the usual 1500 shows that the overlay's
 	// is derived from it.
-	nodes := newCluster(t, 3, 1400)
+	nodes := newCluster(t, 3, 1400, false)
 	n0, n1, n2 := nodes[0], nodes[1], nodes[2]
 	ovs := make([]*Overlay, len(nodes))
 	for i, nd := range nodes {
@@ -265,10 +265,43 @@ func TestOverlay(t *testing.T) {
 	}
 }
 
+// TestIPv6Underlay: the overlay carries IPv4 between nodes whose own
+// addresses are IPv6, with IPv6's larger overhead taken off the MTU.
+func TestIPv6Underlay(t *testing.T) {
+	nodes := newCluster(t, 2, 1500, true)
+	n0, n1 := nodes[0], nodes[1]
+	o0, o1 := newOverlay(t, n0, Config{}), newOverlay(t, n1, Config{})
+	if o0.MTU() != 1430 {
+		t.Errorf("MTU() = %d, want 1430 (1500 - 70 over IPv6)", o0.MTU())
+	}
+	for _, o := range []*Overlay{o0, o1} {
+		if err := o.Sync([]Node{n0.Node, n1.Node}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, want := state(t, n0.testNS), wantState(n0, n1); !slices.Equal(got, want) {
+		t.Errorf("state:\n got %q\nwant %q", got, want)
+	}
+	srv, accepted := echoServer(t, n1.testNS, n1.job)
+	c, err := dial(n0.testNS, n0.job, srv, time.Now().Add(15*time.Second))
+	if err != nil {
+		t.Fatalf("n0 -> n1: %v", err)
+	}
+	defer c.Close()
+	payload := make([]byte, 1<<20)
+	rand.Read(payload)
+	if err := echo(c, payload); err != nil {
+		t.Error(err)
+	}
+	if got := <-accepted; got != n0.job {
+		t.Errorf("n1 saw a connection from %s, want %s", got, n0.job)
+	}
+}
+
 // TestSyncInvalidPeers: bad peer records are reported, and do not stop the
 // good ones from being installed.
 func TestSyncInvalidPeers(t *testing.T) {
-	nodes := newCluster(t, 2, 1500)
+	nodes := newCluster(t, 2, 1500, false)
 	n0, n1 := nodes[0], nodes[1]
 	o := newOverlay(t, n0, Config{})
 	if o.MTU() != 1450 {
@@ -297,7 +330,7 @@ func TestSyncInvalidPeers(t *testing.T) {
 
 // TestNewErrors: New refuses what cannot work, before touching anything.
 func TestNewErrors(t *testing.T) {
-	nodes := newCluster(t, 1, 1500)
+	nodes := newCluster(t, 1, 1500, false)
 	n0 := nodes[0]
 	for name, cfg := range map[string]Config{
 		"underlay not here": {Self: Node{Name: "x", Underlay: netip.MustParseAddr("198.18.9.9"), Subnet: n0.Subnet}},
