@@ -24,8 +24,12 @@ import (
 )
 
 const (
-	rounds  = 3 // alternating underlay/overlay runs; the medians are compared
-	seconds = 3 // length of one iperf3 run
+	// Runs alternate underlay and overlay, so that a burst of load from
+	// something else on the machine hits both alike; both the medians and
+	// the best runs (the capacity when the machine was least busy) are
+	// compared.
+	rounds  = 5
+	seconds = 2 // length of one iperf3 run
 	port    = 5201
 )
 
@@ -60,11 +64,22 @@ func BenchmarkIperf3(b *testing.B) {
 		}
 	}
 	u, o := median(under), median(over)
+	ub, ob := slices.Max(under), slices.Max(over)
 	b.ReportMetric(u/1e9, "underlay-Gbit/s")
 	b.ReportMetric(o/1e9, "overlay-Gbit/s")
 	b.ReportMetric(o/u, "ratio")
-	b.Logf("iperf3 %ds x %d, medians: underlay %.2f Gbit/s, overlay %.2f Gbit/s, ratio %.2f (target >= 0.8)",
-		seconds, rounds, u/1e9, o/1e9, o/u)
+	b.ReportMetric(ob/ub, "best-ratio")
+	b.Logf("iperf3 %ds x %d; medians: underlay %.2f Gbit/s, overlay %.2f Gbit/s, ratio %.2f; best runs: %.2f, %.2f Gbit/s, ratio %.2f (target >= 0.8)",
+		seconds, rounds, u/1e9, o/1e9, o/u, ub/1e9, ob/1e9, ob/ub)
+	b.Logf("underlay runs %v Gbit/s; overlay runs %v Gbit/s", gbits(under), gbits(over))
+}
+
+func gbits(xs []float64) []string {
+	var out []string
+	for _, x := range xs {
+		out = append(out, fmt.Sprintf("%.2f", x/1e9))
+	}
+	return out
 }
 
 // setup makes two namespaces joined by a veth pair and an overlay between

@@ -55,6 +55,18 @@
 // again with the same list changes nothing; calling it periodically repairs
 // anything an operator or a crash left behind.
 //
+// # What the firewall must add
+//
+// Static entries decide where this host sends; they do not authenticate
+// what it receives. The kernel decapsulates any UDP packet to the VXLAN
+// port that carries the right VNI, whatever its outer source, and the
+// inner packet may claim any job's address. The host's nftables policy
+// must therefore accept the VXLAN port only from the other nodes' underlay
+// addresses, and jobs must not be able to send to hosts' addresses at all
+// (issue 17's policy already forbids that). VXLAN is not encrypted: an
+// underlay that crosses untrusted networks needs IPsec or WireGuard below
+// it.
+//
 // # MTU
 //
 // VXLAN over IPv4 adds 50 bytes to every frame (outer IPv4 20, UDP 8, VXLAN
