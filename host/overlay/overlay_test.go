@@ -179,11 +179,29 @@ func TestOverlay(t *testing.T) {
 	if got := state(t, n0.testNS); slices.Equal(got, before) {
 		t.Fatal("the drift did not change the state")
 	}
+	// And the device itself: down, another MTU, a stray address. (Down
+	// takes the routes with it; the MTU change must come first.)
+	mustOK(t, n0.nl.LinkSetMTU(link0, 1000))
+	addAddr(t, n0.testNS, link0, stray)
+	mustOK(t, n0.nl.LinkSetDown(link0))
 	if err := ovs[0].Sync(all); err != nil {
 		t.Fatal(err)
 	}
 	if got := state(t, n0.testNS); !slices.Equal(got, before) {
 		t.Errorf("Sync did not repair the drift:\n got %q\nwant %q", got, before)
+	}
+	l, err := n0.nl.LinkByName(DefaultDevice)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addrs, err := n0.nl.AddrList(l, netlink.FAMILY_V4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Attrs().Index != idx || l.Attrs().MTU != 1350 || l.Attrs().Flags&net.FlagUp == 0 ||
+		len(addrs) != 1 || addrs[0].IPNet.String() != "10.240.1.0/32" {
+		t.Errorf("device not repaired: index %d (was %d), MTU %d, flags %v, addresses %v",
+			l.Attrs().Index, idx, l.Attrs().MTU, l.Attrs().Flags, addrs)
 	}
 
 	// n2 leaves: the others drop every trace of it, and still reach each
@@ -235,7 +253,7 @@ func TestOverlay(t *testing.T) {
 	if err := changed.Sync(all[:2]); err != nil {
 		t.Fatal(err)
 	}
-	l, err := n0.nl.LinkByName(DefaultDevice)
+	l, err = n0.nl.LinkByName(DefaultDevice)
 	if err != nil {
 		t.Fatal(err)
 	}
