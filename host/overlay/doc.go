@@ -79,9 +79,10 @@
 // # Lifetime
 //
 // The device is created lazily by the first Sync that has a remote peer, so
-// a single-node install never gets one. New adopts a device left by a
-// previous run when its settings match, so an agent restart does not
-// interrupt traffic; a device with other settings is recreated. Close
+// a single-node install never gets one. A device left by a previous run
+// is kept as it is when its settings match (Sync then only corrects its
+// entries), so an agent restart does not interrupt traffic; a device with
+// other settings (VNI, port, underlay) is recreated. Close
 // removes the device (uninstall and tests); an agent that merely stops
 // should leave it in place and not call Close.
 package overlay

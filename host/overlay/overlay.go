@@ -145,14 +145,14 @@ func New(cfg Config) (*Overlay, error) {
 	if o.self.Underlay.Is6() {
 		overhead = overheadIPv6
 	}
-	max := link.Attrs().MTU - overhead
+	maxMTU := link.Attrs().MTU - overhead
 	switch {
 	case cfg.MTU == 0:
-		o.mtu = max
-	case cfg.MTU < 576 || cfg.MTU > max:
+		o.mtu = maxMTU
+	case cfg.MTU < 576 || cfg.MTU > maxMTU:
 		o.nl.Close()
 		return nil, fmt.Errorf("overlay: MTU %d out of range 576-%d (%s has MTU %d, VXLAN takes %d)",
-			cfg.MTU, max, link.Attrs().Name, link.Attrs().MTU, overhead)
+			cfg.MTU, maxMTU, link.Attrs().Name, link.Attrs().MTU, overhead)
 	default:
 		o.mtu = cfg.MTU
 	}
