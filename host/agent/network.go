@@ -17,6 +17,7 @@ import (
 	"github.com/pierpaas/pier/api"
 	"github.com/pierpaas/pier/discovery"
 	"github.com/pierpaas/pier/host/jobnet"
+	"github.com/pierpaas/pier/host/overlay"
 	"github.com/pierpaas/pier/runtime"
 	"github.com/pierpaas/pier/store"
 )
@@ -86,6 +87,9 @@ func (a *Agent) startNetwork(ctx, runCtx context.Context, jobs []*localJob) erro
 	subnet, err := a.subnet(ctx, cluster)
 	if err != nil {
 		return fmt.Errorf("agent: job network: %w", err)
+	}
+	if err := overlay.Start(runCtx, a.Client, a.cfg.ID, a.cfg.AdvertiseIP, subnet, a.cfg.Log); err != nil {
+		return fmt.Errorf("agent: overlay: %w", err)
 	}
 	host, err := jobnet.Open(jobnet.Config{
 		Subnet: subnet, Cluster: cluster, MTU: jobnet.UnderlayMTU(netip.MustParseAddr(a.cfg.AdvertiseIP)) - jobnet.OverlayOverhead,
