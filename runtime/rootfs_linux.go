@@ -62,6 +62,9 @@ func (r *Runc) prepare(s Spec, dir string) error {
 	if err := writeFiles(p.etc, files); err != nil {
 		return err
 	}
+	if p.users, err = stackUsers(s, p.etc); err != nil {
+		return err
+	}
 
 	lower := make([]string, 0, max(len(s.RootFS), 1))
 	if len(s.RootFS) == 0 {
@@ -95,7 +98,8 @@ func (r *Runc) prepare(s Spec, dir string) error {
 			}
 		}
 		// The app user owns what it may write, as on Heroku.
-		if err := os.Chown(filepath.Join(disk, "app-upper"), AppUID, AppGID); err != nil {
+		uid, gid := s.user()
+		if err := os.Chown(filepath.Join(disk, "app-upper"), uid, gid); err != nil {
 			return err
 		}
 		if err := overlay(p.app, []string{s.AppDir}, filepath.Join(disk, "app-upper"), filepath.Join(disk, "app-work")); err != nil {

@@ -47,15 +47,16 @@ type bundlePaths struct {
 	tmp       string   // dir bound at /tmp, on the job's tmpfs
 	hostBinds []string // host dirs of the stack bound at the same path (/usr, …)
 	app       string   // bound at /app: AppDir, or an overlay on it if Writable
+
+	// users are the job's own /etc/passwd and /etc/group (users_linux.go).
+	users []specs.Mount
 }
 
 // ociSpec is the config.json of a job. Its root is the bundle's rootfs,
 // the overlay that prepare mounts.
 func (r *Runc) ociSpec(s Spec, p bundlePaths) *specs.Spec {
-	uid, gid := uint32(AppUID), uint32(AppGID)
-	if s.Root {
-		uid, gid = 0, 0
-	}
+	u, g := s.user()
+	uid, gid := uint32(u), uint32(g)
 	mounts := []specs.Mount{
 		{Destination: "/proc", Type: "proc", Source: "proc", Options: []string{"nosuid", "noexec", "nodev"}},
 		{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
@@ -71,6 +72,7 @@ func (r *Runc) ociSpec(s Spec, p bundlePaths) *specs.Spec {
 	for _, d := range p.hostBinds {
 		mounts = append(mounts, bind(d, d, true))
 	}
+	mounts = append(mounts, p.users...)
 	if p.app != "" {
 		mounts = append(mounts, bind(p.app, "/app", !s.Writable))
 	}

@@ -107,6 +107,11 @@ type Spec struct {
 	// (uid and gid 1000). Root in a container still has only the small
 	// capability set, no_new_privs and the seccomp filter.
 	Root bool
+	// UID and GID are the user and group the process runs as, unless
+	// Root; zero means AppUID and, for GID, the uid (AppGID for AppUID).
+	// Each app gets a uid of its own (see api.AppUID). On the host stack
+	// the generated /etc/passwd and /etc/group name them "app", home /app.
+	UID, GID int
 	// Writable lets the job write to its root file system and /app, as a
 	// Heroku dyno can (Rails writes tmp/ and log/ under /app; images write
 	// to /var/run). Writes land in upper layers on the job's size-capped
@@ -245,6 +250,9 @@ func (s Spec) Validate() error {
 		if net.ParseIP(ns) == nil {
 			return bad("nameserver %q is not an IP address", ns)
 		}
+	}
+	if err := s.validateUser(); err != nil {
+		return err
 	}
 	if s.Hostname != "" && !validHostname(s.Hostname) {
 		return bad("hostname %q", s.Hostname)

@@ -107,9 +107,10 @@ func Start(ctx context.Context, cfg Config) (_ *Agent, err error) {
 	tr.DialContext = (&net.Dialer{Timeout: 3 * time.Second, KeepAlive: 30 * time.Second}).DialContext
 	a.artifacts = &artifact.Cache{Dir: cfg.artifactDir(), Client: &http.Client{Transport: tr}}
 	if os.Geteuid() == 0 {
-		// Jobs run as the app user; a writable job (a build) changes the
-		// files of its artifact in its own overlay, which needs them to
-		// be that user's, as /app is on Heroku.
+		// Jobs run as their app's user (uids.go); a writable job (a
+		// build) changes the files of its artifact in its own overlay,
+		// which needs them to be that user's, as /app is on Heroku. This
+		// is the owner of jobs of no app; FetchAs gives apps their own.
 		a.artifacts.Limits.Owner = &artifact.Owner{UID: runtime.AppUID, GID: runtime.AppGID}
 	}
 	prefix, err := store.Prefix(store.JobsPrefix, cfg.ID)
@@ -118,7 +119,7 @@ func Start(ctx context.Context, cfg Config) (_ *Agent, err error) {
 	}
 	a.jobs = store.NewCache[api.Job](a.Client, prefix)
 
-	a.volumes = &volume.Manager{Dir: cfg.volumesDir()}
+	a.volumes = &volume.Manager{Dir: cfg.volumesDir(), Log: cfg.Log}
 	a.volumeRecs = store.NewCache[api.Volume](a.Client, store.VolumesPrefix)
 
 	runCtx, cancel := context.WithCancel(context.Background())

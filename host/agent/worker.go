@@ -149,6 +149,7 @@ func (w *worker) launch(ctx context.Context) error {
 		MemoryMB: job.Resources.MemoryMB, CPUMillis: job.Resources.CPUMillis,
 		PIDs: job.Resources.PIDs, DiskMB: job.Resources.DiskMB,
 	}}
+	spec.UID, spec.GID = jobUser(job) // uids.go
 	if a.cfg.PierBinary != "" {
 		// The builder and the slug runner are subcommands of pier, and so
 		// is every job's init (runtime/pid1), which gets the stop signals.
@@ -156,14 +157,14 @@ func (w *worker) launch(ctx context.Context) error {
 		spec.Init = api.PierBinary
 	}
 	if job.Artifact != nil {
-		dir, err := a.fetchArtifact(ctx, job.Artifact)
+		dir, err := a.fetchArtifact(ctx, job.Artifact, a.artifactOwner(spec.UID, spec.GID))
 		if err != nil {
 			return fmt.Errorf("artifact: %w", err)
 		}
 		spec.AppDir = dir
 	}
 	for _, v := range job.Volumes {
-		mnt, err := a.ensureVolume(ctx, v)
+		mnt, err := a.ensureVolume(ctx, v, spec.UID, spec.GID)
 		if err != nil {
 			return fmt.Errorf("volume %s: %w", v.Name, err)
 		}
