@@ -93,7 +93,7 @@ func (a *Agent) startNetwork(ctx, runCtx context.Context, jobs []*localJob) erro
 	}
 	host, err := jobnet.Open(jobnet.Config{
 		Subnet: subnet, Cluster: cluster, MTU: jobnet.UnderlayMTU(netip.MustParseAddr(a.cfg.AdvertiseIP)) - jobnet.OverlayOverhead,
-		StateDir: filepath.Join("/run/pier/netns", shortHash(a.cfg.DataDir)), Tag: jobnet.TagFor(a.cfg.DataDir), Log: a.cfg.Log,
+		StateDir: NetNSDir(a.cfg.DataDir), Tag: jobnet.TagFor(a.cfg.DataDir), Log: a.cfg.Log,
 	})
 	if err != nil {
 		return fmt.Errorf("agent: job network: %w", err)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	goruntime "runtime"
 
 	"github.com/vishvananda/netns"
@@ -81,4 +82,14 @@ func inNS(path string, fn func() error) error {
 func isNS(path string) bool {
 	var st unix.Statfs_t
 	return unix.Statfs(path, &st) == nil && st.Type == unix.NSFS_MAGIC
+}
+
+// ReleaseAll unmounts and removes every namespace file in dir, as a reboot
+// would: for whoever removes a host (tests, an uninstall) once its jobs
+// are gone. The interfaces go with the namespaces.
+func ReleaseAll(dir string) {
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		removeNS(filepath.Join(dir, e.Name()))
+	}
 }
