@@ -36,6 +36,7 @@ func Purge(dataDir string) {
 		}
 	}
 	jobnet.ReleaseAll(NetNSDir(dataDir))
+	jobnet.Remove(jobnet.TagFor(dataDir))
 	for _, d := range RunDirs(dataDir) {
 		os.RemoveAll(d)
 	}

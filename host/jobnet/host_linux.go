@@ -352,3 +352,12 @@ func LocallyRouted(p netip.Prefix) bool {
 	}
 	return false
 }
+
+// Remove deletes what Open made for the host of this tag, the gateway
+// interface and the policy table, without a Host: for whoever removes a
+// host for good (Purge, tests) after its jobs are gone.
+func Remove(tag string) error {
+	h := &Host{cfg: Config{Tag: tag}}
+	h.policy = &policy{h: h}
+	return h.Close()
+}

@@ -91,6 +91,11 @@ func TestHostileTenant(t *testing.T) {
 		} else if foreign := foreignSockets(tcp, p.ip); len(foreign) > 0 {
 			t.Errorf("mallory on %s sees sockets that are not its own in /proc/net/tcp: %v", m.HostID, foreign)
 		}
+		// The internal DNS answers victim's jobs' addresses (names are
+		// no secret; the policy is what keeps mallory out).
+		if ok, ips := p.try(t, "resolve", "web.victim.pier.internal"); !ok || len(strings.Fields(ips)) != len(victims) {
+			t.Errorf("mallory on %s resolves web.victim.pier.internal to %q (ok=%v), want the %d victim jobs' addresses", m.HostID, ips, ok, len(victims))
+		}
 		if otherVictim != "" && allowFrom == nil {
 			allowFrom = p
 			allowFrom.target = otherVictim

@@ -11,6 +11,11 @@ def attempt(op, addr):
     if op == "proctcp":
         with open("/proc/net/tcp") as f:
             return True, f.read()
+    if op == "resolve":
+        try:
+            return True, " ".join(sorted(socket.gethostbyname_ex(addr)[2]))
+        except OSError as e:
+            return False, str(e)
     host, port = addr.rsplit(":", 1)
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     s.settimeout(2)
