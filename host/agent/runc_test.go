@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/pierpaas/pier/api"
-	"github.com/pierpaas/pier/host/jobnet"
 	"github.com/pierpaas/pier/host/joblog"
+	"github.com/pierpaas/pier/host/jobnet"
 	"github.com/pierpaas/pier/host/shim"
 	"github.com/pierpaas/pier/store/storetest"
 )
