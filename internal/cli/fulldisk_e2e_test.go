@@ -92,16 +92,18 @@ func TestFullDiskKeepsServing(t *testing.T) {
 
 	// A restart while the disk is still full: it comes back, and the
 	// router serves the app again from what the store holds.
-	restarting.Lock()
-	p.cmd.Process.Signal(syscall.SIGKILL)
-	<-p.exited
-	p = startUp(t, dataDir, ports)
-	u = cliUser{t, p}
-	waitUntil(t, "the app to serve after a restart on the full disk", 15*time.Second, func() bool {
-		code, _, _ := get(p, "disk", "/index.html")
-		return code == 200
-	})
-	restarting.Unlock()
+	func() {
+		restarting.Lock()
+		defer restarting.Unlock() // also when a Fatal ends the test here
+		p.cmd.Process.Signal(syscall.SIGKILL)
+		<-p.exited
+		p = startUp(t, dataDir, ports)
+		u = cliUser{t, p}
+		waitUntil(t, "the app to serve after a restart on the full disk", 15*time.Second, func() bool {
+			code, _, _ := get(p, "disk", "/index.html")
+			return code == 200
+		})
+	}()
 	time.Sleep(2 * time.Second)
 	if out, errOut, code := u.run("status"); code != 1 || !strings.Contains(out, full) {
 		t.Fatalf("pier status after the restart: exit %d, want 1 naming %q\n%s%s\npier up:\n%s", code, full, out, errOut, tail(p.stderr.String(), 3000))
