@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/pierpaas/pier/api"
+	"github.com/pierpaas/pier/registry"
 	"github.com/pierpaas/pier/store"
 )
 
@@ -82,6 +83,14 @@ func (c *Controller) keptBlobs(ctx context.Context, keep int) (map[string]bool, 
 		return nil, nil, err
 	}
 	for _, d := range upgradeBlobs(ups) {
+		digests[d] = true
+	}
+	// Images pushed to the registry keep their layers and manifests.
+	images, err := registry.KeptBlobs(ctx, c.Client)
+	if err != nil {
+		return nil, nil, err
+	}
+	for d := range images {
 		digests[d] = true
 	}
 	return digests, builds, nil
