@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strings"
 
 	"github.com/pierpaas/pier/api"
+	"github.com/pierpaas/pier/blobstore"
 	"github.com/pierpaas/pier/registry"
 	"github.com/pierpaas/pier/store"
 )
@@ -36,4 +38,18 @@ func (c *Controller) repository(ctx context.Context, name string) error {
 		return registry.ErrNoRepository
 	}
 	return err
+}
+
+// checkImageArtifact checks an image artifact: its URI must pin the image
+// by the digest the artifact names, so that every job of the release
+// runs the same bytes whatever the tag says later.
+func checkImageArtifact(a api.Artifact) (api.Artifact, error) {
+	repo, digest, ok := strings.Cut(a.URI, "@")
+	if !ok || repo == "" || strings.ContainsAny(repo, " \t\n") {
+		return a, invalid("image artifact: uri %q is not REGISTRY/REPOSITORY@sha256:DIGEST", a.URI)
+	}
+	if digest != "sha256:"+a.SHA256 || !blobstore.ValidDigest(a.SHA256) {
+		return a, invalid("image artifact: uri %q is not pinned to sha256:%s", a.URI, a.SHA256)
+	}
+	return a, nil
 }

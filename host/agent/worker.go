@@ -145,7 +145,13 @@ func (w *worker) launch(ctx context.Context) error {
 		spec.Mounts = append(spec.Mounts, runtime.Mount{Source: a.cfg.PierBinary, Destination: api.PierBinary, ReadOnly: true})
 		spec.Init = api.PierBinary
 	}
-	if job.Artifact != nil {
+	var imageEnv []string
+	if job.Artifact != nil && job.Artifact.Type == api.ArtifactImage {
+		var err error
+		if imageEnv, err = a.prepareImage(ctx, job.Artifact, &spec); err != nil {
+			return fmt.Errorf("image: %w", err)
+		}
+	} else if job.Artifact != nil {
 		dir, err := a.fetchArtifact(ctx, job.Artifact)
 		if err != nil {
 			return fmt.Errorf("artifact: %w", err)
@@ -166,7 +172,7 @@ func (w *worker) launch(ctx context.Context) error {
 		}
 		w.lj.HostPorts = ps
 	}
-	spec.Env = w.env()
+	spec.Env = mergeEnv(imageEnv, w.env())
 	if err := os.MkdirAll(w.lj.Dir, 0o700); err != nil {
 		return err
 	}

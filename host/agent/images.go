@@ -1,0 +1,79 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/pierpaas/pier/api"
+	"github.com/pierpaas/pier/host/artifact"
+	"github.com/pierpaas/pier/runtime"
+)
+
+// images is the host's image layer cache, made on first use with the
+// transport the artifact cache uses (the host's cluster certificate,
+// which pier's registry lets in for pulls).
+type images struct {
+	once  sync.Once
+	cache *artifact.ImageCache
+}
+
+func (a *Agent) imageCache() *artifact.ImageCache {
+	im := &a.images
+	im.once.Do(func() {
+		im.cache = &artifact.ImageCache{
+			Dir:       filepath.Join(a.cfg.DataDir, "image-layers"),
+			Transport: a.artifacts.Client.Transport,
+			Log:       a.cfg.Log,
+		}
+	})
+	return im.cache
+}
+
+// prepareImage pulls a job's image artifact and fills in spec from its
+// config: the layers as the root file system, the working directory, and
+// the command when the process type gives none. It returns the image's
+// environment, which the job's own variables override.
+func (a *Agent) prepareImage(ctx context.Context, art *api.Artifact, spec *runtime.Spec) ([]string, error) {
+	img, err := a.imageCache().Pull(ctx, art.URI, art.SHA256)
+	if err != nil {
+		return nil, err
+	}
+	if len(img.Fetched) > 0 {
+		a.cfg.Log.Info("image pulled", "image", art.URI, "layers", len(img.Layers), "fetched", len(img.Fetched))
+	}
+	spec.RootFS = img.Layers
+	spec.AppDir = ""
+	if wd := img.Config.WorkingDir; wd != "" {
+		spec.Dir = wd
+	}
+	if len(spec.Args) == 0 {
+		spec.Args = append(slices.Clone(img.Config.Entrypoint), img.Config.Cmd...)
+		if len(spec.Args) == 0 {
+			return nil, fmt.Errorf("%w: the image has no entrypoint or cmd, and the process type no command", artifact.ErrImage)
+		}
+	}
+	// The image's user is not taken: every job runs as the unprivileged
+	// app user, never as root on the host (DESIGN.md).
+	return img.Config.Env, nil
+}
+
+// mergeEnv is base (KEY=VALUE) with over's variables replacing its own.
+func mergeEnv(base, over []string) []string {
+	seen := map[string]bool{}
+	for _, kv := range over {
+		k, _, _ := strings.Cut(kv, "=")
+		seen[k] = true
+	}
+	out := make([]string, 0, len(base)+len(over))
+	for _, kv := range base {
+		k, _, _ := strings.Cut(kv, "=")
+		if !seen[k] {
+			out = append(out, kv)
+		}
+	}
+	return append(out, over...)
+}
