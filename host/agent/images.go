@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"debug/elf"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -19,6 +20,9 @@ import (
 type images struct {
 	once  sync.Once
 	cache *artifact.ImageCache
+	// staticPier says whether the pier binary runs without the host's
+	// dynamic loader and libraries, which an image does not have.
+	staticPier bool
 }
 
 func (a *Agent) imageCache() *artifact.ImageCache {
@@ -29,6 +33,7 @@ func (a *Agent) imageCache() *artifact.ImageCache {
 			Transport: a.artifacts.Client.Transport,
 			Log:       a.cfg.Log,
 		}
+		im.staticPier = a.cfg.PierBinary != "" && isStatic(a.cfg.PierBinary)
 	})
 	return im.cache
 }
@@ -47,6 +52,14 @@ func (a *Agent) prepareImage(ctx context.Context, art *api.Artifact, spec *runti
 	}
 	spec.RootFS = img.Layers
 	spec.AppDir = ""
+	if !a.images.staticPier && spec.Init != "" {
+		// A dynamically linked pier cannot run in the image's root: the
+		// image's command is the container's first process itself, and
+		// gets the stop signals directly (as under docker run without
+		// --init).
+		spec.Init = ""
+		spec.Mounts = slices.DeleteFunc(spec.Mounts, func(m runtime.Mount) bool { return m.Destination == api.PierBinary })
+	}
 	if wd := img.Config.WorkingDir; wd != "" {
 		spec.Dir = wd
 	}
@@ -59,6 +72,22 @@ func (a *Agent) prepareImage(ctx context.Context, art *api.Artifact, spec *runti
 	// The image's user is not taken: every job runs as the unprivileged
 	// app user, never as root on the host (DESIGN.md).
 	return img.Config.Env, nil
+}
+
+// isStatic reports whether the ELF binary at path has no program
+// interpreter (no dynamic loader to find in the container).
+func isStatic(path string) bool {
+	f, err := elf.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			return false
+		}
+	}
+	return true
 }
 
 // mergeEnv is base (KEY=VALUE) with over's variables replacing its own.
