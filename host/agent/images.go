@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"debug/elf"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -10,6 +11,7 @@ import (
 	"sync"
 
 	"github.com/pierpaas/pier/api"
+	"github.com/pierpaas/pier/discovery"
 	"github.com/pierpaas/pier/host/artifact"
 	"github.com/pierpaas/pier/runtime"
 )
@@ -43,7 +45,7 @@ func (a *Agent) imageCache() *artifact.ImageCache {
 // the command when the process type gives none. It returns the image's
 // environment, which the job's own variables override.
 func (a *Agent) prepareImage(ctx context.Context, art *api.Artifact, spec *runtime.Spec) ([]string, error) {
-	img, err := a.imageCache().Pull(ctx, art.URI, art.SHA256)
+	img, err := a.pullImage(ctx, art)
 	if err != nil {
 		return nil, err
 	}
@@ -72,6 +74,37 @@ func (a *Agent) prepareImage(ctx context.Context, art *api.Artifact, spec *runti
 	// The image's user is not taken: every job runs as the unprivileged
 	// app user, never as root on the host (DESIGN.md).
 	return img.Config.Env, nil
+}
+
+// pullImage pulls an image from where its release says, and if that is
+// one of pier's servers and it cannot give it, from the others: each
+// has a copy of every pushed image.
+func (a *Agent) pullImage(ctx context.Context, art *api.Artifact) (*artifact.Image, error) {
+	c := a.imageCache()
+	img, err := c.Pull(ctx, art.URI, art.SHA256)
+	if err == nil || !fetchElsewhere(err) || errors.Is(err, artifact.ErrImage) ||
+		errors.Is(err, artifact.ErrDigestMismatch) || ctx.Err() != nil {
+		return img, err
+	}
+	host, rest, ok := strings.Cut(art.URI, "/")
+	if !ok {
+		return nil, err
+	}
+	servers, lerr := a.reg.Instances(ctx, api.ServersService)
+	if lerr != nil || !slices.ContainsFunc(servers, func(s discovery.Instance) bool { return s.Addr == host }) {
+		return nil, err
+	}
+	for _, s := range servers {
+		if s.Addr == host {
+			continue
+		}
+		img, err2 := c.Pull(ctx, s.Addr+"/"+rest, art.SHA256)
+		if err2 == nil {
+			a.cfg.Log.Info("image pulled from another server", "image", art.URI, "server", s.Addr, "first_err", err)
+			return img, nil
+		}
+	}
+	return nil, err
 }
 
 // isStatic reports whether the ELF binary at path has no program

@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -82,6 +83,9 @@ func (c *ImageCache) Pull(ctx context.Context, ref, digest string) (*Image, erro
 	if r.DigestStr() != "sha256:"+digest {
 		return nil, fmt.Errorf("%w: reference %s does not name sha256:%s", ErrDigestMismatch, ref, digest)
 	}
+	if img, ok := c.cached(digest); ok {
+		return img, nil
+	}
 	opts := []remote.Option{remote.WithContext(ctx)}
 	if c.Transport != nil {
 		opts = append(opts, remote.WithTransport(c.Transport))
@@ -125,7 +129,70 @@ func (c *ImageCache) Pull(ctx context.Context, ref, digest string) (*Image, erro
 		}
 		out.Layers = append(out.Layers, filepath.Join(c.Dir, d.Hex))
 	}
+	c.remember(out)
 	return out, nil
+}
+
+// pulled is what the cache remembers of a pulled image, in
+// <Dir>/images/<digest>.json: enough to start it again without asking
+// the registry, while its layers are still there.
+type pulled struct {
+	Layers []string  `json:"layers"` // layer digests, lowest first
+	Config v1.Config `json:"config"`
+}
+
+func (c *ImageCache) imagePath(digest string) string {
+	return filepath.Join(c.Dir, "images", digest+".json")
+}
+
+func (c *ImageCache) cached(digest string) (*Image, bool) {
+	b, err := os.ReadFile(c.imagePath(digest))
+	if err != nil {
+		return nil, false
+	}
+	var p pulled
+	if json.Unmarshal(b, &p) != nil || len(p.Layers) == 0 {
+		return nil, false
+	}
+	img := &Image{Digest: digest, Config: p.Config}
+	for _, l := range p.Layers {
+		dir := filepath.Join(c.Dir, l)
+		if !ValidDigest(l) {
+			return nil, false
+		}
+		if ok, _ := isDir(dir); !ok {
+			return nil, false
+		}
+		img.Layers = append(img.Layers, dir)
+	}
+	return img, true
+}
+
+// remember records a pulled image; best effort: without the record the
+// next start asks the registry again.
+func (c *ImageCache) remember(img *Image) {
+	p := pulled{Config: img.Config}
+	for _, l := range img.Layers {
+		p.Layers = append(p.Layers, filepath.Base(l))
+	}
+	b, err := json.Marshal(p)
+	if err != nil {
+		return
+	}
+	dir := filepath.Dir(c.imagePath(img.Digest))
+	if os.MkdirAll(dir, 0o700) != nil {
+		return
+	}
+	tmp, err := os.CreateTemp(dir, ".image-*")
+	if err != nil {
+		return
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(b); err != nil || tmp.Close() != nil {
+		tmp.Close()
+		return
+	}
+	os.Rename(tmp.Name(), c.imagePath(img.Digest))
 }
 
 // layer makes sure one layer is unpacked, downloading it at most once

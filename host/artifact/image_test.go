@@ -156,6 +156,16 @@ func TestImagePullLayers(t *testing.T) {
 	if len(img2.Fetched) != 1 || img2.Fetched[0] != od.Hex || img2.Layers[0] != lo {
 		t.Errorf("second image fetched %v, layers %v", img2.Fetched, img2.Layers)
 	}
+
+	// A pulled image starts again without its registry.
+	srv.Close()
+	again, err := c.Pull(context.Background(), ref2, digest2)
+	if err != nil {
+		t.Fatalf("pull with the registry gone: %v", err)
+	}
+	if len(again.Fetched) != 0 || len(again.Layers) != 2 || again.Config.WorkingDir != "/w" {
+		t.Errorf("cached pull: %+v", again)
+	}
 }
 
 // TestImageRefusesUnsafeLayers: each layer is refused with ErrUnsafe
