@@ -107,6 +107,16 @@ func (a *Agent) pullImage(ctx context.Context, art *api.Artifact) (*artifact.Ima
 	return nil, err
 }
 
+// gcImages removes the images no local job uses, and their layers that
+// no other image shares.
+func (a *Agent) gcImages(inUse map[string]bool) {
+	if removed, err := a.imageCache().GC(func(d string) bool { return inUse[d] }); err != nil {
+		a.cfg.Log.Warn("image garbage collection failed", "err", err)
+	} else if len(removed) > 0 {
+		a.cfg.Log.Info("removed unused images and layers", "count", len(removed))
+	}
+}
+
 // isStatic reports whether the ELF binary at path has no program
 // interpreter (no dynamic loader to find in the container).
 func isStatic(path string) bool {

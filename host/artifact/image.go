@@ -58,6 +58,7 @@ type ImageCache struct {
 
 	mu       sync.Mutex
 	inflight map[string]*flight
+	pulls    int // pulls going on, which GC waits for
 }
 
 // Image is a pulled image, ready to run.
@@ -83,6 +84,14 @@ func (c *ImageCache) Pull(ctx context.Context, ref, digest string) (*Image, erro
 	if r.DigestStr() != "sha256:"+digest {
 		return nil, fmt.Errorf("%w: reference %s does not name sha256:%s", ErrDigestMismatch, ref, digest)
 	}
+	c.mu.Lock()
+	c.pulls++
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		c.pulls--
+		c.mu.Unlock()
+	}()
 	if img, ok := c.cached(digest); ok {
 		return img, nil
 	}

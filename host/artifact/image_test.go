@@ -208,3 +208,44 @@ func TestImageWrongDigest(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// TestImageGC: collecting keeps the wanted images and the layers they
+// use, shared ones included, and removes the rest.
+func TestImageGC(t *testing.T) {
+	srv := newRegistry(t)
+	base := testLayer(t, entry{name: "base", body: "b"})
+	one, two := testLayer(t, entry{name: "one", body: "1"}), testLayer(t, entry{name: "two", body: "2"})
+	ref1, d1 := pushTest(t, srv, base, one)
+	ref2, d2 := pushTest(t, srv, base, two)
+	c := &ImageCache{Dir: t.TempDir()}
+	for ref, d := range map[string]string{ref1: d1, ref2: d2} {
+		if _, err := c.Pull(context.Background(), ref, d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.Mkdir(filepath.Join(c.Dir, ".leftover-unpack"), 0o700)
+	removed, err := c.GC(func(d string) bool { return d == d2 })
+	if err != nil {
+		t.Fatal(err)
+	}
+	bd, _ := base.Digest()
+	od, _ := one.Digest()
+	td, _ := two.Digest()
+	if strings.Join(removed, ",") != d1+","+od.Hex && strings.Join(removed, ",") != od.Hex+","+d1 {
+		t.Errorf("removed %v, want image %s and its own layer %s", removed, d1, od.Hex)
+	}
+	for _, l := range []string{bd.Hex, td.Hex} {
+		if _, err := os.Stat(filepath.Join(c.Dir, l)); err != nil {
+			t.Errorf("layer %s of the kept image: %v", l, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(c.Dir, ".leftover-unpack")); err == nil {
+		t.Error("a leftover unpack survived")
+	}
+	if _, err := c.GC(func(string) bool { return false }); err != nil {
+		t.Fatal(err)
+	}
+	if ents, _ := os.ReadDir(c.Dir); len(ents) != 1 || ents[0].Name() != "images" {
+		t.Errorf("after collecting everything: %v", ents)
+	}
+}
