@@ -2,9 +2,12 @@ package agent
 
 import (
 	"context"
+	"crypto/x509"
 	"debug/elf"
 	"errors"
 	"fmt"
+	"net/http"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -13,6 +16,7 @@ import (
 	"github.com/pierpaas/pier/api"
 	"github.com/pierpaas/pier/discovery"
 	"github.com/pierpaas/pier/host/artifact"
+	"github.com/pierpaas/pier/internal/pki"
 	"github.com/pierpaas/pier/runtime"
 )
 
@@ -32,12 +36,30 @@ func (a *Agent) imageCache() *artifact.ImageCache {
 	im.once.Do(func() {
 		im.cache = &artifact.ImageCache{
 			Dir:       filepath.Join(a.cfg.DataDir, "image-layers"),
-			Transport: a.artifacts.Client.Transport,
+			Transport: a.imageTransport(),
 			Log:       a.cfg.Log,
 		}
 		im.staticPier = a.cfg.PierBinary != "" && isStatic(a.cfg.PierBinary)
 	})
 	return im.cache
+}
+
+// imageTransport reaches pier's servers with the host's cluster
+// certificate, as artifacts are fetched, and other registries with the
+// system's roots as well as the cluster's CA.
+func (a *Agent) imageTransport() http.RoundTripper {
+	tr, ok := a.artifacts.Client.Transport.(*http.Transport)
+	if !ok || tr.TLSClientConfig == nil {
+		return a.artifacts.Client.Transport
+	}
+	pool, err := x509.SystemCertPool()
+	ca, rerr := os.ReadFile(filepath.Join(a.Creds.Dir, pki.CACertFile))
+	if err != nil || rerr != nil || !pool.AppendCertsFromPEM(ca) {
+		return tr
+	}
+	tr = tr.Clone()
+	tr.TLSClientConfig.RootCAs = pool
+	return tr
 }
 
 // prepareImage pulls a job's image artifact and fills in spec from its
