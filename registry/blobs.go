@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/pierpaas/pier/blobstore"
@@ -87,6 +88,10 @@ func (h *handler) upload(w http.ResponseWriter, r *http.Request, req request) er
 	if !validUploadID(req.ref) {
 		return errorf(http.StatusNotFound, codeBlobUploadUnknown, "unknown upload")
 	}
+	// One request at a time per upload: two chunks sent at once must
+	// not interleave their bytes.
+	unlock := h.lockUpload(req.ref)
+	defer unlock()
 	path := h.uploadPath(req.name, req.ref)
 	fi, err := os.Stat(path)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -122,6 +127,35 @@ func (h *handler) upload(w http.ResponseWriter, r *http.Request, req request) er
 		return nil
 	}
 	return methodNotAllowed(w, "GET, PATCH, PUT, DELETE")
+}
+
+// lockUpload serializes the requests of one upload.
+func (h *handler) lockUpload(id string) func() {
+	h.mu.Lock()
+	if h.uploads == nil {
+		h.uploads = map[string]*uploadLock{}
+	}
+	l := h.uploads[id]
+	if l == nil {
+		l = &uploadLock{}
+		h.uploads[id] = l
+	}
+	l.users++
+	h.mu.Unlock()
+	l.mu.Lock()
+	return func() {
+		l.mu.Unlock()
+		h.mu.Lock()
+		if l.users--; l.users == 0 {
+			delete(h.uploads, id)
+		}
+		h.mu.Unlock()
+	}
+}
+
+type uploadLock struct {
+	mu    sync.Mutex
+	users int // requests holding or waiting for mu
 }
 
 // uploadStatus answers where an upload stands: Range is the bytes
@@ -281,17 +315,30 @@ func (h *handler) finishUpload(w http.ResponseWriter, r *http.Request, req reque
 	if err != nil {
 		return err
 	}
-	f, err := os.Open(path)
-	if err != nil {
+	b, err := h.cfg.Blobs.Adopt(r.Context(), path, hex)
+	if err = blobError(err, h.cfg.Blobs.MaxSize()); err != nil {
+		var re *regError
+		if errors.As(err, &re) {
+			// Done: a failed digest check ends the upload, as the spec
+			// has it.
+			os.Remove(path)
+		}
 		return err
 	}
-	defer f.Close()
-	err = h.putBlob(w, r, req, f, hex)
-	var re *regError
-	if err == nil || errors.As(err, &re) {
-		// Done either way: a failed digest check ends the upload, as
-		// the spec has it.
-		os.Remove(path)
+	if err := h.meta.linkBlob(r.Context(), req.name, b.SHA256, b.Size); err != nil {
+		return err
+	}
+	blobCreated(w, req.name, hex)
+	return nil
+}
+
+// blobError is a blobstore refusal as the spec's error.
+func blobError(err error, limit int64) error {
+	switch {
+	case errors.Is(err, blobstore.ErrDigestMismatch):
+		return errorf(http.StatusBadRequest, codeDigestInvalid, "the content does not match the digest")
+	case errors.Is(err, blobstore.ErrTooLarge):
+		return errorf(http.StatusRequestEntityTooLarge, codeSizeInvalid, fmt.Sprintf("blob exceeds the limit of %d bytes", limit))
 	}
 	return err
 }
@@ -300,12 +347,7 @@ func (h *handler) finishUpload(w http.ResponseWriter, r *http.Request, req reque
 // repository.
 func (h *handler) putBlob(w http.ResponseWriter, r *http.Request, req request, body io.Reader, hex string) error {
 	b, err := h.cfg.Blobs.Put(r.Context(), body, hex)
-	switch {
-	case errors.Is(err, blobstore.ErrDigestMismatch):
-		return errorf(http.StatusBadRequest, codeDigestInvalid, "the content does not match the digest")
-	case errors.Is(err, blobstore.ErrTooLarge):
-		return errorf(http.StatusRequestEntityTooLarge, codeSizeInvalid, fmt.Sprintf("blob exceeds the limit of %d bytes", h.cfg.Blobs.MaxSize()))
-	case err != nil:
+	if err = blobError(err, h.cfg.Blobs.MaxSize()); err != nil {
 		return err
 	}
 	if err := h.meta.linkBlob(r.Context(), req.name, b.SHA256, b.Size); err != nil {

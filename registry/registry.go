@@ -9,6 +9,7 @@ import (
 	"os"
 	"regexp"
 	"strings"
+	"sync"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -58,6 +59,9 @@ func Handler(cfg Config) (http.Handler, error) {
 type handler struct {
 	cfg  Config
 	meta meta
+
+	mu      sync.Mutex
+	uploads map[string]*uploadLock // by upload id, while requests use it
 }
 
 // The grammar of the spec's names, references and digests.
