@@ -13,19 +13,28 @@ import (
 )
 
 // registryHandler serves the OCI distribution API under /v2/: one
-// repository per app, authenticated like the blob endpoints (an API key
-// as the basic-auth password of user pier, or a host's cluster
-// certificate, for pulls by the host agents).
+// repository per app, authenticated by an API key as the basic-auth
+// password of user pier, or for pulls by a host's cluster certificate.
 func (c *Controller) registryHandler() (http.Handler, error) {
 	var fetch func(context.Context, string) error
 	if c.Replica != nil {
 		fetch = c.Replica.Fetch
 	}
 	return registry.Handler(registry.Config{
-		Blobs: c.Blobs, Fetch: fetch, KV: c.Client, Auth: c.authenticateBlob,
+		Blobs: c.Blobs, Fetch: fetch, KV: c.Client, Auth: c.authenticateRegistry,
 		Repository: c.repository, UploadDir: c.RegistryUploadDir, Log: c.Log,
 		Refuse: func() error { return c.refuseUnderPressure("pushes") },
 	})
+}
+
+// authenticateRegistry lets hosts pull with their cluster certificate;
+// pushes and deletes need a user's API key, whatever certificate comes
+// with them: a host has no business changing an image.
+func (c *Controller) authenticateRegistry(r *http.Request) error {
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		return c.authenticateBlob(r)
+	}
+	return c.authenticate(r)
 }
 
 // repository says whether name is an app's repository.
