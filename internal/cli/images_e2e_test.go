@@ -3,6 +3,7 @@ package cli_test
 import (
 	"archive/tar"
 	"bytes"
+	"fmt"
 	"crypto/tls"
 	"crypto/x509"
 	"io"
@@ -22,6 +23,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
+	"github.com/pierpaas/pier/api"
 )
 
 // imageServer is the app of the image tests: it answers with what shows
@@ -173,25 +176,36 @@ func TestImageDeploy(t *testing.T) {
 			WorkingDir: "/app", User: "0"}
 	}
 	baseDigest, _ := base.Digest()
+	// The app's own uid, never root (the image asks for USER 0).
+	uid := "uid=" + strconv.Itoa(api.AppUID("imgapp"))
 	push("v1", image(t, cfg("hello v1"), base, app("hello v1")))
 
 	serving := func(want string) {
 		t.Helper()
-		waitUntil(t, "the router to serve "+want, 30*time.Second, func() bool {
-			code, body, _ := get(p, "imgapp", "/")
-			return code == 200 && body == want
-		})
+		var last string
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			code, body, err := get(p, "imgapp", "/")
+			if code == 200 && body == want {
+				return
+			}
+			last = fmt.Sprintf("%d %q %v", code, body, err)
+			if time.Now().After(deadline) {
+				t.Fatalf("the router does not serve %q; last answer: %s", want, last)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
 	}
 	start := time.Now()
 	u.must("deploy", "-a", "imgapp", "--image", registry+"/imgapp:v1")
 	cold := time.Since(start)
-	serving("hello v1|from the base layer|extra=false|uid=1000|wd=/app")
+	serving("hello v1|from the base layer|extra=false|"+uid+"|wd=/app")
 
 	d2 := push("v2", image(t, cfg("hello v2"), base, app("hello v2")))
 	start = time.Now()
 	u.must("deploy", "-a", "imgapp", "--image", registry+"/imgapp:v2")
 	warm := time.Since(start)
-	serving("hello v2|from the base layer|extra=false|uid=1000|wd=/app")
+	serving("hello v2|from the base layer|extra=false|"+uid+"|wd=/app")
 	t.Logf("deploy --image: cold %s, with the base layer cached %s", cold.Round(time.Millisecond), warm.Round(time.Millisecond))
 
 	// The base layer was unpacked once, for both images.
@@ -219,5 +233,5 @@ func TestImageDeploy(t *testing.T) {
 	if len(matches) > 0 {
 		t.Errorf("the evil layer wrote %v", matches)
 	}
-	serving("hello v2|from the base layer|extra=false|uid=1000|wd=/app")
+	serving("hello v2|from the base layer|extra=false|"+uid+"|wd=/app")
 }
