@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -66,10 +67,10 @@ func (a *Agent) imageTransport() http.RoundTripper {
 // config: the layers as the root file system, the working directory, and
 // the command when the process type gives none. It returns the image's
 // environment, which the job's own variables override.
-func (a *Agent) prepareImage(ctx context.Context, art *api.Artifact, spec *runtime.Spec) ([]string, error) {
+func (a *Agent) prepareImage(ctx context.Context, art *api.Artifact, spec *runtime.Spec) ([]string, int, error) {
 	img, err := a.pullImage(ctx, art)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	if len(img.Fetched) > 0 {
 		a.cfg.Log.Info("image pulled", "image", art.URI, "layers", len(img.Layers), "fetched", len(img.Fetched))
@@ -90,12 +91,39 @@ func (a *Agent) prepareImage(ctx context.Context, art *api.Artifact, spec *runti
 	if len(spec.Args) == 0 {
 		spec.Args = append(slices.Clone(img.Config.Entrypoint), img.Config.Cmd...)
 		if len(spec.Args) == 0 {
-			return nil, fmt.Errorf("%w: the image has no entrypoint or cmd, and the process type no command", artifact.ErrImage)
+			return nil, 0, fmt.Errorf("%w: the image has no entrypoint or cmd, and the process type no command", artifact.ErrImage)
 		}
 	}
 	// The image's user is not taken: every job runs as the unprivileged
 	// app user, never as root on the host (DESIGN.md).
-	return img.Config.Env, nil
+	return img.Config.Env, exposedPort(img.Config.ExposedPorts), nil
+}
+
+// exposedPort is the lowest TCP port the image exposes that a job may
+// bind (above 1024: jobs never run as root), 0 if none.
+func exposedPort(ports map[string]struct{}) int {
+	best := 0
+	for p := range ports {
+		num, proto, _ := strings.Cut(p, "/")
+		n, err := strconv.Atoi(num)
+		if err != nil || (proto != "" && proto != "tcp") || n <= 1024 || n > 65535 {
+			continue
+		}
+		if best == 0 || n < best {
+			best = n
+		}
+	}
+	return best
+}
+
+// useImagePort makes an image's exposed port the job's first port (PORT)
+// when the job has a network namespace of its own, where no other job's
+// port can be in the way.
+func (w *worker) useImagePort(port int) {
+	if port == 0 || w.lj.IP == "" || len(w.lj.HostPorts) == 0 || slices.Contains(w.lj.HostPorts[1:], port) {
+		return
+	}
+	w.lj.HostPorts[0] = port
 }
 
 // pullImage pulls an image from where its release says, and if that is

@@ -157,9 +157,10 @@ func (w *worker) launch(ctx context.Context) error {
 		spec.Init = api.PierBinary
 	}
 	var imageEnv []string
+	imagePort := 0
 	if job.Artifact != nil && job.Artifact.Type == api.ArtifactImage {
 		var err error
-		if imageEnv, err = a.prepareImage(ctx, job.Artifact, &spec); err != nil {
+		if imageEnv, imagePort, err = a.prepareImage(ctx, job.Artifact, &spec); err != nil {
 			return fmt.Errorf("image: %w", err)
 		}
 	} else if job.Artifact != nil {
@@ -179,6 +180,7 @@ func (w *worker) launch(ctx context.Context) error {
 	if err := w.network(ctx, &spec); err != nil {
 		return err
 	}
+	w.useImagePort(imagePort)
 	spec.Env = mergeEnv(imageEnv, w.env())
 	if err := os.MkdirAll(w.lj.Dir, 0o700); err != nil {
 		return err

@@ -43,7 +43,7 @@ func main() {
 		motd, _ := os.ReadFile("/etc/motd")
 		_, err := os.Stat("/etc/extra")
 		wd, _ := os.Getwd()
-		fmt.Fprintf(w, "%s|%s|extra=%v|uid=%d|wd=%s", os.Getenv("GREETING"), strings.TrimSpace(string(motd)), err == nil, os.Getuid(), wd)
+		fmt.Fprintf(w, "%s|%s|extra=%v|uid=%d|wd=%s|port=%s", os.Getenv("GREETING"), strings.TrimSpace(string(motd)), err == nil, os.Getuid(), wd, os.Getenv("PORT"))
 	})
 	if err := http.ListenAndServe(":"+os.Getenv("PORT"), nil); err != nil {
 		panic(err)
@@ -104,7 +104,8 @@ func image(t *testing.T, cfg v1.Config, layers ...v1.Layer) v1.Image {
 // TestImageDeploy builds images without Docker, from a static Go binary,
 // pushes them to the registry of a `pier up` and deploys them with
 // pier deploy --image: the router serves the image's process, run with
-// its config (entrypoint, env, working directory; never as root); a
+// its config (entrypoint, env, working directory, its exposed port as
+// PORT in the job's own network; never as root); a
 // second image on the same base layer downloads only its own layer; an
 // image with a layer that climbs out of its root is refused with a clear
 // error and nothing is written outside.
@@ -173,7 +174,7 @@ func TestImageDeploy(t *testing.T) {
 	}
 	cfg := func(greeting string) v1.Config {
 		return v1.Config{Entrypoint: []string{"/app/server"}, Env: []string{"GREETING=" + greeting, "PATH=/app"},
-			WorkingDir: "/app", User: "0"}
+			WorkingDir: "/app", User: "0", ExposedPorts: map[string]struct{}{"9090/tcp": {}, "80/tcp": {}}}
 	}
 	baseDigest, _ := base.Digest()
 	// The app's own uid, never root (the image asks for USER 0).
@@ -199,13 +200,13 @@ func TestImageDeploy(t *testing.T) {
 	start := time.Now()
 	u.must("deploy", "-a", "imgapp", "--image", registry+"/imgapp:v1")
 	cold := time.Since(start)
-	serving("hello v1|from the base layer|extra=false|"+uid+"|wd=/app")
+	serving("hello v1|from the base layer|extra=false|"+uid+"|wd=/app|port=9090")
 
 	d2 := push("v2", image(t, cfg("hello v2"), base, app("hello v2")))
 	start = time.Now()
 	u.must("deploy", "-a", "imgapp", "--image", registry+"/imgapp:v2")
 	warm := time.Since(start)
-	serving("hello v2|from the base layer|extra=false|"+uid+"|wd=/app")
+	serving("hello v2|from the base layer|extra=false|"+uid+"|wd=/app|port=9090")
 	t.Logf("deploy --image: cold %s, with the base layer cached %s", cold.Round(time.Millisecond), warm.Round(time.Millisecond))
 
 	// The base layer was unpacked once, for both images.
@@ -233,5 +234,5 @@ func TestImageDeploy(t *testing.T) {
 	if len(matches) > 0 {
 		t.Errorf("the evil layer wrote %v", matches)
 	}
-	serving("hello v2|from the base layer|extra=false|"+uid+"|wd=/app")
+	serving("hello v2|from the base layer|extra=false|"+uid+"|wd=/app|port=9090")
 }
