@@ -24,6 +24,14 @@ func (c *Controller) CollectBlobs(ctx context.Context, keep int) ([]string, erro
 	if c.Blobs == nil {
 		return nil, nil
 	}
+	// The registry's blobs that no manifest references any more (deleted
+	// images, abandoned pushes) are unlinked first, so that this pass
+	// can have them.
+	if n, err := registry.CollectLinks(ctx, c.Client, registry.DefaultLinkGrace, time.Now()); err != nil {
+		return nil, err
+	} else if n > 0 {
+		c.Log.Info("registry blobs unlinked", "count", n)
+	}
 	digests, builds, err := c.keptBlobs(ctx, keep)
 	if err != nil {
 		return nil, err

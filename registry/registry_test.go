@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pierpaas/pier/blobstore"
 	"github.com/pierpaas/pier/store/storetest"
@@ -152,6 +153,42 @@ func TestParsePath(t *testing.T) {
 		got, ok := parsePath(path)
 		if ok != (want.name != "") || got != want {
 			t.Errorf("%s: %+v %v, want %+v", path, got, ok, want)
+		}
+	}
+}
+
+// TestCollectLinks: a blob no manifest of its repository references is
+// unlinked once its grace has passed; one a manifest references stays.
+func TestCollectLinks(t *testing.T) {
+	srv, cl := newTestRegistry(t)
+	kept, loose := []byte("layer"), []byte("abandoned")
+	config := []byte("{}")
+	for _, b := range [][]byte{kept, loose, config} {
+		if resp, body := do(t, srv, "POST", "/v2/a/blobs/uploads/?digest=sha256:"+digestOf(b), "secret", b); resp.StatusCode != 201 {
+			t.Fatalf("push: %d %s", resp.StatusCode, body)
+		}
+	}
+	manifest := []byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:` +
+		digestOf(config) + `","size":2},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"sha256:` + digestOf(kept) + `","size":5}]}`)
+	req, _ := http.NewRequest("PUT", srv.URL+"/v2/a/manifests/v1", bytes.NewReader(manifest))
+	req.SetBasicAuth("pier", "secret")
+	req.Header.Set("Content-Type", mtOCIManifest)
+	if resp, err := srv.Client().Do(req); err != nil || resp.StatusCode != 201 {
+		t.Fatalf("manifest put: %v %v", resp, err)
+	}
+	ctx := context.Background()
+	if n, err := CollectLinks(ctx, cl.Client(), time.Hour, time.Now()); err != nil || n != 0 {
+		t.Fatalf("within the grace: %d %v", n, err)
+	}
+	if n, err := CollectLinks(ctx, cl.Client(), time.Hour, time.Now().Add(2*time.Hour)); err != nil || n != 1 {
+		t.Fatalf("after the grace: %d %v, want 1", n, err)
+	}
+	if resp, _ := do(t, srv, "GET", "/v2/a/blobs/sha256:"+digestOf(loose), "secret", nil); resp.StatusCode != 404 {
+		t.Errorf("the abandoned blob is still linked: %d", resp.StatusCode)
+	}
+	for _, b := range [][]byte{kept, config} {
+		if resp, _ := do(t, srv, "GET", "/v2/a/blobs/sha256:"+digestOf(b), "secret", nil); resp.StatusCode != 200 {
+			t.Errorf("a referenced blob was unlinked: %d", resp.StatusCode)
 		}
 	}
 }
