@@ -66,6 +66,9 @@ type Config struct {
 	// resources: where a router takes TCP traffic (DefaultResourceHost,
 	// the router on the app's own host, when empty).
 	ResourceHost string
+	// RegistryUploadDir holds the image registry's uploads in progress;
+	// empty: no registry (/v2/) on this server.
+	RegistryUploadDir string
 }
 
 // Controller serves the management API.
@@ -146,6 +149,14 @@ func (c *Controller) Register(mux *http.ServeMux) {
 	}))
 	if c.Blobs != nil {
 		mux.Handle("/v1/blobs/", c.blobsHandler())
+	}
+	if c.Blobs != nil && c.RegistryUploadDir != "" {
+		h, err := c.registryHandler()
+		if err != nil {
+			c.Log.Error("image registry disabled", "err", err)
+			return
+		}
+		mux.Handle("/v2/", c.withRequestID(h))
 	}
 }
 

@@ -62,6 +62,7 @@ func newEnv(t *testing.T, blobOpts ...blobstore.Option) *env {
 	e.ctl = controller.New(controller.Config{
 		Client: tc.Client, Blobs: blobs, BlobURL: e.srv.URL,
 		HostTLS: tc.Etcd.Credentials().ClientConfig(), Log: tc.Log, AttachWait: 10 * time.Second,
+		RegistryUploadDir: t.TempDir(),
 	})
 	e.ctl.Register(mux)
 	go e.ctl.Run(ctx)

@@ -35,6 +35,14 @@ const (
 	GitHostKey         = "/pier/gitreceive/host-key" // the git receivers' shared SSH host key (PEM)
 )
 
+// The keys of the image registry (package registry): what belongs to which
+// repository. The bytes of blobs and manifests are in the blobstore.
+const (
+	RegistryBlobsPrefix     = "/pier/registry-blobs/"     // <repo>/<sha256 hex>: a blob linked into a repository
+	RegistryManifestsPrefix = "/pier/registry-manifests/" // <repo>/<sha256 hex>: a manifest of a repository
+	RegistryTagsPrefix      = "/pier/registry-tags/"      // <repo>/<tag>: the digest a tag names
+)
+
 // The keys of rolling upgrades of pier itself (package upgrade).
 const (
 	UpgradesPrefix   = "/pier/upgrades/"    // <upgrade>: the record the elected upgrade loop drives
