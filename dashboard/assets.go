@@ -55,12 +55,14 @@ func loadAssets() *assets {
 }
 
 // securityHeaders keep the page to its own origin: no inline or foreign
-// script, no framing (clickjacking the scale buttons), no referrer (a
-// one-time sign-in URL must not leak through one).
+// script, no framing (clickjacking the scale buttons), no referrer to
+// other sites (a one-time sign-in URL must not leak through one; within
+// the origin it is kept, so that our own posts carry an Origin that
+// sign-in can check).
 func securityHeaders(h http.Header) {
 	h.Set("Content-Security-Policy", "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
 	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("Referrer-Policy", "same-origin")
 	h.Set("X-Frame-Options", "DENY")
 }
 
@@ -107,4 +109,14 @@ func acceptsGzip(r *http.Request) bool {
 		}
 	}
 	return false
+}
+
+// AssetsGzipSize is the bytes of the page, script and styles as sent
+// gzipped: what a first visit downloads before any API answer.
+func AssetsGzipSize() int {
+	n := 0
+	for _, f := range loadAssets().files {
+		n += len(f.gz)
+	}
+	return n
 }

@@ -120,7 +120,9 @@ func (d *Dashboard) withSession(next http.Handler) http.Handler {
 	})
 }
 
-func safeMethod(m string) bool { return m == http.MethodGet || m == http.MethodHead || m == http.MethodOptions }
+func safeMethod(m string) bool {
+	return m == http.MethodGet || m == http.MethodHead || m == http.MethodOptions
+}
 
 func sameToken(got, want string) bool {
 	return got != "" && want != "" && subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1
@@ -159,6 +161,7 @@ func (d *Dashboard) login(w http.ResponseWriter, r *http.Request) {
 
 // redeem signs in with a one-time ticket from `pier dashboard`.
 func (d *Dashboard) redeem(w http.ResponseWriter, r *http.Request) {
+	securityHeaders(w.Header())
 	_, key, err := d.sessions.redeem(r.Context(), r.URL.Query().Get("token"))
 	if err == nil {
 		// The key may have been revoked since the ticket was made.
@@ -268,8 +271,10 @@ func (d *Dashboard) ticket(w http.ResponseWriter, r *http.Request) {
 func sameOrigin(r *http.Request) bool {
 	o := r.Header.Get("Origin")
 	if o == "" {
-		return true
+		return true // not a browser, or an old one
 	}
+	// "null" (a sandboxed frame, or a page with no referrer policy to
+	// tell) is refused with the rest: the page sends its real origin.
 	u, err := url.Parse(o)
 	return err == nil && u.Host == r.Host
 }

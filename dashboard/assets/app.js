@@ -73,7 +73,7 @@ function signedOut() {
   if (current && current.stop) current.stop();
   current = null;
   $('#nav').hidden = true;
-  $('#view').innerHTML = '';
+  $('#view').replaceChildren();
   $('#signin').hidden = false;
   const h = location.hash;
   if (h === '#signin-refused') $('#signin-error').textContent = 'That API key is not valid.';
@@ -116,10 +116,26 @@ function followEvents() {
   };
 }
 
-// refreshSoon coalesces a burst of events into one redraw.
+// refreshSoon coalesces a burst of events into one redraw, and never
+// runs two at once: answers of an older redraw arriving after a newer
+// one's would paint the page with stale data.
+let rendering = false, dirty = false;
 function refreshSoon(ms) {
   clearTimeout(refreshTimer);
-  refreshTimer = setTimeout(() => current && current.render(), ms);
+  refreshTimer = setTimeout(renderNow, ms);
+}
+async function renderNow() {
+  if (!current) return;
+  if (rendering) { dirty = true; return; }
+  rendering = true;
+  try {
+    await current.render();
+  } catch (e) {
+    if (e.message !== 'signed out') toast('Loading failed: ' + e.message, true);
+  } finally {
+    rendering = false;
+  }
+  if (dirty) { dirty = false; renderNow(); }
 }
 
 // ---- routing ----------------------------------------------------------------
@@ -133,15 +149,23 @@ function route() {
   else if (h === '/cluster') current = clusterView();
   else if (h === '/events') current = eventsView();
   else current = appsView();
-  current.render();
+  dirty = false;
+  renderNow();
 }
 window.addEventListener('hashchange', route);
 
-// fill replaces one section's content, keeping the rest of the page (and
-// whatever a user is typing elsewhere) as it is.
-function fill(id, html) {
-  const el = document.getElementById(id);
-  if (el) el.innerHTML = html;
+// mount puts a new view on screen: a fresh root element, so that the
+// answers of a view already left land in a detached element, unseen.
+function mount(html) {
+  const root = document.createElement('div');
+  root.innerHTML = html;
+  $('#view').replaceChildren(root);
+  // fill replaces one section's content, keeping the rest of the page
+  // (and whatever a user is typing elsewhere) as it is.
+  return (id, inner) => {
+    const el = root.querySelector('#' + id);
+    if (el) el.innerHTML = inner;
+  };
 }
 
 const state = s => `<span class="state state-${esc(s)}">${esc(s)}</span>`;
@@ -161,7 +185,7 @@ const table = (head, rows, empty) => rows.length
 
 function appsView() {
   const v = { name: 'apps' };
-  $('#view').innerHTML = '<h1>Apps</h1><section class="card" id="apps">Loading…</section>';
+  const fill = mount('<h1>Apps</h1><section class="card" id="apps">Loading…</section>');
   v.render = async () => {
     const apps = await api('GET', '/v1/apps');
     const forms = await Promise.all(apps.map(a => api('GET', `/v1/apps/${enc(a.name)}/formation`).catch(() => null)));
@@ -183,7 +207,7 @@ function appsView() {
 function appView(name) {
   const base = `/v1/apps/${enc(name)}`;
   const v = { name: 'app' };
-  $('#view').innerHTML = `<h1 id="app-title">${esc(name)}</h1><p id="app-meta" class="muted"></p>
+  const fill = mount(`<h1 id="app-title">${esc(name)}</h1><p id="app-meta" class="muted"></p>
   <div class="grid">
     <section class="card" aria-labelledby="h-formation"><h2 id="h-formation">Formation</h2><div id="formation">Loading…</div></section>
     <section class="card" aria-labelledby="h-config"><h2 id="h-config">Config vars</h2><div id="config"></div>
@@ -203,7 +227,7 @@ function appView(name) {
     <section class="card" aria-labelledby="h-routes"><h2 id="h-routes">Routes and domains</h2><div id="routes"></div></section>
     <section class="card" aria-labelledby="h-builds"><h2 id="h-builds">Builds</h2><div id="builds"></div><pre class="output" id="build-output" hidden></pre></section>
     <section class="card" aria-labelledby="h-resources"><h2 id="h-resources">Resources</h2><div id="resources"></div></section>
-  </div>`;
+  </div>`);
 
   let types = [];
   let logAbort = null;
@@ -252,7 +276,7 @@ function appView(name) {
 
   function drawJobs(jl) {
     const rows = (jl.jobs || []).map(j => `<tr data-job="${esc(j.id)}" data-type="${esc(j.process_type || 'run')}" data-state="${esc(j.state)}">
-      <td class="mono">${esc(j.id.slice(0, 12))}</td><td>${esc(j.process_type || 'run')}${j.one_off ? ' <span class="muted">(one-off)</span>' : ''}</td>
+      <td class="mono">${esc(j.id.slice(0, 24))}</td><td>${esc(j.process_type || 'run')}${j.one_off ? ' <span class="muted">(one-off)</span>' : ''}</td>
       <td>${state(j.state)}${j.desired === 'shutdown' && !['complete', 'failed', 'shutdown'].includes(j.state) ? ' <span class="muted">stopping</span>' : ''}</td>
       <td>${j.healthy == null ? '<span class="muted">–</span>' : j.healthy ? 'healthy' : '<span class="error">unhealthy</span>'}</td>
       <td class="mono">${esc(j.host_id)}</td><td>v${j.version || ''}</td><td>${j.restarts || 0}</td>
@@ -266,7 +290,7 @@ function appView(name) {
   function drawReleases(rs, f) {
     const rows = rs.map((r, i) => {
       const prev = rs[i + 1];
-      const diff = envDiff(prev ? prev.env : {}, r.env || {});
+      const diff = envDiff((prev && prev.env) || {}, r.env || {});
       const cur = f && f.release === r.id;
       return `<tr data-version="${r.version}"${cur ? ' data-current="1"' : ''}><td>v${r.version}${cur ? ' <strong>current</strong>' : ''}</td>
         <td>${ago(r.created_at)}</td><td class="wrap">${diff || '<span class="muted">no config change</span>'}</td>
@@ -389,13 +413,13 @@ function envDiff(before, after) {
 
 function clusterView() {
   const v = { name: 'cluster' };
-  $('#view').innerHTML = `<h1>Cluster</h1>
+  const fill = mount(`<h1>Cluster</h1>
   <section class="card" aria-labelledby="h-problems"><h2 id="h-problems">Health</h2><div id="health">Loading…</div></section>
   <section class="card" aria-labelledby="h-hosts"><h2 id="h-hosts">Hosts</h2><div id="hosts"></div></section>
   <div class="grid">
     <section class="card" aria-labelledby="h-servers"><h2 id="h-servers">Servers</h2><div id="servers"></div></section>
     <section class="card" aria-labelledby="h-pending"><h2 id="h-pending">Pending jobs</h2><div id="pending-all"></div></section>
-  </div>`;
+  </div>`);
   const bar = (used, cap, unit) => {
     const pct = cap ? Math.min(100, Math.round(used * 100 / cap)) : 0;
     return `<div class="bar${pct >= 100 ? ' full' : pct >= 80 ? ' high' : ''}" role="meter" aria-valuemin="0" aria-valuemax="${cap}" aria-valuenow="${used}" aria-label="${unit} reserved"><span style="width:${pct}%"></span></div>
@@ -424,7 +448,7 @@ function clusterView() {
     await Promise.all([hosts, servers, pending, health]);
   };
   // Drains and host resources are not in the events stream: poll them.
-  const poll = setInterval(() => v.render().catch(() => {}), 3000);
+  const poll = setInterval(() => refreshSoon(0), 3000);
   v.stop = () => clearInterval(poll);
   return v;
 }
@@ -433,7 +457,7 @@ function clusterView() {
 
 function eventsView() {
   const v = { name: 'events' };
-  $('#view').innerHTML = '<h1>Events</h1><section class="card"><ul class="feed" id="feed"></ul></section>';
+  const fill = mount('<h1>Events</h1><section class="card"><ul class="feed" id="feed"></ul></section>');
   v.render = async () => {
     fill('feed', events.slice().reverse().map(e => {
       const o = e.object || {};

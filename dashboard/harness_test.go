@@ -1,0 +1,256 @@
+package dashboard_test
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/pierpaas/pier/host/agent"
+	"github.com/pierpaas/pier/internal/cliconfig"
+	"github.com/pierpaas/pier/internal/testutil"
+)
+
+// The browser tests drive the real thing: the pier binary (`pier up`,
+// real containers, the sample app) and Debian's Chromium, headless.
+
+var pierBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "pier-bin")
+	if err != nil {
+		panic(err)
+	}
+	pierBin = filepath.Join(dir, "pier")
+	out, err := exec.Command("go", "build", "-o", pierBin, "../cmd/pier").CombinedOutput()
+	if err != nil {
+		panic("build pier: " + err.Error() + "\n" + string(out))
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// up is a `pier up` in a temporary directory, with its own CLI config.
+type up struct {
+	t          *testing.T
+	cmd        *exec.Cmd
+	apiPort    int
+	httpPort   int
+	configHome string
+	key        string
+	stderr     *strings.Builder
+	exited     chan struct{}
+}
+
+// startUp starts `pier up` and waits until it is ready. It is stopped,
+// and the containers it started removed, when the test ends.
+func startUp(t *testing.T) *up {
+	t.Helper()
+	root := t.TempDir()
+	dataDir := filepath.Join(root, "data")
+	ports := make([]int, 8)
+	for i := range ports {
+		ports[i] = testutil.FreePort(t)
+	}
+	p := &up{t: t, apiPort: ports[2], httpPort: ports[5], configHome: filepath.Join(root, "config"),
+		stderr: &strings.Builder{}, exited: make(chan struct{})}
+	p.cmd = exec.Command(pierBin, "up", "--data-dir", dataDir,
+		"--etcd-client-port", strconv.Itoa(ports[0]), "--etcd-peer-port", strconv.Itoa(ports[1]),
+		"--api-port", strconv.Itoa(ports[2]), "--dns-port", strconv.Itoa(ports[3]),
+		"--host-api-port", strconv.Itoa(ports[4]), "--http-port", strconv.Itoa(ports[5]),
+		"--https-port", strconv.Itoa(ports[6]), "--git-ssh-port", strconv.Itoa(ports[7]))
+	p.cmd.Env = append(os.Environ(), "XDG_CONFIG_HOME="+p.configHome)
+	p.cmd.Stderr = p.stderr
+	// Cleanups run last first: pier up is killed, then what its host
+	// agent left (containers, shims, mounts) is removed.
+	t.Cleanup(func() { agent.Purge(filepath.Join(dataDir, "host")) })
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.cmd.Wait(); close(p.exited) }()
+	t.Cleanup(func() { p.cmd.Process.Kill(); <-p.exited })
+
+	hc := &http.Client{Timeout: time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	cfgPath := filepath.Join(p.configHome, "pier", "config.json")
+	waitFor(t, "pier up to be ready", 60*time.Second, func() bool {
+		select {
+		case <-p.exited:
+			t.Fatalf("pier up exited:\n%s", p.stderr)
+		default:
+		}
+		resp, err := hc.Get(p.url("/readyz"))
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		_, err = os.Stat(cfgPath)
+		return resp.StatusCode == 200 && err == nil
+	})
+	cfg, err := cliconfig.Load(cfgPath)
+	if err != nil || len(cfg.Clusters) == 0 {
+		t.Fatalf("the CLI config pier up wrote: %+v, %v", cfg, err)
+	}
+	p.key = cfg.Clusters[0].Key
+	return p
+}
+
+func (p *up) url(path string) string { return "https://127.0.0.1:" + strconv.Itoa(p.apiPort) + path }
+
+// pier runs the CLI against this pier up and fails the test unless it
+// succeeds.
+func (p *up) pier(args ...string) string {
+	p.t.Helper()
+	cmd := exec.Command(pierBin, args...)
+	cmd.Env = append(os.Environ(), "XDG_CONFIG_HOME="+p.configHome, "PIER_APP=", "PIER_URL=", "PIER_KEY=")
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		p.t.Fatalf("pier %s: %v\nstdout: %s\nstderr: %s\npier up:\n%s", strings.Join(args, " "), err, &stdout, &stderr, tail(p.stderr.String(), 3000))
+	}
+	return stdout.String()
+}
+
+// getApp asks the router for path on app's domain.
+func (p *up) getApp(app, path string) (int, error) {
+	req, _ := http.NewRequest(http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d%s", p.httpPort, path), nil)
+	req.Host = app + ".localhost"
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
+	if err != nil {
+		return 0, err
+	}
+	resp.Body.Close()
+	return resp.StatusCode, nil
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+// waitFor polls cond until it holds, failing the test after timeout.
+func waitFor(t testing.TB, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		<-tick.C
+	}
+}
+
+// chromiumPath is Debian's Chromium, which scripts/setup installs.
+const chromiumPath = "/usr/bin/chromium"
+
+// newBrowser starts a headless Chromium for the test and returns a tab's
+// context. The cluster's certificate is its own CA's, which the browser
+// does not know: certificate errors are ignored, as a user would accept
+// the certificate once.
+func newBrowser(t testing.TB) context.Context {
+	t.Helper()
+	if _, err := os.Stat(chromiumPath); err != nil {
+		t.Fatalf("Chromium is needed for the dashboard's tests (scripts/setup installs it): %v", err)
+	}
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chromiumPath),
+		chromedp.NoSandbox, // tests run as root
+		chromedp.Flag("ignore-certificate-errors", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.WindowSize(1280, 900),
+		chromedp.UserDataDir(t.TempDir()),
+	)
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancel := chromedp.NewContext(actx)
+	t.Cleanup(func() { cancel(); cancelAlloc() })
+	if err := chromedp.Do(ctx); err != nil { // starts the browser
+		t.Fatalf("start Chromium: %v", err)
+	}
+	return ctx
+}
+
+// run runs browser actions, each step bounded so a stuck page fails the
+// test instead of hanging it.
+func run(t testing.TB, ctx context.Context, what string, actions ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	if err := chromedp.Do(ctx, actions...); err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+}
+
+// waitJS polls a JavaScript expression in the page until it is true.
+func waitJS(t testing.TB, ctx context.Context, what string, timeout time.Duration, expr string) {
+	t.Helper()
+	var lastErr error
+	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		var ok bool
+		ok, lastErr = chromedp.Run(cctx, chromedp.Evaluate[bool](expr))
+		cancel()
+		if lastErr == nil && ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			body, _ := chromedp.Run(cctx, chromedp.Evaluate[string](`document.body.innerText`))
+			cancel()
+			t.Fatalf("timed out after %s waiting for %s (%s; last error %v); the page says:\n%s", timeout, what, expr, lastErr, tail(body, 3000))
+		}
+		<-tick.C
+	}
+}
+
+// evalJS evaluates an expression in the page (a promise is awaited).
+func evalJS[T any](t testing.TB, ctx context.Context, expr string) T {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr, chromedp.EvalAwaitPromise))
+	if err != nil {
+		t.Fatalf("evaluate %s: %v", expr, err)
+	}
+	return v
+}
+
+// screenshot saves the page, when DASHBOARD_SCREENSHOTS names a
+// directory (docs/dashboard's images are made so).
+func screenshot(t testing.TB, ctx context.Context, name string) {
+	t.Helper()
+	dir := os.Getenv("DASHBOARD_SCREENSHOTS")
+	if dir == "" {
+		return
+	}
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatalf("screenshot %s: %v", name, err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, name+".png"), png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// setValue sets a form field's value, as typing over it would.
+func setValue(sel, v string) chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		_, err := chromedp.Evaluate[bool](fmt.Sprintf(`(e => (e.value = %q, true))(document.querySelector(%q))`, v, sel))(ctx, t)
+		return err
+	})
+}
