@@ -328,7 +328,7 @@ function appView(name) {
   }
 
   function drawBuilds(bs) {
-    fill('builds', table(['Build', 'State', 'Source', 'Created', ''], bs.slice(0, 10).map(b => `<tr><td class="mono">${esc(b.id.slice(0, 12))}</td>
+    fill('builds', table(['Build', 'State', 'Source', 'Created', ''], bs.slice(0, 10).map(b => `<tr><td class="mono">${esc(b.id.slice(0, 24))}</td>
       <td>${state(b.state)}${b.error ? `<br><span class="error">${esc(b.error)}</span>` : ''}</td><td class="mono">${esc(b.source || '')}</td>
       <td>${ago(b.created_at)}</td><td><button class="plain" data-build="${esc(b.id)}">Output</button></td></tr>`), 'No builds.'));
     for (const b of document.querySelectorAll('#builds [data-build]')) {
