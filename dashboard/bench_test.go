@@ -14,6 +14,7 @@ import (
 	"github.com/pierpaas/pier/api"
 	"github.com/pierpaas/pier/client"
 	"github.com/pierpaas/pier/controller"
+	"github.com/pierpaas/pier/controller/deployer"
 	"github.com/pierpaas/pier/dashboard"
 	"github.com/pierpaas/pier/internal/pki"
 	"github.com/pierpaas/pier/internal/testcluster"
@@ -27,8 +28,11 @@ import (
 //	go test -run '^$' -bench AppPage ./dashboard/
 func BenchmarkAppPage(b *testing.B) {
 	const apps, jobsPerApp = 50, 10
-	srv, key := benchCluster(b, apps, jobsPerApp)
+	// The browser first: started after the in-process host agents, it
+	// has failed to come up here every time (its zygote gone at once);
+	// started before them, it runs. Not understood yet.
 	ctx := newBrowser(b)
+	srv, key := benchCluster(b, apps, jobsPerApp)
 	run(b, ctx, "sign in", chromedp.Navigate(srv.URL+"/"), chromedp.WaitVisible(chromedp.CSS("#key")),
 		chromedp.SendKeys(chromedp.CSS("#key"), key), chromedp.Click(chromedp.CSS("#signin-form button")))
 	waitJS(b, ctx, "the apps list", 30*time.Second, fmt.Sprintf(`document.querySelectorAll('#apps tr[data-app]').length === %d`, apps))
@@ -85,11 +89,15 @@ func benchCluster(b *testing.B, apps, perApp int) (*httptest.Server, string) {
 	srv.Config.Handler = dashboard.New(dashboard.Config{Client: tc.Client, Keys: ctl, Log: tc.Log}).Wrap(mux)
 	srv.TLS = creds.ServerConfig()
 	srv.StartTLS()
-	b.Cleanup(srv.Close)
+	// The page's event stream never ends by itself: Close would wait
+	// for it forever.
+	b.Cleanup(func() { srv.CloseClientConnections(); srv.Close() })
 	for i := range 5 {
 		tc.AddHost(fmt.Sprintf("h%d", i+1), testcluster.HostOptions{CPUMillis: 64000, MemoryMB: 64000})
 	}
 	tc.StartScheduler("s1")
+	dep := &deployer.Loop{Client: tc.Client, Name: "d1", Log: tc.Log, LeaseTTL: time.Second}
+	go dep.Run(ctx)
 
 	cli, err := client.NewController(srv.URL, key, creds.ClientConfig())
 	if err != nil {
@@ -104,6 +112,14 @@ func benchCluster(b *testing.B, apps, perApp int) (*httptest.Server, string) {
 		if _, err := cli.CreateRelease(ctx, name, api.CreateReleaseRequest{Processes: procs, Env: map[string]string{"APP": name}}); err != nil {
 			b.Fatal(err)
 		}
+	}
+	// An app can be scaled once its first release is deployed.
+	for i := range apps {
+		name := fmt.Sprintf("app-%02d", i)
+		waitFor(b, name+"'s first deploy", time.Minute, func() bool {
+			a, err := cli.App(ctx, name)
+			return err == nil && a.Release != ""
+		})
 		if _, err := cli.Scale(ctx, name, map[string]int{"worker": perApp}); err != nil {
 			b.Fatal(err)
 		}

@@ -173,13 +173,22 @@ func newBrowser(t testing.TB) context.Context {
 		chromedp.WindowSize(1280, 900),
 		chromedp.UserDataDir(t.TempDir()),
 	)
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancel := chromedp.NewContext(actx)
-	t.Cleanup(func() { cancel(); cancelAlloc() })
-	if err := chromedp.Do(ctx); err != nil { // starts the browser
-		t.Fatalf("start Chromium: %v", err)
+	// A loaded machine has been seen to lose Chromium during its start
+	// (its zygote gone before the DevTools port was up): try again.
+	var lastErr error
+	for attempt := 1; attempt <= 3; attempt++ {
+		actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+		ctx, cancel := chromedp.NewContext(actx)
+		if lastErr = chromedp.Do(ctx); lastErr == nil { // starts the browser
+			t.Cleanup(func() { cancel(); cancelAlloc() })
+			return ctx
+		}
+		cancel()
+		cancelAlloc()
+		t.Logf("start Chromium (attempt %d): %v", attempt, lastErr)
 	}
-	return ctx
+	t.Fatalf("start Chromium: %v", lastErr)
+	return nil
 }
 
 // run runs browser actions, each step bounded so a stuck page fails the

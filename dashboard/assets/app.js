@@ -382,7 +382,7 @@ function appView(name) {
           const line = buf.slice(0, nl); buf = buf.slice(nl + 1);
           if (!line.trim()) continue;
           let l; try { l = JSON.parse(line); } catch (e) { continue; }
-          const dyno = l.source === 'app' && l.job ? `${l.process}.${l.job.slice(0, 8)}` : l.process;
+          const dyno = l.source === 'app' && l.job ? `${l.process}.${l.job.split('-').pop()}` : l.process;
           const atEnd = out.scrollTop + out.clientHeight >= out.scrollHeight - 4;
           out.append(`${(l.time || '').slice(11, 19)} ${dyno}: ${l.text}\n`);
           while (out.childNodes.length > 2000) out.firstChild.remove();
