@@ -28,12 +28,10 @@ import (
 //	go test -run '^$' -bench AppPage ./dashboard/
 func BenchmarkAppPage(b *testing.B) {
 	const apps, jobsPerApp = 50, 10
-	// The browser first: started after the in-process host agents, it
-	// has failed to come up here every time (its zygote gone at once);
-	// started before them, it runs. Not understood yet.
-	ctx := newBrowser(b)
 	srv, key := benchCluster(b, apps, jobsPerApp)
-	run(b, ctx, "sign in", chromedp.Navigate(srv.URL+"/"), chromedp.WaitVisible(chromedp.CSS("#key")),
+	ctx := newBrowser(b)
+	navigate(b, ctx, srv.URL+"/")
+	run(b, ctx, "sign in", chromedp.WaitVisible(chromedp.CSS("#key")),
 		chromedp.SendKeys(chromedp.CSS("#key"), key), chromedp.Click(chromedp.CSS("#signin-form button")))
 	waitJS(b, ctx, "the apps list", 30*time.Second, fmt.Sprintf(`document.querySelectorAll('#apps tr[data-app]').length === %d`, apps))
 
@@ -43,7 +41,7 @@ func BenchmarkAppPage(b *testing.B) {
 		// A new document each time (the query string changes), so each
 		// run loads the page, its script and every answer anew; assets
 		// may be revalidated from the cache, as a returning user's are.
-		run(b, ctx, "open the app page", chromedp.Navigate(fmt.Sprintf("%s/?run=%d#/apps/app-%02d", srv.URL, i, i%apps)))
+		navigate(b, ctx, fmt.Sprintf("%s/?run=%d#/apps/app-%02d", srv.URL, i, i%apps))
 		waitJS(b, ctx, "the app page drawn", 30*time.Second, fmt.Sprintf(
 			`!!document.body.dataset.rendered && document.querySelectorAll('#jobs tr[data-state="running"]').length === %d`, jobsPerApp))
 		renderMS += evalJS[float64](b, ctx, `parseFloat(document.body.dataset.rendered)`)

@@ -19,7 +19,8 @@ func TestDashboardInChromium(t *testing.T) {
 	ctx := newBrowser(t)
 
 	// A wrong key is refused, and nothing of the cluster shows.
-	run(t, ctx, "open the dashboard", chromedp.Navigate(p.url("/")), chromedp.WaitVisible(chromedp.CSS("#key")))
+	navigate(t, ctx, p.url("/"))
+	run(t, ctx, "the sign-in form", chromedp.WaitVisible(chromedp.CSS("#key")))
 	screenshot(t, ctx, "signin")
 	run(t, ctx, "sign in with a wrong key",
 		chromedp.SendKeys(chromedp.CSS("#key"), "pier_0123456789ab_"+strings.Repeat("0", 48)),
@@ -139,12 +140,12 @@ func TestDashboardInChromium(t *testing.T) {
 	if !strings.HasPrefix(u, p.url("/dashboard/login?token=")) {
 		t.Fatalf("pier dashboard printed %q", u)
 	}
-	run(t, ctx, "open the one-time URL", chromedp.Navigate(u))
+	navigate(t, ctx, u)
 	waitJS(t, ctx, "signed in by the one-time URL", 15*time.Second,
 		`!!document.querySelector('#apps tr[data-app="hello"]') && document.querySelector('#nav').checkVisibility()`)
 	run(t, ctx, "sign out again", chromedp.Click(chromedp.CSS("#logout")))
 	waitJS(t, ctx, "the sign-in form again", 10*time.Second, `document.querySelector('#signin').checkVisibility()`)
-	run(t, ctx, "open the one-time URL a second time", chromedp.Navigate(u))
+	navigate(t, ctx, u)
 	waitJS(t, ctx, "the used URL refused", 10*time.Second,
 		`document.querySelector('#signin').checkVisibility() && document.querySelector('#signin-error').textContent.includes('has been used')`)
 }

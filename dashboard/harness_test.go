@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -35,7 +36,15 @@ func TestMain(m *testing.M) {
 	if err != nil {
 		panic("build pier: " + err.Error() + "\n" + string(out))
 	}
+	// Chromium is started here, before any test; a test that needs it and
+	// finds it did not start fails with the error.
+	if _, err := os.Stat(chromiumPath); err == nil {
+		startBrowser(filepath.Join(dir, "chromium"))
+	}
 	code := m.Run()
+	if browser.cancel != nil {
+		browser.cancel()
+	}
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
@@ -156,39 +165,56 @@ func waitFor(t testing.TB, what string, timeout time.Duration, cond func() bool)
 // chromiumPath is Debian's Chromium, which scripts/setup installs.
 const chromiumPath = "/usr/bin/chromium"
 
-// newBrowser starts a headless Chromium for the test and returns a tab's
-// context. The cluster's certificate is its own CA's, which the browser
-// does not know: certificate errors are ignored, as a user would accept
-// the certificate once.
+// The browser is started once for the test binary, before anything else
+// runs in it, and each test gets a tab in a browser context of its own
+// (its own cookies, like a private window). Started late in a process
+// that had run the benchmark's in-process cluster, Chromium failed to come
+// up every time (its zygote gone at once), which is not understood yet;
+// started first, it runs.
+var browser struct {
+	once   sync.Once
+	ctx    context.Context
+	cancel func()
+	err    error
+}
+
+// startBrowser starts the shared Chromium. The cluster's certificate is
+// its own CA's, which the browser does not know: certificate errors are
+// ignored, as a user would accept the certificate once.
+func startBrowser(dataDir string) error {
+	browser.once.Do(func() {
+		opts := append(chromedp.DefaultExecAllocatorOptions[:],
+			chromedp.ExecPath(chromiumPath),
+			chromedp.NoSandbox, // tests run as root
+			chromedp.Flag("ignore-certificate-errors", true),
+			chromedp.Flag("disable-dev-shm-usage", true),
+			chromedp.WindowSize(1280, 900),
+			chromedp.UserDataDir(dataDir),
+		)
+		actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+		ctx, cancel := chromedp.NewContext(actx)
+		browser.ctx, browser.cancel = ctx, func() { cancel(); cancelAlloc() }
+		browser.err = chromedp.Do(ctx)
+	})
+	return browser.err
+}
+
+// newBrowser returns a new tab, in a fresh browser context, closed when
+// the test ends.
 func newBrowser(t testing.TB) context.Context {
 	t.Helper()
 	if _, err := os.Stat(chromiumPath); err != nil {
 		t.Fatalf("Chromium is needed for the dashboard's tests (scripts/setup installs it): %v", err)
 	}
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chromiumPath),
-		chromedp.NoSandbox, // tests run as root
-		chromedp.Flag("ignore-certificate-errors", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.WindowSize(1280, 900),
-		chromedp.UserDataDir(t.TempDir()),
-	)
-	// A loaded machine has been seen to lose Chromium during its start
-	// (its zygote gone before the DevTools port was up): try again.
-	var lastErr error
-	for attempt := 1; attempt <= 3; attempt++ {
-		actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-		ctx, cancel := chromedp.NewContext(actx)
-		if lastErr = chromedp.Do(ctx); lastErr == nil { // starts the browser
-			t.Cleanup(func() { cancel(); cancelAlloc() })
-			return ctx
-		}
-		cancel()
-		cancelAlloc()
-		t.Logf("start Chromium (attempt %d): %v", attempt, lastErr)
+	if browser.err != nil || browser.ctx == nil {
+		t.Fatalf("start Chromium: %v", browser.err)
 	}
-	t.Fatalf("start Chromium: %v", lastErr)
-	return nil
+	ctx, cancel := chromedp.NewContext(browser.ctx, chromedp.WithNewBrowserContext())
+	t.Cleanup(cancel)
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("open a tab: %v", err)
+	}
+	return ctx
 }
 
 // run runs browser actions, each step bounded so a stuck page fails the
@@ -262,4 +288,24 @@ func setValue(sel, v string) chromedp.Action[chromedp.Void] {
 		_, err := chromedp.Evaluate[bool](fmt.Sprintf(`(e => (e.value = %q, true))(document.querySelector(%q))`, v, sel))(ctx, t)
 		return err
 	})
+}
+
+// navigate opens u in the tab. Chromium abandons a load when the
+// machine's network interfaces change (ERR_NETWORK_CHANGED), which other
+// tests creating network namespaces and bridges on this machine do at any
+// moment: such a load is tried again.
+func navigate(t testing.TB, ctx context.Context, u string) {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		cctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+		err := chromedp.Do(cctx, chromedp.Navigate(u))
+		cancel()
+		if err == nil {
+			return
+		}
+		if attempt == 5 || !strings.Contains(err.Error(), "ERR_NETWORK_CHANGED") {
+			t.Fatalf("open %s: %v", u, err)
+		}
+		t.Logf("open %s: %v; again", u, err)
+	}
 }
