@@ -102,6 +102,19 @@ func TestDashboardInChromium(t *testing.T) {
 	waitJS(t, ctx, "the CLI's config var in the open page", 10*time.Second,
 		`!!document.querySelector('#config tr[data-var="FROM_CLI"]') && !!document.querySelector('#releases tr[data-version="4"][data-current]')`)
 
+	// On a phone's screen the page is one column, nothing wider than the
+	// screen (wide tables scroll inside their cards).
+	run(t, ctx, "a phone's screen", chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile))
+	phone := `window.innerWidth <= 400 && document.documentElement.scrollWidth <= window.innerWidth && !!document.querySelector('#scale-web')`
+	if !evalJS[bool](t, ctx, `new Promise(r => requestAnimationFrame(() => r(true)))`) || !evalJS[bool](t, ctx, phone) {
+		// Say which elements stick out, to fix the styles.
+		wide := evalJS[string](t, ctx, `[...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > window.innerWidth + 1)
+			.slice(0, 10).map(e => e.tagName + (e.id ? '#' + e.id : '') + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right)).join('\n')`)
+		t.Fatalf("on a phone's screen the page is wider than the screen; these stick out:\n%s", wide)
+	}
+	screenshot(t, ctx, "phone")
+	run(t, ctx, "back to a laptop's screen", chromedp.EmulateReset())
+
 	// A change without the session's CSRF token is refused, even from
 	// the page's own origin.
 	status = evalJS[int](t, ctx, `fetch('/v1/apps/hello/formation', {method: 'PATCH', headers: {'Content-Type': 'application/json'}, body: '{"processes":{"web":0}}'}).then(r => r.status)`)
