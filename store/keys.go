@@ -43,6 +43,14 @@ const (
 	NodeOrdersPrefix = "/pier/node-orders/" // <kind>/<name>: the upgrade loop's signed order to one daemon
 )
 
+// The keys of job networking (package host/jobnet).
+const (
+	NetNodesPrefix     = "/pier/net/nodes/"     // <node>: its subnet of the cluster range, for good
+	NetSubnetsPrefix   = "/pier/net/subnets/"   // <a.b.c.d-bits>: the node that holds the subnet
+	NetEndpointsPrefix = "/pier/net/endpoints/" // <host>/<job>: a running job's address and app
+	NetAccessPrefix    = "/pier/net/access/"    // <app>/<from>: from's jobs may reach app's
+)
+
 // ErrBadKey reports a key part that would change the key's shape.
 var ErrBadKey = errors.New("store: bad key")
 
