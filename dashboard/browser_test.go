@@ -102,6 +102,15 @@ func TestDashboardInChromium(t *testing.T) {
 	waitJS(t, ctx, "the CLI's config var in the open page", 10*time.Second,
 		`!!document.querySelector('#config tr[data-var="FROM_CLI"]') && !!document.querySelector('#releases tr[data-version="4"][data-current]')`)
 
+	// A domain with its own certificate, added with the CLI: the page
+	// says until when the certificate is valid (routes are not in the
+	// events stream, so the page is opened again).
+	certFile, keyFile := selfSignedCert(t, "shop.example.com", time.Date(2031, 1, 2, 3, 4, 5, 0, time.UTC))
+	p.pier("routes", "add", "http", "shop.example.com", "-a", "hello", "--cert", certFile, "--key", keyFile)
+	navigate(t, ctx, p.url("/?again#/apps/hello"))
+	waitJS(t, ctx, "the domain with its certificate's expiry", 15*time.Second,
+		`[...document.querySelectorAll('#routes tr')].some(tr => tr.textContent.includes('shop.example.com') && tr.querySelector('.tls').textContent.includes('valid until 2031-01-02'))`)
+
 	// On a phone's screen the page is one column, nothing wider than the
 	// screen (wide tables scroll inside their cards).
 	run(t, ctx, "a phone's screen", chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile))

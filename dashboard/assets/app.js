@@ -324,7 +324,7 @@ function appView(name) {
   function drawRoutes(rs) {
     fill('routes', table(['Type', 'Where', 'Service', 'TLS'], rs.map(r => `<tr><td>${esc(r.type)}</td>
       <td class="mono">${r.type === 'tcp' ? 'port ' + r.port : esc(r.domain + (r.path || ''))}</td><td class="mono">${esc(r.service)}</td>
-      <td>${r.acme ? 'ACME certificate' : r.tls && r.tls.cert_pem ? 'own certificate' : '<span class="muted">none</span>'}</td></tr>`), 'No routes.'));
+      <td class="tls">${tlsStatus(r)}</td></tr>`), 'No routes.'));
   }
 
   function drawBuilds(bs) {
@@ -396,6 +396,49 @@ function appView(name) {
   });
   $('#log-stop').addEventListener('click', () => { if (logAbort) logAbort.abort(); $('#log-stop').disabled = true; });
   return v;
+}
+
+// tlsStatus says how a route's TLS stands: its certificate's expiry, or
+// an ACME certificate not issued yet.
+function tlsStatus(r) {
+  const pem = r.tls && r.tls.cert_pem;
+  if (!pem) return r.acme ? 'ACME, not issued yet' : '<span class="muted">none</span>';
+  const exp = certExpiry(pem), kind = r.acme ? 'ACME' : 'own certificate';
+  if (!exp) return kind;
+  const days = Math.floor((exp - Date.now()) / 86400000), date = exp.toISOString().slice(0, 10);
+  if (days < 0) return `${kind}, <span class="error">expired ${date}</span>`;
+  if (days < 14) return `${kind}, <span class="state-pending">expires ${date} (${days} days)</span>`;
+  return `${kind}, valid until ${date}`;
+}
+
+// certExpiry reads notAfter from the first certificate of a PEM chain: a
+// few lines of DER walking (certificate, tbsCertificate, [version],
+// serial, signature algorithm, issuer, validity) rather than a library.
+function certExpiry(pem) {
+  try {
+    const m = pem.match(/-----BEGIN CERTIFICATE-----([^-]+)-----END CERTIFICATE-----/);
+    if (!m) return null;
+    const der = Uint8Array.from(atob(m[1].replace(/\s+/g, '')), c => c.charCodeAt(0));
+    // tlv reads the element at i: its tag, and where its value starts and ends.
+    const tlv = i => {
+      let len = der[i + 1], j = i + 2;
+      if (len & 0x80) { const n = len & 0x7f; len = 0; for (let k = 0; k < n; k++) len = len * 256 + der[j++]; }
+      return { tag: der[i], start: j, end: j + len };
+    };
+    let i = tlv(tlv(0).start).start;           // into tbsCertificate
+    if (tlv(i).tag === 0xa0) i = tlv(i).end;   // explicit version
+    for (let k = 0; k < 3; k++) i = tlv(i).end; // serial, signature, issuer
+    const validity = tlv(i);
+    const na = tlv(tlv(validity.start).end);   // after notBefore
+    const str = String.fromCharCode(...der.slice(na.start, na.end));
+    // UTCTime (YYMMDDhhmmssZ) or GeneralizedTime (YYYYMMDDhhmmssZ).
+    const year = na.tag === 0x17 ? (+str.slice(0, 2) >= 50 ? 1900 : 2000) + +str.slice(0, 2) : +str.slice(0, 4);
+    const r = na.tag === 0x17 ? str.slice(2) : str.slice(4);
+    const d = new Date(Date.UTC(year, +r.slice(0, 2) - 1, +r.slice(2, 4), +r.slice(4, 6), +r.slice(6, 8), +r.slice(8, 10)));
+    return isNaN(d) ? null : d;
+  } catch (e) {
+    return null;
+  }
 }
 
 // envDiff says which config vars a release set, changed or unset.
