@@ -45,11 +45,11 @@ func TestDashboardInChromium(t *testing.T) {
 	screenshot(t, ctx, "apps")
 
 	// Scale web to 3 and see three jobs running.
-	run(t, ctx, "open the app", chromedp.Click(chromedp.CSS(`#apps tr[data-app="hello"] a`)))
+	run(t, ctx, "open the app", clickJS(`#apps tr[data-app="hello"] a`))
 	waitJS(t, ctx, "the app page's formation", 15*time.Second, `!!document.querySelector('#scale-web')`)
 	run(t, ctx, "scale web to 3",
 		setValue("#scale-web", "3"),
-		chromedp.Click(chromedp.CSS("#scale-btn-web")))
+		clickJS("#scale-btn-web"))
 	waitJS(t, ctx, "three web jobs running", 60*time.Second,
 		`document.querySelectorAll('#jobs tr[data-type="web"][data-state="running"]').length === 3`)
 	if out := p.pier("scale", "-a", "hello"); strings.TrimSpace(out) != "web=3" {
@@ -68,7 +68,7 @@ func TestDashboardInChromium(t *testing.T) {
 	screenshot(t, ctx, "app")
 
 	// Roll back to v1: a new release, v3, without GREETING.
-	run(t, ctx, "roll back to v1", chromedp.Click(chromedp.CSS(`#releases [data-rollback="1"]`)))
+	run(t, ctx, "roll back to v1", clickJS(`#releases [data-rollback="1"]`))
 	waitJS(t, ctx, "release v3 current, GREETING gone", 30*time.Second,
 		`!!document.querySelector('#releases tr[data-version="3"][data-current]') && !document.querySelector('#config tr[data-var="GREETING"]')`)
 	if out := p.pier("env", "-a", "hello"); strings.Contains(out, "GREETING") {
@@ -134,7 +134,7 @@ func TestDashboardInChromium(t *testing.T) {
 	// The cluster: drain the host from the page and see it draining.
 	run(t, ctx, "open the cluster view", chromedp.Click(chromedp.CSS(`#nav a[href="#/cluster"]`)))
 	waitJS(t, ctx, "the host with its bars", 15*time.Second, `!!document.querySelector('#hosts tr[data-host] .bar')`)
-	run(t, ctx, "drain the host", chromedp.Click(chromedp.CSS(`#hosts [data-drain]`)))
+	run(t, ctx, "drain the host", clickJS(`#hosts [data-drain]`))
 	waitJS(t, ctx, "the host draining", 15*time.Second, `!!document.querySelector('#hosts tr[data-draining="1"] [data-undrain]')`)
 	if out := p.pier("hosts"); !strings.Contains(out, "draining") {
 		t.Fatalf("pier hosts after a drain in the page:\n%s", out)

@@ -345,3 +345,16 @@ func selfSignedCert(t testing.TB, domain string, notAfter time.Time) (certFile, 
 	}
 	return certFile, keyFile
 }
+
+// clickJS clicks the element sel finds, in one step in the page: a
+// section the events stream redraws can replace an element between
+// chromedp finding it and clicking it.
+func clickJS(sel string) chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		ok, err := chromedp.Evaluate[bool](fmt.Sprintf(`(e => e ? (e.click(), true) : false)(document.querySelector(%q))`, sel))(ctx, t)
+		if err == nil && !ok {
+			err = fmt.Errorf("no element %s to click", sel)
+		}
+		return err
+	})
+}

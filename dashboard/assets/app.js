@@ -161,10 +161,17 @@ function mount(html) {
   root.innerHTML = html;
   $('#view').replaceChildren(root);
   // fill replaces one section's content, keeping the rest of the page
-  // (and whatever a user is typing elsewhere) as it is.
+  // (and whatever a user is typing elsewhere) as it is. Content that has
+  // not changed is left alone, so a button is not replaced under the
+  // pointer by a redraw that changes nothing; it says whether it replaced
+  // anything (handlers are bound to the new elements only then).
+  const drawn = new WeakMap();
   return (id, inner) => {
     const el = root.querySelector('#' + id);
-    if (el) el.innerHTML = inner;
+    if (!el || drawn.get(el) === inner) return false;
+    el.innerHTML = inner;
+    drawn.set(el, inner);
+    return true;
   };
 }
 
@@ -258,11 +265,11 @@ function appView(name) {
     if (document.activeElement && document.activeElement.matches('#formation input') && $('#formation form')) {
       return f;
     }
-    fill('formation', entries.length ? entries.map(([t, n]) => `<form class="inline scale" data-type="${esc(t)}">
+    if (!fill('formation', entries.length ? entries.map(([t, n]) => `<form class="inline scale" data-type="${esc(t)}">
       <label for="scale-${esc(t)}" class="mono">${esc(t)}</label>
       <input type="number" min="0" max="1000" id="scale-${esc(t)}" value="${n}">
       <button type="submit" id="scale-btn-${esc(t)}">Scale</button></form>`).join('') + `<p class="muted">Release v${f.version || '?'}</p>`
-      : '<p class="muted">No process types yet: deploy the app first.</p>');
+      : '<p class="muted">No process types yet: deploy the app first.</p>')) return f;
     for (const form of document.querySelectorAll('#formation form.scale')) {
       form.addEventListener('submit', ev => {
         ev.preventDefault();
@@ -296,7 +303,7 @@ function appView(name) {
         <td>${ago(r.created_at)}</td><td class="wrap">${diff || '<span class="muted">no config change</span>'}</td>
         <td>${cur ? '' : `<button class="plain" data-rollback="${r.version}" aria-label="Roll back to v${r.version}">Roll back to v${r.version}</button>`}</td></tr>`;
     });
-    fill('releases', table(['Release', 'Created', 'Config change', ''], rows, 'No releases yet.'));
+    if (!fill('releases', table(['Release', 'Created', 'Config change', ''], rows, 'No releases yet.'))) return;
     for (const b of document.querySelectorAll('#releases [data-rollback]')) {
       b.addEventListener('click', () => change(`Rolled back to v${b.dataset.rollback}`,
         () => api('POST', `${base}/rollback`, { version: parseInt(b.dataset.rollback, 10) })));
@@ -305,8 +312,8 @@ function appView(name) {
 
   function drawEnv(env) {
     const keys = Object.keys(env).sort();
-    fill('config', table(['Name', 'Value', ''], keys.map(k => `<tr data-var="${esc(k)}"><td class="mono">${esc(k)}</td>
-      <td class="mono wrap">${esc(env[k])}</td><td><button class="plain" data-unset="${esc(k)}" aria-label="Unset ${esc(k)}">Unset</button></td></tr>`), 'No config vars.'));
+    if (!fill('config', table(['Name', 'Value', ''], keys.map(k => `<tr data-var="${esc(k)}"><td class="mono">${esc(k)}</td>
+      <td class="mono wrap">${esc(env[k])}</td><td><button class="plain" data-unset="${esc(k)}" aria-label="Unset ${esc(k)}">Unset</button></td></tr>`), 'No config vars.'))) return;
     for (const b of document.querySelectorAll('#config [data-unset]')) {
       b.addEventListener('click', () => change(`Unset ${b.dataset.unset}`, () => api('PATCH', `${base}/env`, { [b.dataset.unset]: null })));
     }
@@ -328,9 +335,9 @@ function appView(name) {
   }
 
   function drawBuilds(bs) {
-    fill('builds', table(['Build', 'State', 'Source', 'Created', ''], bs.slice(0, 10).map(b => `<tr><td class="mono">${esc(b.id.slice(0, 24))}</td>
+    if (!fill('builds', table(['Build', 'State', 'Source', 'Created', ''], bs.slice(0, 10).map(b => `<tr><td class="mono">${esc(b.id.slice(0, 24))}</td>
       <td>${state(b.state)}${b.error ? `<br><span class="error">${esc(b.error)}</span>` : ''}</td><td class="mono">${esc(b.source || '')}</td>
-      <td>${ago(b.created_at)}</td><td><button class="plain" data-build="${esc(b.id)}">Output</button></td></tr>`), 'No builds.'));
+      <td>${ago(b.created_at)}</td><td><button class="plain" data-build="${esc(b.id)}">Output</button></td></tr>`), 'No builds.'))) return;
     for (const b of document.querySelectorAll('#builds [data-build]')) {
       b.addEventListener('click', async () => {
         const out = $('#build-output');
@@ -470,11 +477,11 @@ function clusterView() {
   };
   v.render = async () => {
     const hosts = api('GET', '/v1/hosts').then(hs => {
-      fill('hosts', table(['Host', 'State', 'Jobs', 'CPU reserved', 'Memory reserved', ''], hs.map(h => `<tr data-host="${esc(h.id)}" data-draining="${h.draining ? 1 : 0}">
+      if (!fill('hosts', table(['Host', 'State', 'Jobs', 'CPU reserved', 'Memory reserved', ''], hs.map(h => `<tr data-host="${esc(h.id)}" data-draining="${h.draining ? 1 : 0}">
         <td class="mono">${esc(h.id)}<br><span class="muted">${esc(h.addr)} · ${esc(h.runtime)}</span></td>
         <td>${h.draining ? state('draining') : state('ready')}${h.disk_pressure ? `<br><span class="error">disk: ${esc(h.disk_pressure)}</span>` : ''}</td><td>${h.jobs}</td>
         <td>${bar(h.reserved_cpu_millis, h.cpu_millis, 'mCPU')}</td><td>${bar(h.reserved_memory_mb, h.memory_mb, 'MB')}</td>
-        <td>${h.draining ? `<button class="plain" data-undrain="${esc(h.id)}">Undrain</button>` : `<button class="plain" data-drain="${esc(h.id)}">Drain</button>`}</td></tr>`), 'No live hosts.'));
+        <td>${h.draining ? `<button class="plain" data-undrain="${esc(h.id)}">Undrain</button>` : `<button class="plain" data-drain="${esc(h.id)}">Drain</button>`}</td></tr>`), 'No live hosts.'))) return;
       for (const b of document.querySelectorAll('#hosts [data-drain]')) b.addEventListener('click', () => change(`Draining ${b.dataset.drain}`, () => api('PUT', `/v1/hosts/${enc(b.dataset.drain)}/drain`)));
       for (const b of document.querySelectorAll('#hosts [data-undrain]')) b.addEventListener('click', () => change(`Undrained ${b.dataset.undrain}`, () => api('DELETE', `/v1/hosts/${enc(b.dataset.undrain)}/drain`)));
     });
