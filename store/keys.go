@@ -33,6 +33,7 @@ const (
 	BackupJobSecrets   = "/pier/backup-jobs/"        // <job>: the hash of a backup or restore job's token
 	RouterStickyKey    = "/pier/router/sticky-key"   // signs sticky-session cookies, shared by every router
 	GitHostKey         = "/pier/gitreceive/host-key" // the git receivers' shared SSH host key (PEM)
+	DashboardSessions  = "/pier/dashboard-sessions/" // session/<hash>, ticket/<hash>: dashboard sign-ins, on leases
 )
 
 // The keys of the image registry (package registry): what belongs to which

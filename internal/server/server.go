@@ -16,6 +16,7 @@ import (
 	"github.com/pierpaas/pier/blobstore/replica"
 	"github.com/pierpaas/pier/controller"
 	"github.com/pierpaas/pier/controller/deployer"
+	"github.com/pierpaas/pier/dashboard"
 	"github.com/pierpaas/pier/discovery"
 	"github.com/pierpaas/pier/gitreceive"
 	"github.com/pierpaas/pier/internal/daemon"
@@ -349,8 +350,11 @@ func (s *Server) serveAPI() error {
 	for _, p := range []string{"/livez", "/readyz", "/metrics"} {
 		mux.Handle(p, ops)
 	}
+	// The dashboard takes the root and its sign-in paths; everything else,
+	// its own API calls included, goes on to mux.
+	dash := dashboard.New(dashboard.Config{Client: s.Client, Keys: s.Controller, Log: s.cfg.Log})
 	s.api = &http.Server{
-		Handler:           mux,
+		Handler:           dash.Wrap(mux),
 		TLSConfig:         s.Creds.ServerConfig(),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          nil,
