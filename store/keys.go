@@ -42,6 +42,12 @@ const (
 	NodeOrdersPrefix = "/pier/node-orders/" // <kind>/<name>: the upgrade loop's signed order to one daemon
 )
 
+// The keys of scheduled cluster backups.
+const (
+	ClusterBackupSchedulesPrefix = "/pier/cluster-backup-schedules/" // <name>: a schedule, by the controller's API
+	ClusterBackupStatusPrefix    = "/pier/cluster-backup-status/"    // <name>: what the elected backup loop did for it
+)
+
 // ErrBadKey reports a key part that would change the key's shape.
 var ErrBadKey = errors.New("store: bad key")
 
