@@ -74,6 +74,16 @@ func TestClusterBackupScheduleUp(t *testing.T) {
 		t.Fatalf("after the restart: %+v, before %+v", after, st)
 	}
 
+	// pier status shows the host's lease, disk and memory, and the
+	// router of pier up, ready.
+	out, errOut, code := u.run("status")
+	t.Logf("pier status (exit %d):\n%s%s", code, out, errOut)
+	for _, want := range []string{"lease renewed", "MiB available of", "Routers:", "ready (up "} {
+		if !strings.Contains(out, want) {
+			t.Errorf("pier status does not say %q", want)
+		}
+	}
+
 	if out := u.must("cluster", "backup", "unschedule", "hourly"); !strings.Contains(out, "stopped") {
 		t.Fatalf("unschedule: %q", out)
 	}
