@@ -88,7 +88,7 @@ type ServerStatus struct {
 	// 0 when the server holds every kept artifact.
 	PendingBlobs   int      `json:"pending_blobs"`
 	ReplicationLag Duration `json:"replication_lag"`
-	Error        string `json:"error,omitempty"`
+	Error          string   `json:"error,omitempty"`
 }
 
 // DiskStatus is a data directory's disk.
