@@ -18,7 +18,10 @@ type ClusterBackupSchedule struct {
 	// files go: an absolute path. In a cluster of several servers it
 	// should be shared storage (NFS and the like): the elected server
 	// writes, and the election may move.
-	Dir string `json:"dir"`
+	Dir string `json:"dir,omitempty"`
+	// S3, instead of Dir, is a bucket of an S3-compatible store the files
+	// go to.
+	S3 *ClusterBackupS3 `json:"s3,omitempty"`
 	// Keep is how many of the schedule's newest files stay in Dir; older
 	// ones are removed after each backup made.
 	Keep      int       `json:"keep"`
@@ -27,6 +30,26 @@ type ClusterBackupSchedule struct {
 	// Status is filled in by the API from the loop's record; not stored
 	// here.
 	Status *ClusterBackupStatus `json:"status,omitempty"`
+}
+
+// ClusterBackupS3 is where in an S3-compatible store a schedule's
+// backups go: objects Prefix + pier-backup-<name>-<time>.tar in Bucket.
+// The API never shows SecretKey.
+type ClusterBackupS3 struct {
+	// Endpoint is the store's host[:port] ("s3.amazonaws.com",
+	// "minio.internal:9000"); Insecure talks plain HTTP to it.
+	Endpoint  string `json:"endpoint"`
+	Bucket    string `json:"bucket"`
+	Prefix    string `json:"prefix,omitempty"`
+	Region    string `json:"region,omitempty"`
+	AccessKey string `json:"access_key"`
+	SecretKey string `json:"secret_key,omitempty"`
+	Insecure  bool   `json:"insecure,omitempty"`
+}
+
+// String is the destination as a URL, without credentials.
+func (s *ClusterBackupS3) String() string {
+	return "s3://" + s.Bucket + "/" + s.Prefix + " at " + s.Endpoint
 }
 
 // DefaultClusterBackupKeep is how many files a schedule keeps when not
@@ -62,9 +85,10 @@ type ClusterBackupFile struct {
 
 // ClusterBackupScheduleRequest is PUT /v1/cluster/backup-schedules/{name}.
 type ClusterBackupScheduleRequest struct {
-	Every Duration `json:"every,omitempty"`
-	At    string   `json:"at,omitempty"`
-	Zone  string   `json:"zone,omitempty"`
-	Dir   string   `json:"dir"`
-	Keep  int      `json:"keep,omitempty"`
+	Every Duration         `json:"every,omitempty"`
+	At    string           `json:"at,omitempty"`
+	Zone  string           `json:"zone,omitempty"`
+	Dir   string           `json:"dir,omitempty"`
+	S3    *ClusterBackupS3 `json:"s3,omitempty"`
+	Keep  int              `json:"keep,omitempty"`
 }

@@ -110,21 +110,9 @@ func WriteDir(dir, schedule string, t time.Time, write func(io.Writer) error) (s
 			os.Remove(tmp)
 		}
 	}()
-	if err := write(f); err != nil {
-		return "", 0, err
-	}
-	if err := f.Sync(); err != nil {
-		return "", 0, err
-	}
-	size, err := f.Seek(0, io.SeekCurrent)
+	size, err := writeVerified(f, write)
 	if err != nil {
 		return "", 0, err
-	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return "", 0, err
-	}
-	if _, err := Verify(f); err != nil {
-		return "", 0, fmt.Errorf("backup: %s does not read back: %w", tmp, err)
 	}
 	if err := f.Close(); err != nil {
 		return "", 0, err
@@ -139,4 +127,27 @@ func WriteDir(dir, schedule string, t time.Time, write func(io.Writer) error) (s
 		d.Close()
 	}
 	return path, size, nil
+}
+
+// writeVerified writes the stream write writes to f, syncs it, reads it
+// back through Verify and leaves f at its start. It returns the size.
+func writeVerified(f *os.File, write func(io.Writer) error) (int64, error) {
+	if err := write(f); err != nil {
+		return 0, err
+	}
+	if err := f.Sync(); err != nil {
+		return 0, err
+	}
+	size, err := f.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return 0, err
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return 0, err
+	}
+	if _, err := Verify(f); err != nil {
+		return 0, fmt.Errorf("backup: %s does not read back: %w", f.Name(), err)
+	}
+	_, err = f.Seek(0, io.SeekStart)
+	return size, err
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -101,7 +102,7 @@ func later(a, b time.Time) time.Time {
 
 // checkClusterBackupSchedule validates a request into a schedule.
 func checkClusterBackupSchedule(name string, req api.ClusterBackupScheduleRequest, now time.Time) (api.ClusterBackupSchedule, error) {
-	s := api.ClusterBackupSchedule{Name: name, Every: req.Every, At: req.At, Zone: req.Zone, Dir: req.Dir, Keep: req.Keep, CreatedAt: now.UTC()}
+	s := api.ClusterBackupSchedule{Name: name, Every: req.Every, At: req.At, Zone: req.Zone, Dir: req.Dir, S3: req.S3, Keep: req.Keep, CreatedAt: now.UTC()}
 	if !api.ValidID(name) {
 		return s, invalid("a schedule's name is lower-case letters, digits and dashes (%q is not)", name)
 	}
@@ -125,10 +126,18 @@ func checkClusterBackupSchedule(name string, req api.ClusterBackupScheduleReques
 			}
 		}
 	}
-	if s.Dir == "" || !filepath.IsAbs(s.Dir) {
+	switch {
+	case s.S3 != nil && s.Dir != "":
+		return s, invalid("a directory or an S3 bucket, not both")
+	case s.S3 != nil:
+		if err := checkS3(s.S3); err != nil {
+			return s, err
+		}
+	case s.Dir == "" || !filepath.IsAbs(s.Dir):
 		return s, invalid("the directory must be an absolute path on the servers (%q is not)", s.Dir)
+	default:
+		s.Dir = filepath.Clean(s.Dir)
 	}
-	s.Dir = filepath.Clean(s.Dir)
 	if s.Keep == 0 {
 		s.Keep = api.DefaultClusterBackupKeep
 	}
@@ -136,6 +145,26 @@ func checkClusterBackupSchedule(name string, req api.ClusterBackupScheduleReques
 		return s, invalid("a schedule keeps from 1 to 10000 backups, not %d", s.Keep)
 	}
 	return s, nil
+}
+
+// bucketRE is what S3 accepts as a bucket name.
+var bucketRE = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$`)
+
+func checkS3(d *api.ClusterBackupS3) error {
+	switch {
+	case d.Endpoint == "" || strings.Contains(d.Endpoint, "/"):
+		return invalid("an S3 endpoint is host[:port], such as s3.amazonaws.com (%q is not)", d.Endpoint)
+	case !bucketRE.MatchString(d.Bucket):
+		return invalid("%q is not an S3 bucket name", d.Bucket)
+	case strings.HasPrefix(d.Prefix, "/"):
+		return invalid("an S3 prefix does not start with /")
+	case d.AccessKey == "":
+		return invalid("an S3 bucket needs an access key and a secret key")
+	}
+	if d.Prefix != "" && !strings.HasSuffix(d.Prefix, "/") {
+		d.Prefix += "/"
+	}
+	return nil
 }
 
 // PUT /v1/cluster/backup-schedules/{name}: make or replace a schedule.
@@ -151,15 +180,23 @@ func (c *Controller) putClusterBackupSchedule(w http.ResponseWriter, r *http.Req
 		return err
 	}
 	key := store.ClusterBackupSchedulesPrefix + s.Name
-	if old, _, err := store.Get[api.ClusterBackupSchedule](r.Context(), c.Client, key); err == nil {
+	old, _, err := store.Get[api.ClusterBackupSchedule](r.Context(), c.Client, key)
+	if err == nil {
 		s.CreatedAt = old.CreatedAt
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return err
 	}
+	if s.S3 != nil && s.S3.SecretKey == "" {
+		// The same bucket and key again: the secret it was given stays.
+		if old.S3 == nil || old.S3.Endpoint != s.S3.Endpoint || old.S3.AccessKey != s.S3.AccessKey {
+			return invalid("an S3 bucket needs an access key and a secret key")
+		}
+		s.S3.SecretKey = old.S3.SecretKey
+	}
 	if _, err := store.Put(r.Context(), c.Client, key, s); err != nil {
 		return err
 	}
-	c.Log.Info("cluster backup schedule set", "schedule", s.Name, "every", time.Duration(s.Every), "at", s.At, "dir", s.Dir, "keep", s.Keep)
+	c.Log.Info("cluster backup schedule set", "schedule", s.Name, "every", time.Duration(s.Every), "at", s.At, "to", destination(s), "keep", s.Keep)
 	out, err := c.withBackupStatus(r.Context(), []api.ClusterBackupSchedule{s})
 	if err != nil {
 		return err
@@ -218,6 +255,11 @@ func (c *Controller) withBackupStatus(ctx context.Context, ss []api.ClusterBacku
 	}
 	now := c.now()
 	for i := range ss {
+		if ss[i].S3 != nil {
+			d := *ss[i].S3
+			d.SecretKey = "" // never shown
+			ss[i].S3 = &d
+		}
 		st := byName[ss[i].Name]
 		st.Next, _ = nextClusterBackup(ss[i], st, now)
 		ss[i].Status = &st
@@ -331,8 +373,8 @@ func (c *Controller) clusterBackupPass(ctx context.Context) error {
 // schedule's news, kept in its status.
 func (c *Controller) scheduledClusterBackup(ctx context.Context, s api.ClusterBackupSchedule, st api.ClusterBackupStatus) error {
 	start := c.now().UTC()
-	c.Log.Info("cluster backups: backing up", "schedule", s.Name, "dir", s.Dir)
-	path, size, err := c.backupToDir(ctx, s, start)
+	c.Log.Info("cluster backups: backing up", "schedule", s.Name, "to", destination(s))
+	path, size, err := c.backupTo(ctx, s, start)
 	if ctx.Err() != nil {
 		return ctx.Err() // the lead was lost: the next leader tries again
 	}
@@ -340,11 +382,17 @@ func (c *Controller) scheduledClusterBackup(ctx context.Context, s api.ClusterBa
 	if err != nil {
 		st.LastError = err.Error()
 		st.Failed++
-		c.Log.Error("cluster backups: backup failed", "schedule", s.Name, "dir", s.Dir, "err", err)
+		c.Log.Error("cluster backups: backup failed", "schedule", s.Name, "to", destination(s), "err", err)
 	} else {
 		st.LastError, st.LastSuccess = "", start
 		st.Made++
-		kept, perr := backup.PruneDir(s.Dir, s.Name, s.Keep, c.now())
+		var kept []backup.DirFile
+		var perr error
+		if s.S3 != nil {
+			kept, perr = backup.PruneS3(ctx, s.S3, s.Name, s.Keep)
+		} else {
+			kept, perr = backup.PruneDir(s.Dir, s.Name, s.Keep, c.now())
+		}
 		if perr != nil {
 			c.Log.Warn("cluster backups: cannot remove old backups", "schedule", s.Name, "err", perr)
 		}
@@ -376,14 +424,28 @@ func serverOf(files []api.ClusterBackupFile, path string) string {
 	return ""
 }
 
-func (c *Controller) backupToDir(ctx context.Context, s api.ClusterBackupSchedule, at time.Time) (string, int64, error) {
+// backupTo makes one backup of s into its directory or bucket and
+// returns where it is and its size.
+func (c *Controller) backupTo(ctx context.Context, s api.ClusterBackupSchedule, at time.Time) (string, int64, error) {
 	src, err := c.prepareClusterBackup(ctx)
 	if err != nil {
 		return "", 0, err
 	}
 	defer src.Close()
-	return backup.WriteDir(s.Dir, s.Name, at, func(w io.Writer) error {
+	write := func(w io.Writer) error {
 		_, err := src.Write(w)
 		return err
-	})
+	}
+	if s.S3 != nil {
+		return backup.WriteS3(ctx, s.S3, "", s.Name, at, write)
+	}
+	return backup.WriteDir(s.Dir, s.Name, at, write)
+}
+
+// destination says where s's backups go, without credentials.
+func destination(s api.ClusterBackupSchedule) string {
+	if s.S3 != nil {
+		return s.S3.String()
+	}
+	return s.Dir
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -21,6 +22,9 @@ type scheduleFlags struct {
 	at, zone string
 	dir      string
 	keep     int
+	// An S3-compatible store, for --to s3://BUCKET/PREFIX.
+	s3Endpoint, s3Region string
+	s3Insecure           bool
 }
 
 func (f *scheduleFlags) add(cmd *cobra.Command) {
@@ -30,19 +34,34 @@ func (f *scheduleFlags) add(cmd *cobra.Command) {
 	fl.DurationVar(&f.every, "every", 0, "a backup every DURATION (24h, 6h; at least 1m), the first at once")
 	fl.StringVar(&f.at, "at", "", "a backup every day at HH:MM (24-hour)")
 	fl.StringVar(&f.zone, "zone", "", "the time zone of --at (Europe/Paris; default UTC)")
-	fl.StringVar(&f.dir, "to", "", "the directory the backups go to, an absolute path on the servers")
+	fl.StringVar(&f.dir, "to", "", "where the backups go: a directory on the servers (an absolute path), or s3://BUCKET[/PREFIX]")
+	fl.StringVar(&f.s3Endpoint, "s3-endpoint", "s3.amazonaws.com", "the S3-compatible store's host[:port], for --to s3://…; the keys come from $AWS_ACCESS_KEY_ID and $AWS_SECRET_ACCESS_KEY")
+	fl.StringVar(&f.s3Region, "s3-region", "", "the bucket's region, for --to s3://…")
+	fl.BoolVar(&f.s3Insecure, "s3-insecure", false, "plain HTTP to the S3 store (a test store on a private network)")
 	fl.IntVar(&f.keep, "keep", api.DefaultClusterBackupKeep, "how many of the newest backups to keep")
 }
 
 func (f *scheduleFlags) run(cmd *cobra.Command, c *client.Controller) error {
-	s, err := c.ScheduleClusterBackups(cmd.Context(), f.name, api.ClusterBackupScheduleRequest{
-		Every: api.Duration(f.every), At: f.at, Zone: f.zone, Dir: f.dir, Keep: f.keep,
-	})
+	req := api.ClusterBackupScheduleRequest{Every: api.Duration(f.every), At: f.at, Zone: f.zone, Dir: f.dir, Keep: f.keep}
+	if rest, ok := strings.CutPrefix(f.dir, "s3://"); ok {
+		bucket, prefix, _ := strings.Cut(rest, "/")
+		req.Dir = ""
+		req.S3 = &api.ClusterBackupS3{Endpoint: f.s3Endpoint, Bucket: bucket, Prefix: prefix, Region: f.s3Region, Insecure: f.s3Insecure,
+			AccessKey: os.Getenv("AWS_ACCESS_KEY_ID"), SecretKey: os.Getenv("AWS_SECRET_ACCESS_KEY")}
+	}
+	s, err := c.ScheduleClusterBackups(cmd.Context(), f.name, req)
 	if err != nil {
 		return err
 	}
-	fmt.Printf("cluster backups %q: %s into %s, keeping %d; next %s\n", s.Name, scheduleWhen(s), s.Dir, s.Keep, nextWhen(s))
+	fmt.Printf("cluster backups %q: %s into %s, keeping %d; next %s\n", s.Name, scheduleWhen(s), scheduleWhere(s), s.Keep, nextWhen(s))
 	return nil
+}
+
+func scheduleWhere(s api.ClusterBackupSchedule) string {
+	if s.S3 != nil {
+		return s.S3.String()
+	}
+	return s.Dir
 }
 
 func newClusterBackupSchedulesCmd() *cobra.Command {
@@ -79,10 +98,10 @@ func newClusterBackupSchedulesCmd() *cobra.Command {
 						last += " (" + tarball.HumanSize(st.Files[0].Size) + ")"
 					}
 				}
-				rows = append(rows, []string{s.Name, scheduleWhen(s), s.Dir, strconv.Itoa(s.Keep),
+				rows = append(rows, []string{s.Name, scheduleWhen(s), scheduleWhere(s), strconv.Itoa(s.Keep),
 					strconv.Itoa(len(st.Files)), last, nextWhen(s)})
 			}
-			table(os.Stdout, []string{"NAME", "WHEN", "DIR", "KEEP", "FILES", "LAST", "NEXT"}, rows)
+			table(os.Stdout, []string{"NAME", "WHEN", "TO", "KEEP", "FILES", "LAST", "NEXT"}, rows)
 			return nil
 		},
 	}
