@@ -155,6 +155,11 @@ func newClusterWith(opts clusterOptions) (_ *cluster, err error) {
 		if err := os.MkdirAll(n.dataDir(), 0o755); err != nil {
 			return nil, err
 		}
+		// Each machine has its binary of its own, which an upgrade
+		// replaces.
+		if err := copyFile(pierBin, n.bin(), 0o755); err != nil {
+			return nil, err
+		}
 		if err := addNetns(n.ns, n.ip); err != nil {
 			return nil, err
 		}
@@ -163,7 +168,7 @@ func newClusterWith(opts clusterOptions) (_ *cluster, err error) {
 		s := s
 		first := i == 0
 		s.argv = func() []string {
-			a := []string{pierBin, "server", "--data-dir", s.dataDir(), "--name", s.name, "--advertise-ip", s.ip}
+			a := []string{s.bin(), "server", "--data-dir", s.dataDir(), "--name", s.name, "--advertise-ip", s.ip}
 			if !first {
 				a = append(a, "--join", strings.Join(c.serverAPIs()[:1], ","), "--token", c.serverToken)
 			}
@@ -191,7 +196,7 @@ func newClusterWith(opts clusterOptions) (_ *cluster, err error) {
 	for _, h := range c.hosts {
 		h := h
 		h.argv = func() []string {
-			return []string{pierBin, "host", "--data-dir", h.dataDir(), "--id", h.name, "--host-ip", h.ip,
+			return []string{h.bin(), "host", "--data-dir", h.dataDir(), "--id", h.name, "--host-ip", h.ip,
 				"--join", strings.Join(c.serverAPIs(), ","), "--token", c.hostToken}
 		}
 		if err := h.start(); err != nil {
@@ -201,7 +206,7 @@ func newClusterWith(opts clusterOptions) (_ *cluster, err error) {
 	for _, r := range c.routers {
 		r := r
 		r.argv = func() []string {
-			return []string{pierBin, "router", "--data-dir", r.dataDir(), "--name", r.name, "--advertise-ip", r.ip,
+			return []string{r.bin(), "router", "--data-dir", r.dataDir(), "--name", r.name, "--advertise-ip", r.ip,
 				"--join", strings.Join(c.serverAPIs(), ","), "--token", c.hostToken, "--domain", c.domain,
 				"--http-port", strconv.Itoa(routerHTTPPort), "--https-port", "0", "--tcp-ports", ""}
 		}
