@@ -75,15 +75,9 @@ func nextClusterBackup(s api.ClusterBackupSchedule, st api.ClusterBackupStatus, 
 
 // dailyAfter is the first time of day of s strictly after t.
 func dailyAfter(s api.ClusterBackupSchedule, t time.Time) (time.Time, error) {
-	h, m, err := api.ParseClock(s.At)
+	h, m, loc, err := clockIn(s.At, s.Zone)
 	if err != nil {
 		return time.Time{}, err
-	}
-	loc := time.UTC
-	if s.Zone != "" {
-		if loc, err = time.LoadLocation(s.Zone); err != nil {
-			return time.Time{}, err
-		}
 	}
 	local := t.In(loc)
 	for d := 0; ; d++ {
