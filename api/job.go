@@ -84,6 +84,13 @@ type Job struct {
 	// and kept after the job (see VolumeSpec); the scheduler puts a job
 	// with volumes on the host that holds them.
 	Volumes []JobVolume `json:"volumes,omitempty"`
+	// HostNetwork runs the job in its host's network namespace instead of
+	// one of its own: an operator's opt-in (ProcessType.HostNetwork),
+	// which gives up every network isolation.
+	HostNetwork bool `json:"host_network,omitempty"`
+	// ControlPlane jobs (builds, backups) talk to the controller; their
+	// host relays them to it (PIER_API_RELAY), which other jobs cannot reach.
+	ControlPlane bool `json:"control_plane,omitempty"`
 
 	Desired   Desired   `json:"desired"`
 	CreatedAt time.Time `json:"created_at"`
@@ -103,11 +110,20 @@ type Job struct {
 // Artifact is what a job runs from: a slug (gzipped tar of /app) or an
 // unpacked image, content-addressed.
 type Artifact struct {
-	Type   string `json:"type"` // "slug"
-	URI    string `json:"uri"`
+	Type string `json:"type"` // ArtifactSlug or ArtifactImage
+	// URI is where the artifact is: a blob URL for a slug, an image
+	// reference pinned by digest (REGISTRY/REPO@sha256:HEX) for an image.
+	URI string `json:"uri"`
+	// SHA256 is the slug's digest, or the image manifest's.
 	SHA256 string `json:"sha256"`
 	Size   int64  `json:"size,omitempty"`
 }
+
+// The artifact types.
+const (
+	ArtifactSlug  = "slug"
+	ArtifactImage = "image" // an OCI image; its config says how to run it
+)
 
 // Port is a port a job listens on. The host allocates the number and
 // passes it as PORT (the first) and PORT_1, PORT_2, ... (all).
@@ -144,8 +160,11 @@ type JobStatus struct {
 	HostID string   `json:"host_id"`
 	State  JobState `json:"state"`
 	PID    int      `json:"pid,omitempty"`
-	// HostPorts are the allocated port numbers, in the order of Job.Ports.
-	HostPorts []int  `json:"host_ports,omitempty"`
+	// HostPorts are the job's port numbers, in the order of Job.Ports: on
+	// IP when it has one, else allocated on the host's address.
+	HostPorts []int `json:"host_ports,omitempty"`
+	// IP is the job's own address, in its own network namespace.
+	IP        string `json:"ip,omitempty"`
 	ExitCode  *int   `json:"exit_code,omitempty"`
 	Signal    string `json:"signal,omitempty"`
 	OOMKilled bool   `json:"oom_killed,omitempty"`

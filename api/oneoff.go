@@ -27,12 +27,14 @@ type OneOff struct {
 	Env       map[string]string `json:"env,omitempty"` // over the release's
 	Resources Resources         `json:"resources"`
 	// Tags are constraints: a host must carry every tag=value.
-	Tags      map[string]string `json:"tags,omitempty"`
-	TTY       bool              `json:"tty,omitempty"`
-	Stdin     bool              `json:"stdin,omitempty"`
-	Writable  bool              `json:"writable,omitempty"`
-	StopGrace Duration          `json:"stop_grace,omitempty"`
-	CreatedAt time.Time         `json:"created_at"`
+	Tags     map[string]string `json:"tags,omitempty"`
+	TTY      bool              `json:"tty,omitempty"`
+	Stdin    bool              `json:"stdin,omitempty"`
+	Writable bool              `json:"writable,omitempty"`
+	// ControlPlane: see Job.ControlPlane.
+	ControlPlane bool      `json:"control_plane,omitempty"`
+	StopGrace    Duration  `json:"stop_grace,omitempty"`
+	CreatedAt    time.Time `json:"created_at"`
 }
 
 // Validate checks a one-off before it is stored.

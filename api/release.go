@@ -76,6 +76,10 @@ type ProcessType struct {
 	// Volumes are the process type's volumes (see VolumeSpec): every job
 	// of it, in any release, mounts the same ones, on their host.
 	Volumes []VolumeSpec `json:"volumes,omitempty"`
+	// HostNetwork runs the jobs in their host's network namespace, with
+	// ports allocated on the host's address, instead of each in its own:
+	// for operators only, since it gives up every network isolation.
+	HostNetwork bool `json:"host_network,omitempty"`
 }
 
 // RestartPolicy returns the policy, RestartAlways when unset.

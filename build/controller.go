@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,6 +15,7 @@ import (
 	"time"
 
 	"github.com/pierpaas/pier/api"
+	"github.com/pierpaas/pier/internal/pki"
 )
 
 // errNotFound is a 404 from the controller: for the cache, "no cache yet".
@@ -39,17 +39,14 @@ func newController(env func(string) string) (*controller, error) {
 		return nil, fmt.Errorf("slugbuild: %s=%q is not an http(s) URL", api.BuildEnvURL, base)
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.ResponseHeaderTimeout = 5 * time.Minute // the server may digest a large upload first
 	if pem := env(api.BuildEnvCA); pem != "" {
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM([]byte(pem)) {
-			return nil, fmt.Errorf("slugbuild: %s holds no PEM certificate", api.BuildEnvCA)
+		if tr, err = pki.ControlPlaneTransport(pem, env(api.EnvAPIRelay)); err != nil {
+			return nil, fmt.Errorf("slugbuild: %s: %w", api.BuildEnvCA, err)
 		}
-		// Only the cluster's CA: the token must not go to anyone else.
-		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	} else if u.Scheme == "https" {
 		return nil, fmt.Errorf("slugbuild: %s is not set: cannot verify the controller at %s", api.BuildEnvCA, base)
 	}
+	tr.ResponseHeaderTimeout = 5 * time.Minute // the server may digest a large upload first
 	// No client timeout: uploads of large slugs take what they take; the
 	// job's context bounds them.
 	return &controller{base: base, token: token, hc: &http.Client{Transport: tr}, attempts: 3, retryWait: time.Second}, nil

@@ -209,6 +209,9 @@ func (c *Controller) removeApp(ctx context.Context, name string) error {
 	if err := c.deleteAppRoutes(ctx, name); err != nil { // with their index entries
 		return err
 	}
+	if err := c.deleteAppAccess(ctx, name); err != nil {
+		return err
+	}
 	if err := c.deleteAppDrains(ctx, name); err != nil {
 		return err
 	}

@@ -191,7 +191,7 @@ func (c *Controller) startBackupJob(ctx context.Context, res *api.Resource, verb
 		ID: newID(app.Name, verb), App: app.Name, Release: app.Release,
 		Args:      append([]string{api.PierBinary, "backup-job", verb, "--"}, args...),
 		Env:       env,
-		Resources: backupJobResources, Stdin: stdin, CreatedAt: time.Now().UTC(),
+		Resources: backupJobResources, Stdin: stdin, ControlPlane: true, CreatedAt: time.Now().UTC(),
 	}
 	o.Env[api.BackupEnvURL] = strings.TrimSuffix(c.BlobURL, "/") + "/v1/backup-jobs/" + o.ID
 	o.Env[api.BackupEnvToken] = token

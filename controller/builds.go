@@ -92,7 +92,7 @@ func (c *Controller) runBuild(ctx context.Context, app api.App, b api.Build, env
 	}
 	o := api.OneOff{ID: b.JobID, App: app.Name, Args: []string{api.PierBinary, "slugbuild"},
 		Artifact: &api.Artifact{Type: "slug", URI: c.blobURI(srcDigest), SHA256: srcDigest},
-		Env:      c.buildJobEnv(b.ID, token, env), Resources: res, Writable: true, CreatedAt: time.Now().UTC()}
+		Env:      c.buildJobEnv(b.ID, token, env), Resources: res, Writable: true, ControlPlane: true, CreatedAt: time.Now().UTC()}
 	if err := o.Validate(); err != nil {
 		return b, nil, err
 	}

@@ -73,6 +73,9 @@ type Config struct {
 	// Now is the clock of the cluster backup schedules (time.Now when
 	// nil): tests move it.
 	Now func() time.Time
+	// RegistryUploadDir holds the image registry's uploads in progress;
+	// empty: no registry (/v2/) on this server.
+	RegistryUploadDir string
 }
 
 // Controller serves the management API.
@@ -161,6 +164,14 @@ func (c *Controller) Register(mux *http.ServeMux) {
 	}))
 	if c.Blobs != nil {
 		mux.Handle("/v1/blobs/", c.blobsHandler())
+	}
+	if c.Blobs != nil && c.RegistryUploadDir != "" {
+		h, err := c.registryHandler()
+		if err != nil {
+			c.Log.Error("image registry disabled", "err", err)
+			return
+		}
+		mux.Handle("/v2/", c.withRequestID(h))
 	}
 }
 

@@ -71,6 +71,7 @@ func newEnvWith(t *testing.T, edit func(*testcluster.Cluster, *controller.Config
 	cfg := controller.Config{
 		Client: tc.Client, Blobs: blobs, BlobURL: e.srv.URL,
 		HostTLS: tc.Etcd.Credentials().ClientConfig(), Log: tc.Log, AttachWait: 10 * time.Second,
+		RegistryUploadDir: t.TempDir(),
 	}
 	if edit != nil {
 		edit(tc, &cfg)

@@ -65,9 +65,13 @@ func (c *Controller) appJobs(ctx context.Context, app string) (api.JobList, erro
 			if s.State.Terminal() {
 				aj.FinishedAt = s.FinishedAt
 			}
-			if h, ok := hosts[j.HostID]; ok {
+			addr := s.IP
+			if h, ok := hosts[j.HostID]; ok && addr == "" {
+				addr = h.Addr
+			}
+			if addr != "" {
 				for _, p := range s.HostPorts {
-					aj.Addrs = append(aj.Addrs, net.JoinHostPort(h.Addr, strconv.Itoa(p)))
+					aj.Addrs = append(aj.Addrs, net.JoinHostPort(addr, strconv.Itoa(p)))
 				}
 			}
 		}

@@ -155,6 +155,14 @@ func (c *Controller) stepResource(ctx context.Context, res api.Resource, rev int
 	if err != nil || addr == "" {
 		return err // not serving yet: the services watch wakes the loop
 	}
+	if want := c.appAddress(&res, addr); want != res.Address {
+		res.Address, res.UpdatedAt = want, time.Now().UTC()
+		_, err := store.Update(ctx, c.Client, resourceKey(res.Name), res, rev)
+		return err
+	}
+	if err := c.ensureResourceAccess(ctx, res); err != nil {
+		return err
+	}
 	if res.State == api.ResourceProvisioning {
 		if err := p.Ready(ctx, addr, &sec); err != nil {
 			return fmt.Errorf("member %s not ready: %w", addr, err)
@@ -393,7 +401,11 @@ func (c *Controller) detachStep(ctx context.Context, p appliance.Provider, res a
 	res.UpdatedAt = time.Now().UTC()
 	delete(sec.Passwords, a.App)
 	delete(sec.NextPasswords, a.App)
-	if _, err := store.Txn().Update(resourceKey(res.Name), res, rev).Update(secretKey(res.Name), sec, secRev).Commit(ctx, c.Client); err != nil {
+	tx := store.Txn().Update(resourceKey(res.Name), res, rev).Update(secretKey(res.Name), sec, secRev)
+	if key, rrev, ok := c.resourceAccess(ctx, res, a.App); ok {
+		tx.Delete(key, rrev)
+	}
+	if _, err := tx.Commit(ctx, c.Client); err != nil {
 		return err
 	}
 	c.Log.Info("resource detached", "resource", res.Name, "app", a.App)

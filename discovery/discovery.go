@@ -128,6 +128,8 @@ type config struct {
 	prefix string
 	log    *slog.Logger
 	dnsTTL uint32
+	// upstreams answer a DNSServer's names outside its domain.
+	upstreams []string
 }
 
 // Option configures a Registry or a DNSServer.

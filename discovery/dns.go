@@ -243,6 +243,9 @@ func (s *DNSServer) answer(req *dns.Msg, tcp bool) *dns.Msg {
 	}
 	q := req.Question[0]
 	name := strings.ToLower(dns.Fqdn(q.Name))
+	if !dns.IsSubDomain(s.domain, name) && len(s.cfg.upstreams) > 0 {
+		return s.forward(req, tcp)
+	}
 	if !dns.IsSubDomain(s.domain, name) || (q.Qclass != dns.ClassINET && q.Qclass != dns.ClassANY) {
 		return m.SetRcode(req, dns.RcodeRefused)
 	}

@@ -49,17 +49,20 @@ func (r *Runc) prepare(s Spec, dir string) error {
 	if err := os.Chmod(p.tmp, 0o777|fs.ModeSticky); err != nil {
 		return err
 	}
-	resolv, err := os.ReadFile("/etc/resolv.conf")
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+	resolv, err := resolvConf(s.Nameservers)
+	if err != nil {
 		return err
 	}
 	files := map[string]string{
 		"hosts": "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n" +
 			"127.0.1.1\t" + s.Hostname + "\n",
 		"hostname":    s.Hostname + "\n",
-		"resolv.conf": string(resolv),
+		"resolv.conf": resolv,
 	}
 	if err := writeFiles(p.etc, files); err != nil {
+		return err
+	}
+	if p.users, err = stackUsers(s, p.etc); err != nil {
 		return err
 	}
 
@@ -95,7 +98,8 @@ func (r *Runc) prepare(s Spec, dir string) error {
 			}
 		}
 		// The app user owns what it may write, as on Heroku.
-		if err := os.Chown(filepath.Join(disk, "app-upper"), AppUID, AppGID); err != nil {
+		uid, gid := s.user()
+		if err := os.Chown(filepath.Join(disk, "app-upper"), uid, gid); err != nil {
 			return err
 		}
 		if err := overlay(p.app, []string{s.AppDir}, filepath.Join(disk, "app-upper"), filepath.Join(disk, "app-work")); err != nil {
@@ -133,4 +137,21 @@ func writeFiles(dir string, files map[string]string) error {
 		}
 	}
 	return nil
+}
+
+// resolvConf is the job's /etc/resolv.conf: its own nameservers, or else
+// the host's file as it is.
+func resolvConf(nameservers []string) (string, error) {
+	if len(nameservers) > 0 {
+		var b strings.Builder
+		for _, ns := range nameservers {
+			b.WriteString("nameserver " + ns + "\n")
+		}
+		return b.String(), nil
+	}
+	resolv, err := os.ReadFile("/etc/resolv.conf")
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return "", err
+	}
+	return string(resolv), nil
 }

@@ -12,9 +12,9 @@ import (
 // capabilities is the whole capability set of a job: enough for a root
 // process to own files and drop to another user (images whose entrypoint
 // starts as root and steps down), nothing that reaches the kernel, the
-// network or other processes. NET_BIND_SERVICE is left out on purpose:
-// jobs share the host's network and get their ports from the agent, and a
-// job must never take the router's 80 and 443. A job running as the app user
+// network or other processes. NET_BIND_SERVICE is left out on purpose: a
+// job sharing the host's network (an operator's opt-in) must never take the
+// router's 80 and 443. A job running as the app user
 // ends up with none of these in effect at all, since they are neither
 // ambient nor inheritable and do not survive its execve as a non-root user.
 var capabilities = []string{
@@ -47,15 +47,16 @@ type bundlePaths struct {
 	tmp       string   // dir bound at /tmp, on the job's tmpfs
 	hostBinds []string // host dirs of the stack bound at the same path (/usr, …)
 	app       string   // bound at /app: AppDir, or an overlay on it if Writable
+
+	// users are the job's own /etc/passwd and /etc/group (users_linux.go).
+	users []specs.Mount
 }
 
 // ociSpec is the config.json of a job. Its root is the bundle's rootfs,
 // the overlay that prepare mounts.
 func (r *Runc) ociSpec(s Spec, p bundlePaths) *specs.Spec {
-	uid, gid := uint32(AppUID), uint32(AppGID)
-	if s.Root {
-		uid, gid = 0, 0
-	}
+	u, g := s.user()
+	uid, gid := uint32(u), uint32(g)
 	mounts := []specs.Mount{
 		{Destination: "/proc", Type: "proc", Source: "proc", Options: []string{"nosuid", "noexec", "nodev"}},
 		{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
@@ -71,6 +72,7 @@ func (r *Runc) ociSpec(s Spec, p bundlePaths) *specs.Spec {
 	for _, d := range p.hostBinds {
 		mounts = append(mounts, bind(d, d, true))
 	}
+	mounts = append(mounts, p.users...)
 	if p.app != "" {
 		mounts = append(mounts, bind(p.app, "/app", !s.Writable))
 	}
@@ -110,6 +112,19 @@ func (r *Runc) ociSpec(s Spec, p bundlePaths) *specs.Spec {
 	if s.TTY && s.ConsoleSize.Rows > 0 && s.ConsoleSize.Cols > 0 {
 		consoleSize = &specs.Box{Height: uint(s.ConsoleSize.Rows), Width: uint(s.ConsoleSize.Cols)}
 	}
+	namespaces := []specs.LinuxNamespace{
+		{Type: specs.PIDNamespace},
+		{Type: specs.MountNamespace},
+		{Type: specs.IPCNamespace},
+		{Type: specs.UTSNamespace},
+		// Hides the host's cgroup paths from /proc/self/cgroup.
+		{Type: specs.CgroupNamespace},
+	}
+	if s.NetNS != "" {
+		// Joined, not created: the host agent owns the namespace, its
+		// interfaces and its address, and they outlive a restart of the job.
+		namespaces = append(namespaces, specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: s.NetNS})
+	}
 	return &specs.Spec{
 		Version:  specs.Version,
 		Hostname: s.Hostname,
@@ -131,15 +146,7 @@ func (r *Runc) ociSpec(s Spec, p bundlePaths) *specs.Spec {
 		},
 		Mounts: mounts,
 		Linux: &specs.Linux{
-			Namespaces: []specs.LinuxNamespace{
-				{Type: specs.PIDNamespace},
-				{Type: specs.MountNamespace},
-				{Type: specs.IPCNamespace},
-				{Type: specs.UTSNamespace},
-				// Hides the host's cgroup paths from /proc/self/cgroup.
-				{Type: specs.CgroupNamespace},
-				// No network namespace: jobs use the host's network for now.
-			},
+			Namespaces:  namespaces,
 			CgroupsPath: cgroupPath(s.ID),
 			Resources: &specs.LinuxResources{
 				// Deny every device; runc adds back the usual harmless ones

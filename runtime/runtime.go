@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path"
 	"regexp"
@@ -106,6 +107,11 @@ type Spec struct {
 	// (uid and gid 1000). Root in a container still has only the small
 	// capability set, no_new_privs and the seccomp filter.
 	Root bool
+	// UID and GID are the user and group the process runs as, unless
+	// Root; zero means AppUID and, for GID, the uid (AppGID for AppUID).
+	// Each app gets a uid of its own (see api.AppUID). On the host stack
+	// the generated /etc/passwd and /etc/group name them "app", home /app.
+	UID, GID int
 	// Writable lets the job write to its root file system and /app, as a
 	// Heroku dyno can (Rails writes tmp/ and log/ under /app; images write
 	// to /var/run). Writes land in upper layers on the job's size-capped
@@ -114,6 +120,14 @@ type Spec struct {
 	Writable bool
 	Limits   Limits
 	Mounts   []Mount // extra bind mounts, e.g. build cache directories
+	// NetNS is the path of a network namespace (a bind-mounted nsfs file)
+	// the job joins; its owner has set it up. Empty shares the host's
+	// network. Drivers without namespaces (process, fake) ignore it.
+	NetNS string
+	// Nameservers replace the host's resolvers in the job's
+	// /etc/resolv.conf; empty copies the host's file. A job in its own
+	// network namespace cannot reach a resolver on the host's loopback.
+	Nameservers []string
 }
 
 // ConsoleSize is a terminal's size in character cells.
@@ -228,6 +242,17 @@ func (s Spec) Validate() error {
 		if !path.IsAbs(m.Source) || !path.IsAbs(m.Destination) || path.Clean(m.Destination) == "/" {
 			return bad("mount %s:%s needs absolute paths and a destination other than /", m.Source, m.Destination)
 		}
+	}
+	if s.NetNS != "" && !path.IsAbs(s.NetNS) {
+		return bad("network namespace %q is not absolute", s.NetNS)
+	}
+	for _, ns := range s.Nameservers {
+		if net.ParseIP(ns) == nil {
+			return bad("nameserver %q is not an IP address", ns)
+		}
+	}
+	if err := s.validateUser(); err != nil {
+		return err
 	}
 	if s.Hostname != "" && !validHostname(s.Hostname) {
 		return bad("hostname %q", s.Hostname)

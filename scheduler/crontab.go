@@ -141,7 +141,7 @@ func (pl *planner) cronJob(c *cronEntry, host int) api.Job {
 		ID: pl.newIDFrom(idBase(c.key.app, c.key.ptype)), HostID: pl.placer.Hosts[host].Host.ID,
 		App: c.key.app, Release: c.key.release, ProcessType: c.key.ptype,
 		Args: pt.Args, Env: mergeEnv(rel.Env, pt.Env), Artifact: rel.Artifact, Ports: pt.Ports,
-		Resources: pt.Resources, StopGrace: pt.StopGrace,
+		Resources: pt.Resources, StopGrace: pt.StopGrace, HostNetwork: pt.HostNetwork,
 		Desired: api.DesiredRunning, CreatedAt: pl.s.Now, Scheduler: CronScheduler,
 	}
 }

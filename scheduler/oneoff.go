@@ -373,8 +373,8 @@ func (pl *planner) oneOffJob(o *api.OneOff) (api.Job, *Request, string) {
 	}
 	j := api.Job{
 		ID: o.ID, App: cmp.Or(o.App, relApp), Release: o.Release, ProcessType: o.ProcessType,
-		Args: pt.Args, Env: env, Artifact: art, Resources: pt.Resources, StopGrace: o.StopGrace,
-		TTY: o.TTY, Stdin: o.Stdin, Writable: o.Writable,
+		Args: pt.Args, Env: env, Artifact: art, Resources: pt.Resources, StopGrace: o.StopGrace, HostNetwork: pt.HostNetwork,
+		TTY: o.TTY, Stdin: o.Stdin, Writable: o.Writable, ControlPlane: o.ControlPlane,
 		Desired: api.DesiredRunning, CreatedAt: pl.s.Now, Scheduler: OneOffScheduler,
 	}
 	return j, NewRequest(o.App, o.Release, cmp.Or(o.ProcessType, "run"), &pt), ""

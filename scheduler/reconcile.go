@@ -333,7 +333,7 @@ func (pl *planner) start(g *group, sl slot, i int) {
 		ID: pl.newID(g), HostID: pl.placer.Hosts[i].Host.ID,
 		App: g.key.app, Release: g.key.release, ProcessType: g.key.ptype,
 		Args: pt.Args, Env: g.env, Artifact: rel.Artifact, Ports: pt.Ports,
-		Resources: pt.Resources, StopGrace: pt.StopGrace, Volumes: pl.jobVolumes(g),
+		Resources: pt.Resources, StopGrace: pt.StopGrace, Volumes: pl.jobVolumes(g), HostNetwork: pt.HostNetwork,
 		Desired: api.DesiredRunning, CreatedAt: pl.s.Now, Scheduler: pl.cfg.Name,
 	}
 	st := Start{Job: j}

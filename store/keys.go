@@ -35,6 +35,14 @@ const (
 	GitHostKey         = "/pier/gitreceive/host-key" // the git receivers' shared SSH host key (PEM)
 )
 
+// The keys of the image registry (package registry): what belongs to which
+// repository. The bytes of blobs and manifests are in the blobstore.
+const (
+	RegistryBlobsPrefix     = "/pier/registry-blobs/"     // <repo>/<sha256 hex>: a blob linked into a repository
+	RegistryManifestsPrefix = "/pier/registry-manifests/" // <repo>/<sha256 hex>: a manifest of a repository
+	RegistryTagsPrefix      = "/pier/registry-tags/"      // <repo>/<tag>: the digest a tag names
+)
+
 // The keys of rolling upgrades of pier itself (package upgrade).
 const (
 	UpgradesPrefix   = "/pier/upgrades/"    // <upgrade>: the record the elected upgrade loop drives
@@ -46,6 +54,14 @@ const (
 const (
 	ClusterBackupSchedulesPrefix = "/pier/cluster-backup-schedules/" // <name>: a schedule, by the controller's API
 	ClusterBackupStatusPrefix    = "/pier/cluster-backup-status/"    // <name>: what the elected backup loop did for it
+)
+
+// The keys of job networking (package host/jobnet).
+const (
+	NetNodesPrefix     = "/pier/net/nodes/"     // <node>: its subnet of the cluster range, for good
+	NetSubnetsPrefix   = "/pier/net/subnets/"   // <a.b.c.d-bits>: the node that holds the subnet
+	NetEndpointsPrefix = "/pier/net/endpoints/" // <host>/<job>: a running job's address and app
+	NetAccessPrefix    = "/pier/net/access/"    // <app>/<from>: from's jobs may reach app's
 )
 
 // ErrBadKey reports a key part that would change the key's shape.

@@ -9,8 +9,6 @@ package backupjob
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,6 +20,7 @@ import (
 	"strings"
 
 	"github.com/pierpaas/pier/api"
+	"github.com/pierpaas/pier/internal/pki"
 )
 
 // endpoint is the job's endpoint on the controller.
@@ -41,12 +40,9 @@ func newEndpoint(env func(string) string) (*endpoint, error) {
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	if pem := env(api.BackupEnvCA); pem != "" {
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM([]byte(pem)) {
-			return nil, fmt.Errorf("backup-job: %s holds no PEM certificate", api.BackupEnvCA)
+		if tr, err = pki.ControlPlaneTransport(pem, env(api.EnvAPIRelay)); err != nil {
+			return nil, fmt.Errorf("backup-job: %s: %w", api.BackupEnvCA, err)
 		}
-		// Only the cluster's CA: the token must not go to anyone else.
-		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	} else if u.Scheme == "https" {
 		return nil, fmt.Errorf("backup-job: %s is not set: cannot verify the controller at %s", api.BackupEnvCA, base)
 	}

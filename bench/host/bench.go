@@ -119,7 +119,7 @@ func (b *bench) startCluster(ctx context.Context) error {
 	progress("starting pier host --id %s", hostID)
 	b.host, err = startProc("host", filepath.Join(b.tmp, "host.log"), b.o.pier, "host",
 		"--join", "127.0.0.1:"+strconv.Itoa(apiPort), "--token", strings.TrimSpace(string(tok)),
-		"--data-dir", b.hostDir, "--host-api-port", strconv.Itoa(hostAPIPort), "--id", hostID)
+		"--data-dir", b.hostDir, "--host-api-port", strconv.Itoa(hostAPIPort), "--id", hostID, "--network", b.o.network)
 	if err != nil {
 		return err
 	}

@@ -48,6 +48,7 @@ type options struct {
 	jobs    int // sequential jobs timed
 	memJobs int // jobs running while memory is measured
 	keep    bool
+	network string // the agent's --network
 }
 
 func main() {
@@ -56,6 +57,7 @@ func main() {
 	flag.IntVar(&o.jobs, "jobs", 200, "jobs started one after another for the latency figures")
 	flag.IntVar(&o.memJobs, "mem-jobs", 50, "jobs running while memory is measured")
 	flag.BoolVar(&o.keep, "print-logs", false, "print the end of the server's and agent's logs")
+	flag.StringVar(&o.network, "network", "job", "the agent's job networking: job (a namespace per job) or host")
 	flag.Parse()
 	if o.jobs < 1 || o.memJobs < 1 {
 		fatalf("-jobs and -mem-jobs must be positive")

@@ -33,13 +33,16 @@ type Agent struct {
 	local     *localState
 	ports     *ports
 	artifacts *artifact.Cache
+	images    images // image layers (images.go)
 	jobs      *store.Cache[api.Job]
 	services  *services
 	// volumes are this host's volumes; volumeRecs the cluster's volume
 	// records, for the removal marks of this host's (volumes.go).
 	volumes    *volume.Manager
 	volumeRecs *store.Cache[api.Volume]
-	startedAt  time.Time
+	// net is the job network; nil when jobs share the host's (network.go).
+	net       *jobNetwork
+	startedAt time.Time
 
 	// Health and Metrics back the API's /readyz and /metrics (httpapi.go).
 	Health  *daemon.Health
@@ -105,9 +108,10 @@ func Start(ctx context.Context, cfg Config) (_ *Agent, err error) {
 	tr.DialContext = (&net.Dialer{Timeout: 3 * time.Second, KeepAlive: 30 * time.Second}).DialContext
 	a.artifacts = &artifact.Cache{Dir: cfg.artifactDir(), Client: &http.Client{Transport: tr}}
 	if os.Geteuid() == 0 {
-		// Jobs run as the app user; a writable job (a build) changes the
-		// files of its artifact in its own overlay, which needs them to
-		// be that user's, as /app is on Heroku.
+		// Jobs run as their app's user (uids.go); a writable job (a
+		// build) changes the files of its artifact in its own overlay,
+		// which needs them to be that user's, as /app is on Heroku. This
+		// is the owner of jobs of no app; FetchAs gives apps their own.
 		a.artifacts.Limits.Owner = &artifact.Owner{UID: runtime.AppUID, GID: runtime.AppGID}
 	}
 	prefix, err := store.Prefix(store.JobsPrefix, cfg.ID)
@@ -116,7 +120,7 @@ func Start(ctx context.Context, cfg Config) (_ *Agent, err error) {
 	}
 	a.jobs = store.NewCache[api.Job](a.Client, prefix)
 
-	a.volumes = &volume.Manager{Dir: cfg.volumesDir()}
+	a.volumes = &volume.Manager{Dir: cfg.volumesDir(), Log: cfg.Log}
 	a.volumeRecs = store.NewCache[api.Volume](a.Client, store.VolumesPrefix)
 
 	runCtx, cancel := context.WithCancel(context.Background())
@@ -124,6 +128,13 @@ func Start(ctx context.Context, cfg Config) (_ *Agent, err error) {
 	// Before adoption: a job relaunched after a reboot must find its
 	// volumes mounted.
 	a.mountVolumes()
+	localJobs, err := a.local.all()
+	if err != nil {
+		return nil, err
+	}
+	if err := a.startNetwork(ctx, runCtx, localJobs); err != nil {
+		return nil, err
+	}
 	if err := a.adopt(runCtx); err != nil {
 		return nil, err
 	}
@@ -297,6 +308,9 @@ func (a *Agent) Close() error {
 		a.stop()
 	}
 	a.wg.Wait()
+	if a.net != nil {
+		a.net.close()
+	}
 	if a.Client != nil {
 		a.Client.Close()
 	}

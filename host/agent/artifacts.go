@@ -11,14 +11,15 @@ import (
 
 // fetchArtifact fetches a job's artifact from where its release says,
 // and if that server cannot give it (it is down, or lost its disk), from
-// the other servers: each keeps a copy of every kept blob.
-func (a *Agent) fetchArtifact(ctx context.Context, art *api.Artifact) (string, error) {
-	dir, err := a.artifacts.Fetch(ctx, art.URI, art.SHA256)
+// the other servers: each keeps a copy of every kept blob. The tree is
+// owner's (see artifactOwner).
+func (a *Agent) fetchArtifact(ctx context.Context, art *api.Artifact, owner *artifact.Owner) (string, error) {
+	dir, err := a.artifacts.FetchAs(ctx, art.URI, art.SHA256, owner)
 	if err == nil || !fetchElsewhere(err) || ctx.Err() != nil {
 		return dir, err
 	}
 	for _, uri := range a.mirrors(ctx, art.URI) {
-		dir, err2 := a.artifacts.Fetch(ctx, uri, art.SHA256)
+		dir, err2 := a.artifacts.FetchAs(ctx, uri, art.SHA256, owner)
 		if err2 == nil {
 			a.cfg.Log.Info("artifact fetched from another server", "sha256", art.SHA256, "uri", uri, "first_err", err)
 			return dir, nil

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	goruntime "runtime"
@@ -58,6 +59,16 @@ type Config struct {
 	LeaseTTL time.Duration
 	Version  string
 	Log      *slog.Logger
+	// Network is "job" (every job in a network namespace of its own, the
+	// default with runc as root) or "host" (jobs share the host's network
+	// and get host ports: other runtimes, and hosts that cannot have it).
+	Network string
+	// JobNetwork is the cluster range of job subnets (api.DefaultJobNetwork);
+	// every node of a cluster must use the same.
+	JobNetwork string
+	// AllowHostNetwork lets process types that ask for the host's network
+	// (api.ProcessType.HostNetwork) run here; refused otherwise.
+	AllowHostNetwork bool
 	// Disk watches the data directory's disk (the agent makes its own
 	// when nil; `pier up` shares the server's, on the same disk).
 	Disk *diskguard.Guard
@@ -103,6 +114,21 @@ func (c *Config) setDefaults() error {
 	}
 	if c.Runtime == "" {
 		c.Runtime = "runc"
+	}
+	if c.Network == "" {
+		c.Network = "host"
+		if c.Runtime == "runc" && c.RuntimeImpl == nil && os.Geteuid() == 0 {
+			c.Network = "job"
+		}
+	}
+	if c.Network != "job" && c.Network != "host" {
+		return fmt.Errorf("agent: network %q: want job or host", c.Network)
+	}
+	if c.JobNetwork == "" {
+		c.JobNetwork = api.DefaultJobNetwork
+	}
+	if p, err := netip.ParsePrefix(c.JobNetwork); err != nil || !p.Addr().Is4() || p.Bits() > api.JobSubnetBits {
+		return fmt.Errorf("agent: job network %q: want an IPv4 range of /%d or wider", c.JobNetwork, api.JobSubnetBits)
 	}
 	if c.PierBinary == "" && c.Runtime == "runc" && c.RuntimeImpl == nil {
 		exe, err := os.Executable()

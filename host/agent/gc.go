@@ -56,15 +56,16 @@ func (a *Agent) gcOnce(rt runtime.Runtime) {
 			a.removeRecords(lj.Job)
 		}
 		known[lj.Job.ID] = true
-		if art := lj.Job.Artifact; art != nil {
-			inUse[art.SHA256] = true
+		for _, name := range a.artifactEntries(lj) {
+			inUse[name] = true
 		}
 	}
 	// Jobs being launched are in the local state before their shim
 	// exists, so nothing in use is missed.
-	if removed, err := a.artifacts.GC(func(d string) bool { return inUse[d] }); err == nil && len(removed) > 0 {
+	if removed, err := a.artifacts.GC(func(name string) bool { return inUse[name] }); err == nil && len(removed) > 0 {
 		a.cfg.Log.Info("removed unused artifacts", "count", len(removed))
 	}
+	a.gcImages(inUse)
 	if rt == nil {
 		return
 	}

@@ -27,7 +27,7 @@ func (w *worker) watchHealth(ctx context.Context, running api.JobStatus) {
 		if p.Service == "" && p.Health == nil || i >= len(w.lj.HostPorts) {
 			continue
 		}
-		check := health.Check{Kind: health.KindTCP, Addr: hostPort(w.a.cfg.AdvertiseIP, w.lj.HostPorts[i])}
+		check := health.Check{Kind: health.KindTCP, Addr: w.addr(i)}
 		if h := p.Health; h != nil {
 			check.Kind, check.Path, check.Threshold = h.Kind, h.Path, h.Threshold
 			check.Interval, check.Timeout, check.StartGrace = time.Duration(h.Interval), time.Duration(h.Timeout), time.Duration(h.StartGrace)
@@ -51,7 +51,7 @@ func (w *worker) onHealth(ctx context.Context, ph *portHealth, i int, p api.Port
 	if p.Service != "" {
 		if healthy {
 			w.a.services.set(p.Service, discovery.Instance{
-				ID: id, Addr: hostPort(w.a.cfg.AdvertiseIP, w.lj.HostPorts[i]), Proto: p.Proto,
+				ID: id, Addr: w.addr(i), Proto: p.Proto,
 				Meta: map[string]string{"job": job.ID, "host": w.a.cfg.ID, "app": job.App,
 					"release": job.Release, "process_type": job.ProcessType},
 			})

@@ -314,7 +314,7 @@ func localStatus(host string, lj *localJob) *api.JobStatus {
 	if lj == nil {
 		return nil
 	}
-	st := &api.JobStatus{ID: lj.Job.ID, HostID: host, State: lj.Reported, HostPorts: lj.HostPorts}
+	st := &api.JobStatus{ID: lj.Job.ID, HostID: host, State: lj.Reported, HostPorts: lj.HostPorts, IP: lj.IP}
 	if s, _ := shim.ReadStarted(lj.Dir); s != nil {
 		st.PID, st.StartedAt = s.PID, s.Time
 	}

@@ -107,8 +107,12 @@ func runcRoot(stateDir string) string { return filepath.Join("/run/pier/runc", s
 // directory uses besides it (runc's state root, the shims' sockets), for
 // whoever removes a host for good (tests, an uninstall).
 func RunDirs(dataDir string) []string {
-	return []string{runcRoot(filepath.Join(dataDir, "runtime")), filepath.Join("/run/pier/shims", shortHash(dataDir))}
+	return []string{runcRoot(filepath.Join(dataDir, "runtime")), filepath.Join("/run/pier/shims", shortHash(dataDir)), NetNSDir(dataDir)}
 }
+
+// NetNSDir holds the network namespaces of an agent's jobs, one file each,
+// named by job id.
+func NetNSDir(dataDir string) string { return filepath.Join("/run/pier/netns", shortHash(dataDir)) }
 
 // NewRuntime builds a runtime driver by name.
 func NewRuntime(name, stateDir string, log *slog.Logger) (runtime.Runtime, error) {

@@ -14,7 +14,9 @@ import (
 type localJob struct {
 	Job       api.Job `json:"job"`
 	HostPorts []int   `json:"host_ports,omitempty"`
-	Dir       string  `json:"dir"`
+	// IP is the job's address in its own network namespace, if it has one.
+	IP  string `json:"ip,omitempty"`
+	Dir string `json:"dir"`
 	// Reported is the last state the agent wrote for the job, so a
 	// restarted agent does not report a job's end twice.
 	Reported api.JobState `json:"reported"`

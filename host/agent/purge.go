@@ -8,6 +8,7 @@ import (
 	"slices"
 	"syscall"
 
+	"github.com/pierpaas/pier/host/jobnet"
 	"github.com/pierpaas/pier/host/shim"
 	"github.com/pierpaas/pier/runtime"
 )
@@ -34,6 +35,8 @@ func Purge(dataDir string) {
 			syscall.Unmount(m, syscall.MNT_DETACH)
 		}
 	}
+	jobnet.ReleaseAll(NetNSDir(dataDir))
+	jobnet.Remove(jobnet.TagFor(dataDir))
 	for _, d := range RunDirs(dataDir) {
 		os.RemoveAll(d)
 	}

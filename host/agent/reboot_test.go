@@ -21,10 +21,11 @@ func TestRebootDropsDeadInstances(t *testing.T) {
 	c := storetest.NewCluster(t, 1)
 	cfg := runcHost(t, c, "h1")
 	cfg.LeaseTTL = time.Minute // only a deregistration explains a prompt removal
+	// Jobs share the host's network here: the test answers the job's
+	// health check for it.
+	cfg.Network = "host"
 	a := startAgent(t, cfg)
 
-	// Jobs share the host's network: the test answers the job's health
-	// check for it.
 	check := &api.HealthCheck{Kind: "tcp", Interval: api.Duration(100 * time.Millisecond), Threshold: 1}
 	putJob(t, c, api.Job{ID: "web-1", HostID: "h1", Args: []string{"sleep", "1000"}, Resources: api.Resources{MemoryMB: 64},
 		Ports: []api.Port{{Proto: "http", Service: "web", Health: check}}})

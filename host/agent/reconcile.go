@@ -118,7 +118,9 @@ func (a *Agent) adopt(ctx context.Context) error {
 			a.ended[lj.Job.ID] = true
 			continue
 		}
-		a.ports.reserve(lj.HostPorts)
+		if lj.IP == "" {
+			a.ports.reserve(lj.HostPorts)
+		}
 		w := newWorker(a, lj)
 		w.adopted = true
 		if al, ok := a.cfg.Launcher.(aliveLauncher); ok {

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/pierpaas/pier/api"
-	"github.com/pierpaas/pier/runtime"
 	"github.com/pierpaas/pier/store"
 )
 
@@ -29,11 +28,11 @@ func (a *Agent) mountVolumes() {
 	}
 }
 
-// ensureVolume makes and mounts a job's volume, and reports it.
-func (a *Agent) ensureVolume(ctx context.Context, v api.JobVolume) (string, error) {
-	// Jobs run as the app user (runtime.Spec.Root is never set for them),
-	// so that is who owns the volume's root.
-	mnt, err := a.volumes.Ensure(v.ID, v.SizeMB, runtime.AppUID, runtime.AppGID)
+// ensureVolume makes and mounts a job's volume for the job's uid and gid
+// (runtime.Spec.Root is never set for jobs), and reports it. A volume
+// made for another uid is given to this one (see uids.go).
+func (a *Agent) ensureVolume(ctx context.Context, v api.JobVolume, uid, gid int) (string, error) {
+	mnt, err := a.volumes.Ensure(v.ID, v.SizeMB, uid, gid)
 	st := api.VolumeStatus{ID: v.ID, State: api.VolumeReady}
 	if err != nil {
 		st.State, st.Error = api.VolumeFailed, err.Error()

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sort"
@@ -14,6 +16,7 @@ import (
 	"time"
 
 	"github.com/pierpaas/pier/api"
+	"github.com/pierpaas/pier/host/jobnet"
 	"github.com/pierpaas/pier/host/shim"
 	"github.com/pierpaas/pier/runtime"
 )
@@ -60,7 +63,7 @@ func (w *worker) requestStop() {
 }
 
 func (w *worker) status(state api.JobState) api.JobStatus {
-	return api.JobStatus{ID: w.lj.Job.ID, State: state, HostPorts: w.lj.HostPorts}
+	return api.JobStatus{ID: w.lj.Job.ID, State: state, HostPorts: w.lj.HostPorts, IP: w.lj.IP}
 }
 
 // run takes the job to its end. It returns early, leaving the job
@@ -68,6 +71,13 @@ func (w *worker) status(state api.JobState) api.JobStatus {
 func (w *worker) run(ctx context.Context) {
 	a, job := w.a, &w.lj.Job
 	log := a.cfg.Log.With("job", job.ID)
+	if w.adopted && w.lj.IP != "" && a.net != nil {
+		// Find the job's namespace again (or make it anew after a reboot,
+		// for the relaunch below), and its place in the policy.
+		if _, _, err := a.net.attach(ctx, job, netip.MustParseAddr(w.lj.IP)); err != nil {
+			log.Warn("cannot restore an adopted job's network", "err", err)
+		}
+	}
 	if !w.adopted {
 		a.writeStatus(ctx, w.status(api.JobStarting))
 		err := a.refuseUnderPressure()
@@ -139,34 +149,39 @@ func (w *worker) launch(ctx context.Context) error {
 		MemoryMB: job.Resources.MemoryMB, CPUMillis: job.Resources.CPUMillis,
 		PIDs: job.Resources.PIDs, DiskMB: job.Resources.DiskMB,
 	}}
+	spec.UID, spec.GID = jobUser(job) // uids.go
 	if a.cfg.PierBinary != "" {
 		// The builder and the slug runner are subcommands of pier, and so
 		// is every job's init (runtime/pid1), which gets the stop signals.
 		spec.Mounts = append(spec.Mounts, runtime.Mount{Source: a.cfg.PierBinary, Destination: api.PierBinary, ReadOnly: true})
 		spec.Init = api.PierBinary
 	}
-	if job.Artifact != nil {
-		dir, err := a.fetchArtifact(ctx, job.Artifact)
+	var imageEnv []string
+	imagePort := 0
+	if job.Artifact != nil && job.Artifact.Type == api.ArtifactImage {
+		var err error
+		if imageEnv, imagePort, err = a.prepareImage(ctx, job.Artifact, &spec); err != nil {
+			return fmt.Errorf("image: %w", err)
+		}
+	} else if job.Artifact != nil {
+		dir, err := a.fetchArtifact(ctx, job.Artifact, a.artifactOwner(spec.UID, spec.GID))
 		if err != nil {
 			return fmt.Errorf("artifact: %w", err)
 		}
 		spec.AppDir = dir
 	}
 	for _, v := range job.Volumes {
-		mnt, err := a.ensureVolume(ctx, v)
+		mnt, err := a.ensureVolume(ctx, v, spec.UID, spec.GID)
 		if err != nil {
 			return fmt.Errorf("volume %s: %w", v.Name, err)
 		}
 		spec.Mounts = append(spec.Mounts, runtime.Mount{Source: mnt, Destination: v.Path})
 	}
-	if len(job.Ports) > 0 {
-		ps, err := a.ports.allocate(len(job.Ports))
-		if err != nil {
-			return err
-		}
-		w.lj.HostPorts = ps
+	if err := w.network(ctx, &spec); err != nil {
+		return err
 	}
-	spec.Env = w.env()
+	w.useImagePort(imagePort)
+	spec.Env = mergeEnv(imageEnv, w.env())
 	if err := os.MkdirAll(w.lj.Dir, 0o700); err != nil {
 		return err
 	}
@@ -196,6 +211,9 @@ func (w *worker) env() []string {
 			env["PORT"] = strconv.Itoa(p)
 		}
 		env["PORT_"+strconv.Itoa(i+1)] = strconv.Itoa(p)
+	}
+	if w.lj.IP != "" && job.ControlPlane && w.a.net != nil {
+		env[api.EnvAPIRelay] = net.JoinHostPort(w.a.net.host.Gateway().String(), strconv.Itoa(jobnet.RelayPort))
 	}
 	env["PIER_JOB_ID"] = job.ID
 	env["PIER_HOST_ID"] = w.a.cfg.ID
@@ -339,7 +357,13 @@ func (w *worker) finish(ctx context.Context, st api.JobStatus) {
 	}
 	w.lj.Reported, w.lj.EndedAt = st.State, time.Now()
 	a.local.put(w.lj)
-	a.ports.release(w.lj.HostPorts)
+	if w.lj.IP != "" {
+		if a.net != nil {
+			a.net.detach(ctx, &w.lj.Job, netip.MustParseAddr(w.lj.IP))
+		}
+	} else {
+		a.ports.release(w.lj.HostPorts)
+	}
 	a.markEnded(w.lj.Job.ID)
 	a.cfg.Log.Info("job ended", "job", w.lj.Job.ID, "state", st.State, "error", st.Error)
 }

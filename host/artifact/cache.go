@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 )
@@ -60,29 +61,45 @@ type flight struct {
 // The returned directory must be treated as read-only: it is shared by
 // every job using the artifact.
 func (c *Cache) Fetch(ctx context.Context, uri, digest string) (string, error) {
+	return c.FetchAs(ctx, uri, digest, nil)
+}
+
+// FetchAs is Fetch with the tree owned by owner instead of Limits.Owner
+// (nil means Limits.Owner). Each owner gets a copy of its own, the entry
+// EntryName(digest, owner): each app's jobs run as a uid of their own and
+// a writable job (a build) must own the files it changes, while no other
+// app's uid may own, and so change, an app's files.
+func (c *Cache) FetchAs(ctx context.Context, uri, digest string, owner *Owner) (string, error) {
 	if !ValidDigest(digest) {
 		return "", fmt.Errorf("%w: %q", ErrBadDigest, digest)
 	}
 	if c.Dir == "" {
 		return "", errors.New("artifact: Cache.Dir is not set")
 	}
-	dir := filepath.Join(c.Dir, digest)
+	if owner == nil {
+		owner = c.Limits.Owner
+	}
+	if owner != nil && (owner.UID < 0 || owner.GID < 0) {
+		return "", fmt.Errorf("artifact: bad owner %d:%d", owner.UID, owner.GID)
+	}
+	name := c.EntryName(digest, owner)
+	dir := filepath.Join(c.Dir, name)
 	for {
 		if ok, err := isDir(dir); err != nil {
 			return "", err
 		} else if ok {
 			return dir, nil
 		}
-		f, leader, hit, err := c.join(digest, dir)
+		f, leader, hit, err := c.join(name, dir)
 		if err != nil {
 			return "", err
 		} else if hit {
 			return dir, nil
 		}
 		if leader {
-			f.err = c.download(ctx, uri, digest, dir)
+			f.err = c.download(ctx, uri, digest, dir, owner)
 			c.mu.Lock()
-			delete(c.inflight, digest)
+			delete(c.inflight, name)
 			c.mu.Unlock()
 			close(f.done)
 			if f.err != nil {
@@ -113,10 +130,10 @@ func (c *Cache) Fetch(ctx context.Context, uri, digest string) (string, error) {
 // again under the lock because the leader renames before it leaves the
 // map: a Fetch that missed the directory and then finds no flight would
 // otherwise download a second time.
-func (c *Cache) join(digest, dir string) (f *flight, leader, hit bool, err error) {
+func (c *Cache) join(name, dir string) (f *flight, leader, hit bool, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if f := c.inflight[digest]; f != nil {
+	if f := c.inflight[name]; f != nil {
 		return f, false, false, nil
 	}
 	if ok, err := isDir(dir); err != nil || ok {
@@ -126,16 +143,17 @@ func (c *Cache) join(digest, dir string) (f *flight, leader, hit bool, err error
 		c.inflight = map[string]*flight{}
 	}
 	f = &flight{done: make(chan struct{})}
-	c.inflight[digest] = f
+	c.inflight[name] = f
 	return f, true, false, nil
 }
 
-// Remove deletes a cached artifact; removing one that is not cached is not
-// an error. The directory is first renamed aside, so a concurrent Fetch
-// sees either the whole tree or none of it. Callers must make sure no job
-// still uses it (see GC).
+// Remove deletes a cached artifact, named by its digest or by an
+// EntryName; removing one that is not cached is not an error. The
+// directory is first renamed aside, so a concurrent Fetch sees either the
+// whole tree or none of it. Callers must make sure no job still uses it
+// (see GC).
 func (c *Cache) Remove(digest string) error {
-	if !ValidDigest(digest) {
+	if _, ok := ParseEntryName(digest); !ok {
 		return fmt.Errorf("%w: %q", ErrBadDigest, digest)
 	}
 	if c.Dir == "" {
@@ -155,9 +173,11 @@ func (c *Cache) Remove(digest string) error {
 }
 
 // GC removes every cached artifact for which keep returns false (keep is
-// called without locks held, so it may consult the agent's job state), and
+// called with the entry's name, EntryName(digest, owner), which is the
+// digest for the default owner, and without locks held, so it may consult
+// the agent's job state), and
 // the leftovers of interrupted downloads and extractions when no Fetch is in
-// progress. It returns the digests it removed.
+// progress. It returns the names it removed.
 func (c *Cache) GC(keep func(digest string) bool) ([]string, error) {
 	entries, err := os.ReadDir(c.Dir)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -168,7 +188,7 @@ func (c *Cache) GC(keep func(digest string) bool) ([]string, error) {
 	var removed []string
 	var errs []error
 	for _, e := range entries {
-		if !ValidDigest(e.Name()) || keep(e.Name()) {
+		if _, ok := ParseEntryName(e.Name()); !ok || keep(e.Name()) {
 			continue
 		}
 		if err := c.Remove(e.Name()); err != nil {
@@ -252,4 +272,45 @@ func isDir(p string) (bool, error) {
 		return false, fmt.Errorf("artifact: %s is in the cache but not a directory", p)
 	}
 	return true, nil
+}
+
+// EntryName is the name, in Dir, of digest's tree owned by owner (nil:
+// Limits.Owner): the digest itself for Limits.Owner, so that the trees
+// of caches without per-owner copies keep their names, and
+// "<digest>-<uid>-<gid>" for any other owner.
+func (c *Cache) EntryName(digest string, owner *Owner) string {
+	def := c.Limits.Owner
+	if owner == nil || def != nil && *owner == *def {
+		return digest
+	}
+	return digest + "-" + strconv.Itoa(owner.UID) + "-" + strconv.Itoa(owner.GID)
+}
+
+// ParseEntryName returns the digest of a cache entry's name, and whether
+// it is one.
+func ParseEntryName(name string) (digest string, ok bool) {
+	if len(name) < 64 || !ValidDigest(name[:64]) {
+		return "", false
+	}
+	digest, rest := name[:64], name[64:]
+	if rest == "" {
+		return digest, true
+	}
+	uid, gid, ok := strings.Cut(strings.TrimPrefix(rest, "-"), "-")
+	if !ok || !strings.HasPrefix(rest, "-") || !isNumber(uid) || !isNumber(gid) {
+		return "", false
+	}
+	return digest, true
+}
+
+func isNumber(s string) bool {
+	if s == "" || len(s) > 10 || len(s) > 1 && s[0] == '0' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
 }

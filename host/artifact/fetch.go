@@ -17,7 +17,7 @@ import (
 // gzip and tar parsers only ever see the bytes the controller released,
 // never whatever a compromised or confused blobstore serves; the archive is
 // still extracted as hostile (see Extract), since its content is user code.
-func (c *Cache) download(ctx context.Context, uri, digest, dir string) error {
+func (c *Cache) download(ctx context.Context, uri, digest, dir string, owner *Owner) error {
 	u, err := parseURI(uri)
 	if err != nil {
 		return err
@@ -59,7 +59,9 @@ func (c *Cache) download(ctx context.Context, uri, digest, dir string) error {
 	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
 		return fmt.Errorf("artifact: %w", err)
 	}
-	if err := Extract(ctxReader{ctx, tmp}, dir, c.Limits); err != nil {
+	lim := c.Limits
+	lim.Owner = owner
+	if err := Extract(ctxReader{ctx, tmp}, dir, lim); err != nil {
 		// Another process sharing Dir may have won the rename; its tree
 		// is the same artifact.
 		if ok, _ := isDir(dir); ok {

@@ -9,6 +9,7 @@ package volume
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -28,6 +29,8 @@ var idRE = regexp.MustCompile(`^[a-z0-9]+(-[a-z0-9]+)*$`)
 // image, <id>/ its mount point.
 type Manager struct {
 	Dir string
+	// Log, if set, hears of volumes given to a new owner.
+	Log *slog.Logger
 	mu  sync.Mutex // one change at a time: jobs sharing a volume start together
 }
 

@@ -16,8 +16,9 @@ import (
 // Ensure makes volume id if it does not exist yet (a sparse image of
 // sizeMB, formatted ext4, its root owned by uid:gid), mounts it if it is
 // not mounted, and returns where. A volume that exists keeps its size
-// and data; its root is given to uid:gid again, in case the owner's uid
-// changed.
+// and data; if its root belongs to another uid (the app's jobs used to
+// run as another user), what that uid owned in it is given to uid:gid,
+// once (see reown).
 func (m *Manager) Ensure(id string, sizeMB int64, uid, gid int) (string, error) {
 	if err := checkID(id); err != nil {
 		return "", err
@@ -49,8 +50,12 @@ func (m *Manager) Ensure(id string, sizeMB int64, uid, gid int) (string, error) 
 		// ever needs it).
 		os.Remove(filepath.Join(mnt, "lost+found"))
 	}
-	if err := os.Chown(mnt, uid, gid); err != nil {
+	n, err := reown(mnt, uid, gid)
+	if err != nil {
 		return "", fmt.Errorf("volume %s: %w", id, err)
+	}
+	if n > 0 && !created && m.Log != nil {
+		m.Log.Info("volume given to its job's uid", "volume", id, "uid", uid, "gid", gid, "entries", n)
 	}
 	return mnt, nil
 }

@@ -32,6 +32,9 @@ func (f *hostFlags) register(cmd *cobra.Command, withJoin bool) {
 	fl.StringVar(&f.cfg.Runtime, "runtime", "runc", "container runtime: runc, or process (no isolation; development only)")
 	fl.Int64Var(&f.cfg.CPUMillis, "cpu", 0, "CPU millicores offered to jobs (default: all cores)")
 	fl.Int64Var(&f.cfg.MemoryMB, "memory", 0, "memory in MB offered to jobs (default: all memory)")
+	fl.StringVar(&f.cfg.Network, "network", "", "job networking: job (a network namespace and address per job; the default with runc as root) or host (jobs share the host's network)")
+	fl.StringVar(&f.cfg.JobNetwork, "job-network", api.DefaultJobNetwork, "the cluster's range of job addresses (the same on every node)")
+	fl.BoolVar(&f.cfg.AllowHostNetwork, "allow-host-network", false, "run process types that ask for the host's network (host_network), giving up their isolation")
 	fl.StringVar(&f.portRange, "port-range", fmt.Sprintf("%d-%d", agent.DefaultPortLow, agent.DefaultPortHigh), "host ports allocated to jobs")
 	if withJoin {
 		fl.StringVar(&f.cfg.DataDir, "data-dir", filepath.Join(defaultDataDir(), "host"), "directory for the host's state, jobs and credentials")

@@ -84,7 +84,7 @@ func newRoot() *cobra.Command {
 	root.AddCommand(buildsCommands()...)
 	root.AddCommand(volumesCommands()...)
 	root.AddCommand(resourceCommands()...)
-	root.AddCommand(newLogsCmd(), newDrainsCmd())
+	root.AddCommand(newLogsCmd(), newDrainsCmd(), newAccessCmd())
 	root.AddCommand(drainsColonAliases()...)
 	root.AddCommand(newGitRemoteCmd(), newGitCredentialCmd(), newGitHookCmd(), newGitRemoteHelperCmd())
 	root.AddCommand(newSlugbuildCmd(), newSlugrunCmd(), newServeStaticCmd(), newPgMemberCmd(), newRedisMemberCmd())

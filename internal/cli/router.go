@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/pierpaas/pier/api"
+	"github.com/pierpaas/pier/host/overlay"
 	"github.com/pierpaas/pier/internal/daemon"
 	"github.com/pierpaas/pier/internal/join"
 	"github.com/pierpaas/pier/internal/pki"
@@ -71,6 +72,10 @@ and /metrics are served on --ops-port.`,
 				return err
 			}
 			defer client.Close()
+			// Backends are jobs' own addresses, on other nodes.
+			if _, err := overlay.Join(ctx, client, name, ip, api.DefaultJobNetwork, log); err != nil {
+				return fmt.Errorf("router: overlay: %w", err)
+			}
 			reg := daemon.NewRegistry()
 			health := &daemon.Health{}
 			health.AddReadyCheck("etcd", func(ctx context.Context) error {

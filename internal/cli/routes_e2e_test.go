@@ -126,7 +126,7 @@ func TestRoutesAndDomains(t *testing.T) {
 		t.Fatalf("routes add tcp said %q", out)
 	}
 	// A TCP route carries bytes: here an HTTP/1.0 exchange, unparsed.
-	waitUntil(t, "the tcp route to reach the app", 10*time.Second, func() bool {
+	waitUntil(t, "the tcp route to reach the app", 30*time.Second, func() bool {
 		conn, err := net.DialTimeout("tcp", "127.0.0.1:20000", time.Second)
 		if err != nil {
 			return false

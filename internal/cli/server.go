@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/pierpaas/pier/api"
+	"github.com/pierpaas/pier/host/overlay"
 	"github.com/pierpaas/pier/internal/daemon"
 	"github.com/pierpaas/pier/internal/pki"
 	"github.com/pierpaas/pier/internal/selfexec"
@@ -77,6 +78,10 @@ func runServer(cmd *cobra.Command, cfg server.Config) error {
 		return err
 	}
 	defer srv.Close()
+	// Servers reach resources' members at their jobs' addresses.
+	if _, err := overlay.Join(ctx, srv.Client, cfg.Name, cfg.AdvertiseIP, api.DefaultJobNetwork, cfg.Log); err != nil {
+		return fmt.Errorf("server: overlay: %w", err)
+	}
 	go srv.RunUpgrades(ctx, api.NodeServer, Version, selfexec.Request)
 	select {
 	case <-ctx.Done():

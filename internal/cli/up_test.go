@@ -72,6 +72,12 @@ type upProc struct {
 // free port can be taken by another process between its check and pier's
 // bind (tests run side by side); a first start that fails so is made
 // again on other ports. extra are more flags for pier up.
+// hostNetwork runs pier up's jobs in the host's network: for tests whose
+// builds fetch a buildpack from a server of the test on this machine's
+// loopback, which jobs in networks of their own cannot reach (as they
+// cannot reach any service of their host).
+var hostNetwork = []string{"--network", "host"}
+
 func startUp(t *testing.T, dataDir string, ports *upPorts, extra ...string) *upProc {
 	t.Helper()
 	_, err := os.Stat(dataDir)

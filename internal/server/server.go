@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -320,6 +321,7 @@ func (s *Server) startController(ctx, runCtx context.Context) error {
 		HostTLS: s.Creds.ClientConfig(), Log: s.cfg.Log, AppURL: s.cfg.AppURL, Disk: s.Disk, ServerName: s.Name(),
 		TCPPortRange: s.cfg.TCPPortRange, BuildCA: s.CA.CertPEM,
 		CADir: s.cfg.pkiDir(), AdminKeyFile: s.cfg.AdminKeyPath(), LeaderDead: s.deadServer,
+		RegistryUploadDir: filepath.Join(s.cfg.DataDir, "registry-uploads"),
 	})
 	go s.Controller.Run(runCtx)
 	select {

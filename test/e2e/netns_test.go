@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/pierpaas/pier/host/agent"
 	"github.com/pierpaas/pier/runtime"
 )
 
@@ -86,6 +87,17 @@ func netnsPIDs(ns string) []int {
 	if err := syscall.Stat(nsPath(ns), &want); err != nil {
 		return nil
 	}
+	// A host's jobs run in namespaces of their own, which are the node's
+	// as much as its own: a power cut takes them too.
+	jobNS := map[[2]uint64]bool{}
+	dataDir := filepath.Join(baseDir, strings.TrimPrefix(ns, namePrefix+"-"), "data")
+	files, _ := os.ReadDir(agent.NetNSDir(dataDir))
+	for _, f := range files {
+		var st syscall.Stat_t
+		if syscall.Stat(filepath.Join(agent.NetNSDir(dataDir), f.Name()), &st) == nil {
+			jobNS[[2]uint64{st.Dev, st.Ino}] = true
+		}
+	}
 	self := os.Getpid()
 	var pids []int
 	entries, _ := os.ReadDir("/proc")
@@ -95,7 +107,7 @@ func netnsPIDs(ns string) []int {
 			continue
 		}
 		var st syscall.Stat_t
-		if syscall.Stat("/proc/"+e.Name()+"/ns/net", &st) == nil && st.Ino == want.Ino && st.Dev == want.Dev {
+		if syscall.Stat("/proc/"+e.Name()+"/ns/net", &st) == nil && (st.Ino == want.Ino && st.Dev == want.Dev || jobNS[[2]uint64{st.Dev, st.Ino}]) {
 			pids = append(pids, pid)
 		}
 	}

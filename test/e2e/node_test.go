@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/pierpaas/pier/host/agent"
+	"github.com/pierpaas/pier/host/jobnet"
 )
 
 // A node is one machine of the cluster: a network namespace with its own
@@ -247,6 +248,7 @@ func reboot(dataDir string) error {
 		}
 	}
 	unmountAll(dataDir)
+	jobnet.ReleaseAll(agent.NetNSDir(dataDir))
 	for _, d := range agent.RunDirs(dataDir) {
 		if err := os.RemoveAll(d); err != nil {
 			errs = append(errs, err)
