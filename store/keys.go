@@ -51,6 +51,12 @@ const (
 	NodeOrdersPrefix = "/pier/node-orders/" // <kind>/<name>: the upgrade loop's signed order to one daemon
 )
 
+// The keys of scheduled cluster backups.
+const (
+	ClusterBackupSchedulesPrefix = "/pier/cluster-backup-schedules/" // <name>: a schedule, by the controller's API
+	ClusterBackupStatusPrefix    = "/pier/cluster-backup-status/"    // <name>: what the elected backup loop did for it
+)
+
 // The keys of job networking (package host/jobnet).
 const (
 	NetNodesPrefix     = "/pier/net/nodes/"     // <node>: its subnet of the cluster range, for good

@@ -321,7 +321,7 @@ func (s *Server) startController(ctx, runCtx context.Context) error {
 		Client: s.Client, Blobs: s.Blobs, BlobURL: "https://" + s.cfg.APIAddr(), Replica: s.Replica,
 		HostTLS: s.Creds.ClientConfig(), Log: s.cfg.Log, AppURL: s.cfg.AppURL, Disk: s.Disk, ServerName: s.Name(),
 		TCPPortRange: s.cfg.TCPPortRange, BuildCA: s.CA.CertPEM,
-		CADir: s.cfg.pkiDir(), AdminKeyFile: s.cfg.AdminKeyPath(),
+		CADir: s.cfg.pkiDir(), AdminKeyFile: s.cfg.AdminKeyPath(), LeaderDead: s.deadServer,
 		RegistryUploadDir: filepath.Join(s.cfg.DataDir, "registry-uploads"),
 	})
 	go s.Controller.Run(runCtx)
