@@ -79,7 +79,7 @@ func runServer(cmd *cobra.Command, cfg server.Config) error {
 	}
 	defer srv.Close()
 	// Servers reach resources' members at their jobs' addresses.
-	if _, err := overlay.Join(ctx, srv.Client, cfg.Name, cfg.AdvertiseIP, api.DefaultJobNetwork, cfg.Log); err != nil {
+	if _, err := overlay.Join(ctx, srv.Client, srv.Name(), cfg.AdvertiseIP, api.DefaultJobNetwork, cfg.Log); err != nil {
 		return fmt.Errorf("server: overlay: %w", err)
 	}
 	go srv.RunUpgrades(ctx, api.NodeServer, Version, selfexec.Request)
