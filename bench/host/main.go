@@ -57,10 +57,15 @@ func main() {
 	flag.IntVar(&o.jobs, "jobs", 200, "jobs started one after another for the latency figures")
 	flag.IntVar(&o.memJobs, "mem-jobs", 50, "jobs running while memory is measured")
 	flag.BoolVar(&o.keep, "print-logs", false, "print the end of the server's and agent's logs")
-	flag.StringVar(&o.network, "network", "job", "the agent's job networking: job (a namespace per job) or host")
+	flag.StringVar(&o.network, "network", "job", "the agent's job networking: job (a namespace per job), host, or both (a cluster each, job starts alternated between them in rounds of ten)")
 	flag.Parse()
 	if o.jobs < 1 || o.memJobs < 1 {
 		fatalf("-jobs and -mem-jobs must be positive")
+	}
+	switch o.network {
+	case "job", "host", "both":
+	default:
+		fatalf("-network %q: want job, host or both", o.network)
 	}
 	if os.Geteuid() != 0 {
 		fatalf("the host benchmark runs real containers and needs root")
@@ -147,10 +152,23 @@ func run(o options) int {
 		}
 	}()
 
-	b, err := newBench(o)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "bench/host:", err)
-		return 1
+	modes := []string{o.network}
+	if o.network == "both" {
+		modes = []string{"job", "host"}
+	}
+	var benches []*bench
+	for _, m := range modes {
+		mo := o
+		mo.network = m
+		b, err := newBench(mo)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench/host:", err)
+			for _, b := range benches {
+				b.cleanup()
+			}
+			return 1
+		}
+		benches = append(benches, b)
 	}
 	status := 0
 	func() {
@@ -161,24 +179,32 @@ func run(o options) int {
 				status = 1
 			}
 		}()
-		if err := b.run(ctx); err != nil {
+		if err := runAll(ctx, benches); err != nil {
 			fmt.Fprintln(os.Stderr, "bench/host:", err)
 			if ctx.Err() == nil {
-				b.printLogTails()
+				for _, b := range benches {
+					b.printLogTails()
+				}
 			}
 			status = 1
 		}
 	}()
-	if o.keep {
-		b.printLogTails()
-	}
-	if problems := b.cleanup(); len(problems) > 0 {
-		for _, p := range problems {
-			fmt.Fprintln(os.Stderr, "bench/host: cleanup:", p)
+	clean := true
+	for _, b := range benches {
+		if o.keep {
+			b.printLogTails()
 		}
+		if problems := b.cleanup(); len(problems) > 0 {
+			for _, p := range problems {
+				fmt.Fprintf(os.Stderr, "bench/host: cleanup (%s): %s\n", b.o.network, p)
+			}
+			clean = false
+		}
+	}
+	if !clean {
 		return 1
 	}
-	fmt.Println("cleanup: no pier process, container, shim, cgroup or temporary directory left")
+	fmt.Println("cleanup: no pier process, container, shim, cgroup, job network or temporary directory left")
 	return status
 }
 
