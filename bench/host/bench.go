@@ -131,7 +131,7 @@ func (b *bench) startCluster(ctx context.Context) error {
 	etcdPort, peerPort, apiPort, dnsPort, hostAPIPort := ports[0], ports[1], ports[2], ports[3], ports[4]
 	progress("%s: starting pier server (etcd %d, api %d)", b.o.network, etcdPort, apiPort)
 	b.server, err = startProc("server", filepath.Join(b.tmp, "server.log"), b.o.pier, "server",
-		"--data-dir", b.serverDir,
+		"--data-dir", b.serverDir, "--name", "bench-server", "--git-ssh-port", "0",
 		"--etcd-client-port", strconv.Itoa(etcdPort), "--etcd-peer-port", strconv.Itoa(peerPort),
 		"--api-port", strconv.Itoa(apiPort), "--dns-port", strconv.Itoa(dnsPort))
 	if err != nil {
