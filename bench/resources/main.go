@@ -284,34 +284,44 @@ func (b *bench) urls() (appPath, string, error) {
 	}
 	p.name = u.Hostname()
 
-	out, err = b.pier("ps", "-a", app, "--json")
+	// The app's one web job once the redeploy with DATABASE_URL is over:
+	// the job of the release before may still be listed while it stops.
+	var pick *api.AppJob
+	err = wait("the app's redeploy to end (one web job running)", time.Minute, func() bool {
+		out, err = b.pier("ps", "-a", app, "--json")
+		var jobs api.JobList
+		if err != nil || json.Unmarshal([]byte(out), &jobs) != nil {
+			return false
+		}
+		var web []api.AppJob
+		for _, j := range jobs.Jobs {
+			if j.ProcessType == "web" && !j.OneOff {
+				web = append(web, j)
+			}
+		}
+		if len(web) != 1 || web[0].State != api.JobRunning || web[0].Desired == api.DesiredShutdown || len(web[0].Addrs) == 0 {
+			return false
+		}
+		pick = &web[0]
+		return true
+	})
+	if err != nil {
+		return p, "", fmt.Errorf("%v: %s", err, out)
+	}
+	host, _, err := net.SplitHostPort(pick.Addrs[0])
 	if err != nil {
 		return p, "", err
 	}
-	var jobs api.JobList
-	if err := json.Unmarshal([]byte(out), &jobs); err != nil {
-		return p, "", fmt.Errorf("ps --json: %v", err)
+	ip, err := netip.ParseAddr(host)
+	if err != nil || !netip.MustParsePrefix(api.DefaultJobNetwork).Contains(ip) {
+		return p, "", fmt.Errorf("job %s has address %s, not one of the job network %s: is pier up running with --network host?",
+			pick.ID, pick.Addrs[0], api.DefaultJobNetwork)
 	}
-	for _, j := range jobs.Jobs {
-		if j.ProcessType != "web" || j.State != api.JobRunning || len(j.Addrs) == 0 {
-			continue
-		}
-		host, _, err := net.SplitHostPort(j.Addrs[0])
-		if err != nil {
-			continue
-		}
-		ip, err := netip.ParseAddr(host)
-		if err != nil || !netip.MustParsePrefix(api.DefaultJobNetwork).Contains(ip) {
-			return p, "", fmt.Errorf("job %s has address %s, not one of the job network %s: is pier up running with --network host?",
-				j.ID, j.Addrs[0], api.DefaultJobNetwork)
-		}
-		p.job, p.jobIP = j.ID, ip.String()
-		p.netns = filepath.Join(agent.NetNSDir(filepath.Join(b.dataDir(), "host")), j.ID)
-		// The job's gateway, the first address of its host's subnet, is
-		// its resolver (its /etc/resolv.conf).
-		p.resolver = netip.PrefixFrom(ip, api.JobSubnetBits).Masked().Addr().Next().String()
-		break
-	}
+	p.job, p.jobIP = pick.ID, ip.String()
+	p.netns = filepath.Join(agent.NetNSDir(filepath.Join(b.dataDir(), "host")), pick.ID)
+	// The job's gateway, the first address of its host's subnet, is its
+	// resolver (its /etc/resolv.conf).
+	p.resolver = netip.PrefixFrom(ip, api.JobSubnetBits).Masked().Addr().Next().String()
 	if p.job == "" {
 		return p, "", fmt.Errorf("no running web job of %s: %s", app, out)
 	}
@@ -348,6 +358,9 @@ func (b *bench) tps(netns, u, mode string, clients int, d time.Duration) (float6
 	args := []string{"pgbench", mode, "-n", "-c", strconv.Itoa(clients), "-j", strconv.Itoa(min(clients, 2)),
 		"-T", strconv.Itoa(int(d.Seconds())), u}
 	if netns != "" {
+		if _, err := os.Stat(netns); err != nil {
+			return 0, fmt.Errorf("the app's job's network namespace is gone (job replaced?): %v", err)
+		}
 		args = append([]string{"nsenter", "--net=" + netns, "--"}, args...)
 	}
 	out, err := b.run(".", args[0], args[1:]...)
