@@ -15,6 +15,12 @@
 //
 //	make build && go run ./bench/host            # uses bin/pier
 //	go run ./bench/host -pier /path/to/pier -jobs 500
+//	go run ./bench/host -network both -jobs 100  # with and without job namespaces
+//
+// -network picks the agent's job networking: job (a network namespace per
+// job, the default), host, or both: a cluster (server and agent) for each,
+// the sequential starts alternated between them in rounds of ten, and the
+// two modes' start latencies printed side by side.
 //
 // It takes about 90 seconds. The whole run happens in a private mount
 // namespace with its own tmpfs on /run/pier, so that runc's state root and
