@@ -90,6 +90,16 @@ func runAll(ctx context.Context, benches []*bench) error {
 	if err := measureStarts(ctx, benches, benches[0].o.jobs); err != nil {
 		return err
 	}
+	var attach, detach []time.Duration
+	for _, b := range benches {
+		if b.o.network == "job" {
+			progress("timing %d namespace attach and detach steps alone", benches[0].o.jobs)
+			var err error
+			if attach, detach, err = netnsStepsApart(ctx, benches[0].o.jobs); err != nil {
+				return fmt.Errorf("namespace steps: %w", err)
+			}
+		}
+	}
 	for _, b := range benches {
 		if err := b.measureMemory(ctx); err != nil {
 			return fmt.Errorf("%s: %w", b.o.network, err)
@@ -100,6 +110,17 @@ func runAll(ctx context.Context, benches []*bench) error {
 	}
 	if len(benches) > 1 {
 		compare(os.Stdout, benches)
+	}
+	if len(attach) > 0 {
+		fmt.Printf("a job's namespace alone (jobnet.Host, %d times, no job)  p50 ms    p90 ms    p99 ms   mean ms\n", len(attach))
+		for _, r := range []struct {
+			name string
+			d    []time.Duration
+		}{{"Attach (before a job starts)", attach}, {"Detach (after a job ends)", detach}} {
+			s := summarize(r.d)
+			fmt.Printf("%-52s %9.1f %9.1f %9.1f %9.1f\n", r.name, ms(s.p50), ms(s.p90), ms(s.p99), ms(s.mean))
+		}
+		fmt.Println()
 	}
 	return nil
 }

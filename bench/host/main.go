@@ -88,6 +88,9 @@ func main() {
 	}
 	o.pier = bin
 
+	if n := os.Getenv(netnsEnv); n != "" {
+		os.Exit(netnsChild(n))
+	}
 	if os.Getenv(nsEnv) == "" {
 		os.Exit(reexecInNamespace())
 	}
