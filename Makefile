@@ -46,6 +46,7 @@ bench: setup
 	$(GO) run ./bench/router
 	$(GO) run ./bench/deploy
 	$(GO) run ./bench/resources
+	$(GO) run ./bench/images
 	@for s in bench/*; do \
 		[ -f "$$s" ] && [ -x "$$s" ] || continue; \
 		echo "== $$s"; "$$s"; \

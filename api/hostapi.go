@@ -52,6 +52,12 @@ type HostStatus struct {
 	UsedMemoryMB  int64     `json:"used_memory_mb"`
 	StartedAt     time.Time `json:"started_at"`
 	Uptime        Duration  `json:"uptime"`
+	// Disk is the agent's data disk (nil when not watched);
+	// MemAvailableMB and MemTotalMB the machine's memory (0 when
+	// unknown).
+	Disk           *DiskStatus `json:"disk,omitempty"`
+	MemAvailableMB int64       `json:"mem_available_mb,omitempty"`
+	MemTotalMB     int64       `json:"mem_total_mb,omitempty"`
 }
 
 // RunJobRequest asks a host agent to run an ad-hoc job on its own host

@@ -110,11 +110,20 @@ type Job struct {
 // Artifact is what a job runs from: a slug (gzipped tar of /app) or an
 // unpacked image, content-addressed.
 type Artifact struct {
-	Type   string `json:"type"` // "slug"
-	URI    string `json:"uri"`
+	Type string `json:"type"` // ArtifactSlug or ArtifactImage
+	// URI is where the artifact is: a blob URL for a slug, an image
+	// reference pinned by digest (REGISTRY/REPO@sha256:HEX) for an image.
+	URI string `json:"uri"`
+	// SHA256 is the slug's digest, or the image manifest's.
 	SHA256 string `json:"sha256"`
 	Size   int64  `json:"size,omitempty"`
 }
+
+// The artifact types.
+const (
+	ArtifactSlug  = "slug"
+	ArtifactImage = "image" // an OCI image; its config says how to run it
+)
 
 // Port is a port a job listens on. The host allocates the number and
 // passes it as PORT (the first) and PORT_1, PORT_2, ... (all).

@@ -10,6 +10,9 @@ type ClusterStatus struct {
 	Store    StoreStatus    `json:"store"`
 	Servers  []ServerStatus `json:"servers"`
 	Hosts    []HostHealth   `json:"hosts"`
+	// Routers are the running routers (and pier up processes, which
+	// route), as they registered, each probed.
+	Routers []RouterHealth `json:"routers,omitempty"`
 	// Leaders are the servers leading the leader-elected loops
 	// ("scheduler", "deployer", "logs": the active log aggregator).
 	Leaders map[string]string `json:"leaders"`
@@ -78,8 +81,14 @@ type ServerStatus struct {
 	Disk      DiskStatus `json:"disk"`
 	// MissingBlobs counts the kept artifacts this server lacks and no
 	// live server has, at its last replication pass.
-	MissingBlobs int    `json:"missing_blobs"`
-	Error        string `json:"error,omitempty"`
+	MissingBlobs int `json:"missing_blobs"`
+	// PendingBlobs counts the kept artifacts this server lacks at its
+	// last replication pass (the missing ones among them), and
+	// ReplicationLag is how long the oldest of them has been lacking:
+	// 0 when the server holds every kept artifact.
+	PendingBlobs   int      `json:"pending_blobs"`
+	ReplicationLag Duration `json:"replication_lag"`
+	Error          string   `json:"error,omitempty"`
 }
 
 // DiskStatus is a data directory's disk.
@@ -92,9 +101,39 @@ type DiskStatus struct {
 	Pressure string `json:"pressure,omitempty"`
 }
 
-// HostHealth is one live host as the cluster status sees it.
+// HostHealth is one live host as the cluster status sees it: its
+// record, its lease, and its agent's own answer.
 type HostHealth struct {
 	ID           string `json:"id"`
 	Drained      bool   `json:"drained,omitempty"`
 	DiskPressure string `json:"disk_pressure,omitempty"`
+	Version      string `json:"version,omitempty"`
+	// LeaseTTL is the host's lease's time to live, LeaseAge how long ago
+	// the agent last renewed it: a host is lost when the age reaches the
+	// TTL.
+	LeaseTTL Duration `json:"lease_ttl"`
+	LeaseAge Duration `json:"lease_age"`
+	// Reachable says whether the agent answered; the rest is from its
+	// answer (Error says why not).
+	Reachable bool        `json:"reachable"`
+	Error     string      `json:"error,omitempty"`
+	Disk      *DiskStatus `json:"disk,omitempty"`
+	// MemoryMB is what the host offers jobs, ReservedMemoryMB what its
+	// running jobs reserve of it; MemAvailableMB and MemTotalMB are the
+	// machine's (/proc/meminfo).
+	MemoryMB         int64 `json:"memory_mb"`
+	ReservedMemoryMB int64 `json:"reserved_memory_mb"`
+	MemAvailableMB   int64 `json:"mem_available_mb,omitempty"`
+	MemTotalMB       int64 `json:"mem_total_mb,omitempty"`
+	Jobs             int   `json:"jobs"`
+}
+
+// RouterHealth is one running router.
+type RouterHealth struct {
+	Name    string   `json:"name"`
+	Kind    NodeKind `json:"kind"`
+	Version string   `json:"version"`
+	// Ready says whether its /readyz answered 200; Error why not.
+	Ready bool   `json:"ready"`
+	Error string `json:"error,omitempty"`
 }

@@ -50,6 +50,9 @@ type Options struct {
 // Summary counts what Clean did.
 type Summary struct {
 	Kept, Dropped, RoutesMoved, ArtifactsMoved, VolumesUnbound int
+	// AttachmentsRemade counts resources' attachments whose role and
+	// database the new member must make again.
+	AttachmentsRemade int
 }
 
 // KV is a key and value to load.
@@ -84,6 +87,25 @@ func Clean(kvs []store.SnapshotKV, opts Options) ([]KV, Summary, error) {
 				v.Host = ""
 				sum.VolumesUnbound++
 				return true
+			})
+		case strings.HasPrefix(key, store.ResourcesPrefix):
+			// The member starts on an empty volume: the apps' roles and
+			// databases are made again by the resource loop, as for a
+			// new attachment (with the password the secret keeps), and
+			// the apps released with the URL; the data comes back with
+			// a database backup (pg:backups:restore).
+			val, err = rewrite(key, val, func(r *api.Resource) bool {
+				changed := false
+				for i := range r.Attachments {
+					a := &r.Attachments[i]
+					switch a.State {
+					case api.AttachmentAttached, api.AttachmentRotating:
+						a.State, a.Login = api.AttachmentPending, ""
+						sum.AttachmentsRemade++
+						changed = true
+					}
+				}
+				return changed
 			})
 		case strings.HasPrefix(key, store.ReleasesPrefix) && opts.BlobURL != "":
 			val, err = rewrite(key, val, func(r *api.Release) bool {

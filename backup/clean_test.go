@@ -56,6 +56,10 @@ func TestSnapshotCleanLoad(t *testing.T) {
 	put(store.RouteIndexPrefix+"http/shop.example.com/", "other")
 	put(store.APIKeysPrefix+"k1", api.APIKey{ID: "k1", Hash: "h"})
 	put(store.VolumesPrefix+"v1", api.Volume{ID: "v1", App: "pg", Host: "old-host"})
+	put(store.ResourcesPrefix+"db", api.Resource{Name: "db", Type: "postgres", State: api.ResourceAvailable, Attachments: []api.Attachment{
+		{App: "shop", State: api.AttachmentAttached, Role: "shop", Login: "shop_2", Database: "shop"},
+		{App: "old", State: api.AttachmentDetaching, Role: "old", Database: "old"},
+	}})
 	put(store.HostsPrefix+"old-host", api.Host{ID: "old-host"})
 	put(store.JobsPrefix+"old-host/j1", api.Job{ID: "j1"})
 	put(store.JobStatusPrefix+"j1", api.JobStatus{})
@@ -87,7 +91,7 @@ func TestSnapshotCleanLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sum.RoutesMoved != 1 || sum.ArtifactsMoved != 1 || sum.VolumesUnbound != 1 || sum.Dropped != 5 {
+	if sum.RoutesMoved != 1 || sum.ArtifactsMoved != 1 || sum.VolumesUnbound != 1 || sum.Dropped != 5 || sum.AttachmentsRemade != 1 {
 		t.Fatalf("summary %+v", sum)
 	}
 	dst := storetest.NewCluster(t, 1).Client()
@@ -104,7 +108,7 @@ func TestSnapshotCleanLoad(t *testing.T) {
 	}
 	want := []string{
 		store.APIKeysPrefix + "k1", store.AppsPrefix + "shop", store.ReleasesPrefix + "r2",
-		store.RouteIndexPrefix + "http/shop.example.com/", store.RouteIndexPrefix + "http/www.new.test/api",
+		store.ResourcesPrefix + "db", store.RouteIndexPrefix + "http/shop.example.com/", store.RouteIndexPrefix + "http/www.new.test/api",
 		store.RoutesPrefix + "other", store.RoutesPrefix + "www", store.VolumesPrefix + "v1",
 	}
 	if len(keys) != len(want) {
@@ -124,6 +128,13 @@ func TestSnapshotCleanLoad(t *testing.T) {
 	vol, _, _ := store.Get[api.Volume](ctx, dst, store.VolumesPrefix+"v1")
 	if rt.Domain != "www.new.test" || other.Domain != "shop.example.com" || vol.Host != "" {
 		t.Fatalf("route %+v, other %+v, volume %+v", rt, other, vol)
+	}
+	// The attached app's role and database are made again on the new
+	// member, under the role itself; one being detached stays so.
+	res, _, err := store.Get[api.Resource](ctx, dst, store.ResourcesPrefix+"db")
+	if err != nil || res.Attachments[0].State != api.AttachmentPending || res.Attachments[0].Login != "" ||
+		res.Attachments[1].State != api.AttachmentDetaching || res.State != api.ResourceAvailable {
+		t.Fatalf("resource %+v %v", res, err)
 	}
 	// Values left alone stay byte for byte.
 	b, _ := json.Marshal(api.APIKey{ID: "k1", Hash: "h"})

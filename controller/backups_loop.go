@@ -45,15 +45,9 @@ func (c *Controller) backupPass(ctx context.Context) {
 
 // lastDue is the latest time at or before now at which s captures.
 func lastDue(s api.BackupSchedule, now time.Time) (time.Time, error) {
-	h, m, err := api.ParseClock(s.At)
+	h, m, loc, err := clockIn(s.At, s.Zone)
 	if err != nil {
 		return time.Time{}, err
-	}
-	loc := time.UTC
-	if s.Zone != "" {
-		if loc, err = time.LoadLocation(s.Zone); err != nil {
-			return time.Time{}, err
-		}
 	}
 	local := now.In(loc)
 	due := time.Date(local.Year(), local.Month(), local.Day(), h, m, 0, 0, loc)
@@ -61,6 +55,20 @@ func lastDue(s api.BackupSchedule, now time.Time) (time.Time, error) {
 		due = time.Date(local.Year(), local.Month(), local.Day()-1, h, m, 0, 0, loc)
 	}
 	return due, nil
+}
+
+// clockIn parses a time of day ("HH:MM") and its zone (UTC when empty).
+func clockIn(at, zone string) (h, m int, loc *time.Location, err error) {
+	if h, m, err = api.ParseClock(at); err != nil {
+		return 0, 0, nil, err
+	}
+	loc = time.UTC
+	if zone != "" {
+		if loc, err = time.LoadLocation(zone); err != nil {
+			return 0, 0, nil, err
+		}
+	}
+	return h, m, loc, nil
 }
 
 // haveScheduled reports whether resource has a scheduled backup started

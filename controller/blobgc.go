@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/pierpaas/pier/api"
+	"github.com/pierpaas/pier/registry"
 	"github.com/pierpaas/pier/store"
 )
 
@@ -22,6 +23,14 @@ const DefaultKeepReleases = 10
 func (c *Controller) CollectBlobs(ctx context.Context, keep int) ([]string, error) {
 	if c.Blobs == nil {
 		return nil, nil
+	}
+	// The registry's blobs that no manifest references any more (deleted
+	// images, abandoned pushes) are unlinked first, so that this pass
+	// can have them.
+	if n, err := registry.CollectLinks(ctx, c.Client, registry.DefaultLinkGrace, time.Now()); err != nil {
+		return nil, err
+	} else if n > 0 {
+		c.Log.Info("registry blobs unlinked", "count", n)
 	}
 	digests, builds, err := c.keptBlobs(ctx, keep)
 	if err != nil {
@@ -82,6 +91,14 @@ func (c *Controller) keptBlobs(ctx context.Context, keep int) (map[string]bool, 
 		return nil, nil, err
 	}
 	for _, d := range upgradeBlobs(ups) {
+		digests[d] = true
+	}
+	// Images pushed to the registry keep their layers and manifests.
+	images, err := registry.KeptBlobs(ctx, c.Client)
+	if err != nil {
+		return nil, nil, err
+	}
+	for d := range images {
 		digests[d] = true
 	}
 	return digests, builds, nil

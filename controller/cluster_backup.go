@@ -23,61 +23,94 @@ import (
 )
 
 // GET /v1/cluster/backup: the whole cluster as one backup stream (see
-// package backup) while it serves. The etcd snapshot is spooled to a
-// temporary file first: its size must be known before its tar header,
-// and the blobs to include are decided from the snapshot itself, so the
-// file is consistent (every release it holds finds its artifact) even
-// when releases come and go meanwhile. Blobs stream from the blobstore;
-// only the manifest is held in memory.
+// package backup) while it serves.
 func (c *Controller) clusterBackup(w http.ResponseWriter, r *http.Request) error {
-	ctx := r.Context()
-	if c.Blobs == nil || c.CADir == "" {
-		return api.Errorf(api.ErrCodeUnavailable, "this server keeps no blobs or no CA: back up from a server")
-	}
-	snap, err := os.CreateTemp("", "pier-backup-*.db")
+	src, err := c.prepareClusterBackup(r.Context())
 	if err != nil {
 		return err
 	}
-	defer os.Remove(snap.Name())
-	defer snap.Close()
-	etcdVersion, size, err := store.Snapshot(ctx, c.Client, snap)
-	if err != nil {
-		return err
-	}
-	if _, err := snap.Seek(0, io.SeekStart); err != nil {
-		return err
-	}
-	digests, err := c.snapshotBlobs(ctx, snap.Name())
-	if err != nil {
-		return err
-	}
-	parts, err := readBackupParts([]backupPart{
-		{name: backup.CACertEntry, path: filepath.Join(c.CADir, pki.CACertFile), required: true},
-		{name: backup.CAKeyEntry, path: filepath.Join(c.CADir, pki.CAKeyFile), required: true},
-		{name: backup.AdminKeyEntry, path: c.AdminKeyFile},
-	})
-	if err != nil {
-		return err
-	}
-
+	defer src.Close()
 	// From here on the answer has started: a failure can only cut the
 	// stream, which the client sees as a truncated file (and refuses).
 	w.Header().Set("Content-Type", "application/x-tar")
 	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="pier-backup-%s.tar"`, time.Now().UTC().Format("20060102-150405")))
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)
+	if _, err := src.Write(w); err != nil {
+		c.Log.Error("backup cut short", "err", err)
+		panic(http.ErrAbortHandler) // no end to the stream: the client knows
+	}
+	return nil
+}
+
+// clusterBackupSource is a backup ready to be written: the etcd
+// snapshot spooled to a temporary file (its size must be known before
+// its tar header), the blobs it needs, decided from the snapshot itself
+// so the file is consistent (every release it holds finds its artifact)
+// even when releases come and go meanwhile, and the small files. Blobs
+// stream from the blobstore when written; only the manifest is held in
+// memory.
+type clusterBackupSource struct {
+	c           *Controller
+	snap        *os.File
+	size        int64
+	etcdVersion string
+	digests     []string
+	parts       []backupPart
+}
+
+// prepareClusterBackup takes the snapshot and decides what goes into
+// the backup. Close the result.
+func (c *Controller) prepareClusterBackup(ctx context.Context) (_ *clusterBackupSource, err error) {
+	if c.Blobs == nil || c.CADir == "" {
+		return nil, api.Errorf(api.ErrCodeUnavailable, "this server keeps no blobs or no CA: back up from a server")
+	}
+	snap, err := os.CreateTemp("", "pier-backup-*.db")
+	if err != nil {
+		return nil, err
+	}
+	src := &clusterBackupSource{c: c, snap: snap}
+	defer func() {
+		if err != nil {
+			src.Close()
+		}
+	}()
+	if src.etcdVersion, src.size, err = store.Snapshot(ctx, c.Client, snap); err != nil {
+		return nil, err
+	}
+	if src.digests, err = c.snapshotBlobs(ctx, snap.Name()); err != nil {
+		return nil, err
+	}
+	src.parts, err = readBackupParts([]backupPart{
+		{name: backup.CACertEntry, path: filepath.Join(c.CADir, pki.CACertFile), required: true},
+		{name: backup.CAKeyEntry, path: filepath.Join(c.CADir, pki.CAKeyFile), required: true},
+		{name: backup.AdminKeyEntry, path: c.AdminKeyFile},
+	})
+	if err != nil {
+		return nil, err
+	}
+	return src, nil
+}
+
+// Write writes the backup to w; it can be written once.
+func (s *clusterBackupSource) Write(w io.Writer) (backup.Manifest, error) {
+	c := s.c
+	if _, err := s.snap.Seek(0, io.SeekStart); err != nil {
+		return backup.Manifest{}, err
+	}
 	bw, err := backup.NewWriter(w, backup.Manifest{
-		PierVersion: pierVersion(), EtcdVersion: etcdVersion, Server: c.ServerName, Domain: c.clusterDomain(),
+		PierVersion: pierVersion(), EtcdVersion: s.etcdVersion, Server: c.ServerName, Domain: c.clusterDomain(),
+		CreatedAt: c.now().UTC(),
 	})
 	if err == nil {
-		err = bw.Add(backup.SnapshotEntry, size, snap)
+		err = bw.Add(backup.SnapshotEntry, s.size, s.snap)
 	}
-	for _, p := range parts {
+	for _, p := range s.parts {
 		if err == nil {
 			err = bw.Add(p.name, int64(len(p.data)), bytes.NewReader(p.data))
 		}
 	}
-	for _, d := range digests {
+	for _, d := range s.digests {
 		if err != nil {
 			break
 		}
@@ -87,13 +120,18 @@ func (c *Controller) clusterBackup(w http.ResponseWriter, r *http.Request) error
 		err = bw.Close()
 	}
 	if err != nil {
-		c.Log.Error("backup cut short", "err", err)
-		panic(http.ErrAbortHandler) // no end to the stream: the client knows
+		return backup.Manifest{}, err
 	}
 	m := bw.Manifest()
 	n, blobBytes := m.Blobs()
-	c.Log.Info("backup written", "blobs", n, "blob_bytes", blobBytes, "snapshot_bytes", size)
-	return nil
+	c.Log.Info("backup written", "blobs", n, "blob_bytes", blobBytes, "snapshot_bytes", s.size)
+	return m, nil
+}
+
+// Close removes the spooled snapshot.
+func (s *clusterBackupSource) Close() error {
+	s.snap.Close()
+	return os.Remove(s.snap.Name())
 }
 
 // snapshotBlobs are the blobs the snapshot's kept releases and builds

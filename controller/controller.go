@@ -66,6 +66,16 @@ type Config struct {
 	// resources: where a router takes TCP traffic (DefaultResourceHost,
 	// the router on the app's own host, when empty).
 	ResourceHost string
+	// LeaderDead, if set, tells a candidate of the controller's elected
+	// loops (cluster backups) that the leader is certainly dead (see
+	// scheduler.WithLeaderProbe).
+	LeaderDead func(ctx context.Context, name string) bool
+	// Now is the clock of the cluster backup schedules (time.Now when
+	// nil): tests move it.
+	Now func() time.Time
+	// RegistryUploadDir holds the image registry's uploads in progress;
+	// empty: no registry (/v2/) on this server.
+	RegistryUploadDir string
 }
 
 // Controller serves the management API.
@@ -106,13 +116,21 @@ func New(cfg Config) *Controller {
 }
 
 // Run keeps the controller's caches (API keys, jobs) in step with the
-// store, sweeps the blobstore, and campaigns to run the resource loop,
-// until ctx ends.
+// store, sweeps the blobstore, and campaigns to run the resource loop
+// and the cluster backup schedules, until ctx ends.
 func (c *Controller) Run(ctx context.Context) {
 	go c.jobs.Run(ctx)
 	go c.collectBlobsEvery(ctx, c.GCInterval, c.KeepReleases)
 	go c.runResources(ctx)
+	go c.runClusterBackups(ctx)
 	c.keys.Run(ctx)
+}
+
+func (c *Controller) now() time.Time {
+	if c.Now != nil {
+		return c.Now()
+	}
+	return time.Now()
 }
 
 // Ready is closed once the API keys are loaded: before that every request
@@ -146,6 +164,14 @@ func (c *Controller) Register(mux *http.ServeMux) {
 	}))
 	if c.Blobs != nil {
 		mux.Handle("/v1/blobs/", c.blobsHandler())
+	}
+	if c.Blobs != nil && c.RegistryUploadDir != "" {
+		h, err := c.registryHandler()
+		if err != nil {
+			c.Log.Error("image registry disabled", "err", err)
+			return
+		}
+		mux.Handle("/v2/", c.withRequestID(h))
 	}
 }
 

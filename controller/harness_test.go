@@ -28,9 +28,18 @@ type env struct {
 	key   string
 	blobs *blobstore.Store
 	host  *testcluster.Host // h1, on the fake runtime
+	// stopCtl stops the controller's loops and caches (its API with
+	// them).
+	stopCtl context.CancelFunc
 }
 
 func newEnv(t *testing.T, blobOpts ...blobstore.Option) *env {
+	t.Helper()
+	return newEnvWith(t, nil, blobOpts...)
+}
+
+// newEnvWith is newEnv with the controller's config changed by edit.
+func newEnvWith(t *testing.T, edit func(*testcluster.Cluster, *controller.Config), blobOpts ...blobstore.Option) *env {
 	t.Helper()
 	tc := testcluster.New(t)
 	blobs, err := blobstore.New(t.TempDir(), blobOpts...)
@@ -59,12 +68,19 @@ func newEnv(t *testing.T, blobOpts ...blobstore.Option) *env {
 	e.srv.TLS = serverCreds.ServerConfig()
 	e.srv.StartTLS()
 	t.Cleanup(e.srv.Close)
-	e.ctl = controller.New(controller.Config{
+	cfg := controller.Config{
 		Client: tc.Client, Blobs: blobs, BlobURL: e.srv.URL,
 		HostTLS: tc.Etcd.Credentials().ClientConfig(), Log: tc.Log, AttachWait: 10 * time.Second,
-	})
+		RegistryUploadDir: t.TempDir(),
+	}
+	if edit != nil {
+		edit(tc, &cfg)
+	}
+	e.ctl = controller.New(cfg)
 	e.ctl.Register(mux)
-	go e.ctl.Run(ctx)
+	ctlCtx, stopCtl := context.WithCancel(ctx)
+	e.stopCtl = stopCtl
+	go e.ctl.Run(ctlCtx)
 	select {
 	case <-e.ctl.Ready():
 	case <-time.After(10 * time.Second):

@@ -131,10 +131,13 @@ func (c *Controller) createRelease(w http.ResponseWriter, r *http.Request) error
 // (copied from another server if need be) and points it there.
 func (c *Controller) resolveArtifact(ctx context.Context, a api.Artifact) (api.Artifact, error) {
 	if a.Type == "" {
-		a.Type = "slug"
+		a.Type = api.ArtifactSlug
 	}
-	if a.Type != "slug" {
-		return a, invalid("artifact type %q: only slug artifacts are supported", a.Type)
+	if a.Type == api.ArtifactImage {
+		return checkImageArtifact(a)
+	}
+	if a.Type != api.ArtifactSlug {
+		return a, invalid("artifact type %q: slug or image", a.Type)
 	}
 	if c.Blobs == nil {
 		return a, api.Errorf(api.ErrCodeUnavailable, "this server has no blobstore")
@@ -344,7 +347,7 @@ func (c *Controller) rollback(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return fmt.Errorf("roll back to v%d: %w", want, err)
 		}
-		if old.Artifact != nil && c.Blobs != nil {
+		if old.Artifact != nil && old.Artifact.Type != api.ArtifactImage && c.Blobs != nil {
 			if _, err := c.statBlob(r.Context(), old.Artifact.SHA256); err != nil {
 				return invalid("v%d's artifact is no longer stored (only the newest %d releases keep theirs)", want, c.KeepReleases)
 			}

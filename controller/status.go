@@ -13,7 +13,6 @@ import (
 
 	"github.com/pierpaas/pier/api"
 	"github.com/pierpaas/pier/discovery"
-	"github.com/pierpaas/pier/store"
 )
 
 // GET /v1/status: the cluster's health in one answer, made of reads only
@@ -38,6 +37,7 @@ func (c *Controller) clusterStatus(w http.ResponseWriter, r *http.Request) error
 	var hostsErr, deploysErr, certsErr error
 	wg.Go(func() { st.Hosts, hostsErr = c.hostStatuses(ctx) })
 	wg.Go(func() { st.Leaders = c.leaders(ctx) })
+	wg.Go(func() { st.Routers = c.routerStatuses(ctx) })
 	wg.Go(func() { st.Deployments, deploysErr = c.deploymentsToLookAt(ctx, st.Checked) })
 	wg.Go(func() { st.Crashing = c.crashing(ctx) })
 	wg.Go(func() { st.Certificates, certsErr = c.certificatesToLookAt(ctx, st.Checked) })
@@ -86,7 +86,7 @@ func problems(st api.ClusterStatus, hostsErr error) []string {
 			out = append(out, fmt.Sprintf("host %s takes no new jobs: %s", h.ID, h.DiskPressure))
 		}
 	}
-	return out
+	return append(out, nodeProblems(st)...)
 }
 
 // selfStatus is what this server knows only of itself.
@@ -94,6 +94,8 @@ func (c *Controller) selfStatus() api.ServerStatus {
 	s := api.ServerStatus{Name: c.ServerName, URL: c.BlobURL, Reachable: true}
 	if c.Replica != nil {
 		s.MissingBlobs = len(c.Replica.Missing())
+		pending, lag := c.Replica.Lag(time.Now())
+		s.PendingBlobs, s.ReplicationLag = pending, api.Duration(lag.Round(time.Second))
 	}
 	if c.Disk != nil {
 		d := c.Disk.Status()
@@ -190,26 +192,6 @@ func (c *Controller) askServer(ctx context.Context, base, auth string) api.Serve
 	}
 	s.Reachable = true
 	return s
-}
-
-func (c *Controller) hostStatuses(ctx context.Context) ([]api.HostHealth, error) {
-	hosts, _, err := store.List[api.Host](ctx, c.Client, store.HostsPrefix)
-	if err != nil {
-		return nil, err
-	}
-	drains, _, err := store.List[api.HostDrain](ctx, c.Client, store.HostDrainsPrefix)
-	if err != nil {
-		return nil, err
-	}
-	drained := map[string]bool{}
-	for _, d := range drains {
-		drained[d.Value.Host] = true
-	}
-	out := make([]api.HostHealth, 0, len(hosts))
-	for _, h := range hosts {
-		out = append(out, api.HostHealth{ID: h.Value.ID, Drained: drained[h.Value.ID], DiskPressure: h.Value.DiskPressure})
-	}
-	return out, nil
 }
 
 // peerClient reaches the other servers' APIs with this server's cluster

@@ -45,8 +45,15 @@ func TestClusterStatus(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// A router that registered but does not answer.
+	if _, err := store.Put(c, e.tc.Client, store.NodesPrefix+"router/r1", api.Node{Kind: api.NodeRouter, Name: "r1", Version: "v-test",
+		ReadyURL: "https://127.0.0.1:1/readyz"}); err != nil {
+		t.Fatal(err)
+	}
+
 	var st api.ClusterStatus
 	want := []string{
+		"router r1: ",
 		"app crashy: worker keeps crashing",
 		"app secure: the deployment of v2 failed: web: health check not passed",
 		"its certificate expires on " + time.Now().Add(72*time.Hour).UTC().Format(time.DateOnly),
@@ -85,6 +92,18 @@ func TestClusterStatus(t *testing.T) {
 	}
 	if len(st.Store.Members) != 1 || !st.Store.Members[0].Reachable || st.Store.Leader == "" {
 		t.Fatalf("store: %+v", st.Store)
+	}
+	// The host, its lease and its agent's answer.
+	if len(st.Hosts) != 1 {
+		t.Fatalf("hosts: %+v", st.Hosts)
+	}
+	h := st.Hosts[0]
+	if h.ID != "h1" || !h.Reachable || h.LeaseTTL <= 0 || h.LeaseAge < 0 || h.LeaseAge > h.LeaseTTL ||
+		h.Disk == nil || h.Disk.TotalBytes == 0 || h.MemTotalMB == 0 || h.MemAvailableMB == 0 || h.Jobs == 0 {
+		t.Fatalf("host: %+v", h)
+	}
+	if len(st.Routers) != 1 || st.Routers[0].Name != "r1" || st.Routers[0].Ready || st.Routers[0].Error == "" || st.Routers[0].Version != "v-test" {
+		t.Fatalf("routers: %+v", st.Routers)
 	}
 	for _, p := range st.Problems {
 		if strings.Contains(p, "store") || strings.Contains(p, "server") {

@@ -33,6 +33,15 @@ const (
 	BackupJobSecrets   = "/pier/backup-jobs/"        // <job>: the hash of a backup or restore job's token
 	RouterStickyKey    = "/pier/router/sticky-key"   // signs sticky-session cookies, shared by every router
 	GitHostKey         = "/pier/gitreceive/host-key" // the git receivers' shared SSH host key (PEM)
+	DashboardSessions  = "/pier/dashboard-sessions/" // session/<hash>, ticket/<hash>: dashboard sign-ins, on leases
+)
+
+// The keys of the image registry (package registry): what belongs to which
+// repository. The bytes of blobs and manifests are in the blobstore.
+const (
+	RegistryBlobsPrefix     = "/pier/registry-blobs/"     // <repo>/<sha256 hex>: a blob linked into a repository
+	RegistryManifestsPrefix = "/pier/registry-manifests/" // <repo>/<sha256 hex>: a manifest of a repository
+	RegistryTagsPrefix      = "/pier/registry-tags/"      // <repo>/<tag>: the digest a tag names
 )
 
 // The keys of rolling upgrades of pier itself (package upgrade).
@@ -40,6 +49,12 @@ const (
 	UpgradesPrefix   = "/pier/upgrades/"    // <upgrade>: the record the elected upgrade loop drives
 	NodesPrefix      = "/pier/nodes/"       // <kind>/<name>: a running daemon, its binary and version; on its lease
 	NodeOrdersPrefix = "/pier/node-orders/" // <kind>/<name>: the upgrade loop's signed order to one daemon
+)
+
+// The keys of scheduled cluster backups.
+const (
+	ClusterBackupSchedulesPrefix = "/pier/cluster-backup-schedules/" // <name>: a schedule, by the controller's API
+	ClusterBackupStatusPrefix    = "/pier/cluster-backup-status/"    // <name>: what the elected backup loop did for it
 )
 
 // The keys of job networking (package host/jobnet).

@@ -41,12 +41,18 @@ type backends struct {
 }
 
 func startBackends(n int, h http.Handler) (*backends, error) {
+	return startBackendsOn(n, h, loopbackListener)
+}
+
+func loopbackListener() (net.Listener, error) { return net.Listen("tcp", "127.0.0.1:0") }
+
+func startBackendsOn(n int, h http.Handler, listen func() (net.Listener, error)) (*backends, error) {
 	if h == nil {
 		h = http.HandlerFunc(fixed)
 	}
 	b := &backends{}
 	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		ln, err := listen()
 		if err != nil {
 			b.close()
 			return nil, err

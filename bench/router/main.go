@@ -62,6 +62,10 @@ type options struct {
 	// "pier-base" path: an earlier router measured beside the current one
 	// in the same run.
 	baseline string
+	// backendNetns puts the backends in a job's network namespace, on a
+	// job address behind a veth and the job network's policy (package
+	// jobnet), instead of on the host's loopback.
+	backendNetns bool
 }
 
 // paths, in the order they are run and printed.
@@ -85,6 +89,7 @@ func main() {
 	var o options
 	var only string
 	flag.IntVar(&o.backends, "backends", 4, "backend servers behind every proxy")
+	flag.BoolVar(&o.backendNetns, "backend-netns", false, "run the backends in a job's network namespace, on a job address (as jobs run), instead of on loopback")
 	flag.IntVar(&o.wrk.threads, "threads", 2, "wrk threads (-t)")
 	flag.IntVar(&o.wrk.conns, "conns", 64, "wrk connections (-c)")
 	flag.DurationVar(&o.wrk.duration, "duration", 10*time.Second, "wrk duration of each measured run (-d, whole seconds)")
@@ -208,7 +213,16 @@ func bench(ctx context.Context, o options, tmp string, closers *[]func()) error 
 	}
 
 	progress("starting %d backends and etcd", o.backends)
-	bs, err := startBackends(o.backends, nil)
+	listen := loopbackListener
+	if o.backendNetns {
+		l, closeNet, err := jobListener(tmp)
+		if err != nil {
+			return err
+		}
+		*closers = append(*closers, closeNet)
+		listen = l
+	}
+	bs, err := startBackendsOn(o.backends, nil, listen)
 	if err != nil {
 		return err
 	}

@@ -44,6 +44,29 @@ type Replicator struct {
 	mu      sync.Mutex
 	flights map[string]*flight
 	missing []string // at the last pass
+	// lacking are the wanted blobs this store lacked at the start of the
+	// last pass, each with when a pass first found it lacking.
+	lacking map[string]time.Time
+}
+
+// Lag says how many of the blobs wanted at the last pass this store
+// still lacks, and how long the oldest of them has been lacking: how far
+// replication is behind (0, 0 when it has caught up).
+func (r *Replicator) Lag(now time.Time) (pending int, lag time.Duration) {
+	r.mu.Lock()
+	lacking := make(map[string]time.Time, len(r.lacking))
+	for d, t := range r.lacking {
+		lacking[d] = t
+	}
+	r.mu.Unlock()
+	for d, since := range lacking {
+		if _, err := r.Store.Stat(d); err == nil {
+			continue
+		}
+		pending++
+		lag = max(lag, now.Sub(since))
+	}
+	return pending, lag
 }
 
 // Missing is the kept blobs this server lacked, and no live server had,
@@ -165,6 +188,9 @@ func (r *Replicator) copyFrom(ctx context.Context, peer discovery.Instance, dige
 // many it copied and which no live peer has: not an error, as their only
 // copy may be on a server that is down for now.
 func (r *Replicator) Sync(ctx context.Context, want map[string]bool) (copied int, missing []string, err error) {
+	now := time.Now()
+	lacking := map[string]time.Time{}
+	r.mu.Lock()
 	for d := range want {
 		if !blobstore.ValidDigest(d) {
 			continue
@@ -172,6 +198,15 @@ func (r *Replicator) Sync(ctx context.Context, want map[string]bool) (copied int
 		if _, err := r.Store.Stat(d); err == nil {
 			continue
 		}
+		since, ok := r.lacking[d]
+		if !ok {
+			since = now
+		}
+		lacking[d] = since
+	}
+	r.lacking = lacking
+	r.mu.Unlock()
+	for d := range lacking {
 		switch err := r.Fetch(ctx, d); {
 		case err == nil:
 			copied++

@@ -177,6 +177,24 @@ func TestSyncCopiesWhatIsWanted(t *testing.T) {
 	if !has(ss["s2"], kept) || has(ss["s2"], other) {
 		t.Fatal("sync copied the wrong blobs")
 	}
+	// The blob no server has is what replication lags behind by, since
+	// the first pass that found it lacking, not the last.
+	start := time.Now()
+	if n, lag := ss["s2"].r.Lag(start.Add(time.Hour)); n != 1 || lag < time.Hour-time.Minute || lag > time.Hour+time.Minute {
+		t.Fatalf("lag after the first pass: %d blobs, %v", n, lag)
+	}
+	if _, _, err := ss["s2"].r.Sync(context.Background(), map[string]bool{kept: true, nowhere: true}); err != nil {
+		t.Fatal(err)
+	}
+	if n, lag := ss["s2"].r.Lag(start.Add(2 * time.Hour)); n != 1 || lag < 2*time.Hour-time.Minute {
+		t.Fatalf("lag after the second pass: %d blobs, %v", n, lag)
+	}
+	// Once it is here, whoever brought it, nothing lags.
+	late := put(t, ss["s2"], "late")
+	_, _, err = ss["s2"].r.Sync(context.Background(), map[string]bool{kept: true, late: true})
+	if n, lag := ss["s2"].r.Lag(time.Now()); err != nil || n != 0 || lag != 0 {
+		t.Fatalf("lag once caught up: %d blobs, %v, %v", n, lag, err)
+	}
 }
 
 func TestRunFollowsChanges(t *testing.T) {

@@ -33,6 +33,7 @@ type Agent struct {
 	local     *localState
 	ports     *ports
 	artifacts *artifact.Cache
+	images    images // image layers (images.go)
 	jobs      *store.Cache[api.Job]
 	services  *services
 	// volumes are this host's volumes; volumeRecs the cluster's volume

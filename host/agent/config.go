@@ -178,18 +178,33 @@ func (c *Config) apiAddr() string {
 
 // detectMemoryMB reads MemTotal from /proc/meminfo.
 func detectMemoryMB() int64 {
+	if total, _ := memInfoMB(); total > 0 {
+		return total
+	}
+	return 1024
+}
+
+// memInfoMB reads the machine's total and available memory from
+// /proc/meminfo (0, 0 when it cannot).
+func memInfoMB() (total, available int64) {
 	f, err := os.Open("/proc/meminfo")
 	if err != nil {
-		return 1024
+		return 0, 0
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		fields := strings.Fields(sc.Text())
-		if len(fields) >= 2 && fields[0] == "MemTotal:" {
-			kb, _ := strconv.ParseInt(fields[1], 10, 64)
-			return kb / 1024
+		if len(fields) < 2 {
+			continue
+		}
+		kb, _ := strconv.ParseInt(fields[1], 10, 64)
+		switch fields[0] {
+		case "MemTotal:":
+			total = kb / 1024
+		case "MemAvailable:":
+			available = kb / 1024
 		}
 	}
-	return 1024
+	return total, available
 }

@@ -65,6 +65,7 @@ func (a *Agent) gcOnce(rt runtime.Runtime) {
 	if removed, err := a.artifacts.GC(func(name string) bool { return inUse[name] }); err == nil && len(removed) > 0 {
 		a.cfg.Log.Info("removed unused artifacts", "count", len(removed))
 	}
+	a.gcImages(inUse)
 	if rt == nil {
 		return
 	}

@@ -228,6 +228,11 @@ func (a *Agent) serveStatus(w http.ResponseWriter, r *http.Request) {
 		Version: a.cfg.Version, Tags: a.cfg.Tags, CPUMillis: a.cfg.CPUMillis, MemoryMB: a.cfg.MemoryMB,
 		Jobs: len(jobs), StartedAt: a.startedAt, Uptime: api.Duration(time.Since(a.startedAt).Round(time.Second)),
 	}
+	st.MemTotalMB, st.MemAvailableMB = memInfoMB()
+	if a.cfg.Disk != nil {
+		d := a.cfg.Disk.Status()
+		st.Disk = &api.DiskStatus{Dir: d.Dir, FreeBytes: d.Free, TotalBytes: d.Total, LowBytes: d.Low, Pressure: d.Reason()}
+	}
 	for _, hj := range jobs {
 		if hj.Supervised {
 			st.Supervised++

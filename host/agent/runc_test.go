@@ -13,6 +13,7 @@ import (
 
 	"github.com/pierpaas/pier/api"
 	"github.com/pierpaas/pier/host/joblog"
+	"github.com/pierpaas/pier/host/jobnet"
 	"github.com/pierpaas/pier/host/shim"
 	"github.com/pierpaas/pier/store/storetest"
 )
@@ -52,7 +53,11 @@ func runcHost(t *testing.T, c *storetest.Cluster, id string) Config {
 	// Bound into every container: the init, the slug runner.
 	cfg.PierBinary = pierBinary(t)
 	// Whatever happens, leave no container, shim or mount behind.
-	t.Cleanup(func() { powerOff(cfg) })
+	t.Cleanup(func() {
+		powerOff(cfg)
+		jobnet.ReleaseAll(NetNSDir(cfg.DataDir))
+		jobnet.Remove(jobnet.TagFor(cfg.DataDir))
+	})
 	return cfg
 }
 

@@ -156,7 +156,14 @@ func (w *worker) launch(ctx context.Context) error {
 		spec.Mounts = append(spec.Mounts, runtime.Mount{Source: a.cfg.PierBinary, Destination: api.PierBinary, ReadOnly: true})
 		spec.Init = api.PierBinary
 	}
-	if job.Artifact != nil {
+	var imageEnv []string
+	imagePort := 0
+	if job.Artifact != nil && job.Artifact.Type == api.ArtifactImage {
+		var err error
+		if imageEnv, imagePort, err = a.prepareImage(ctx, job.Artifact, &spec); err != nil {
+			return fmt.Errorf("image: %w", err)
+		}
+	} else if job.Artifact != nil {
 		dir, err := a.fetchArtifact(ctx, job.Artifact, a.artifactOwner(spec.UID, spec.GID))
 		if err != nil {
 			return fmt.Errorf("artifact: %w", err)
@@ -173,7 +180,8 @@ func (w *worker) launch(ctx context.Context) error {
 	if err := w.network(ctx, &spec); err != nil {
 		return err
 	}
-	spec.Env = w.env()
+	w.useImagePort(imagePort)
+	spec.Env = mergeEnv(imageEnv, w.env())
 	if err := os.MkdirAll(w.lj.Dir, 0o700); err != nil {
 		return err
 	}

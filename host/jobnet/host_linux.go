@@ -104,6 +104,9 @@ func (h *Host) hostIf(id string) string {
 	return "pv" + h.cfg.Tag + hex.EncodeToString(sum[:4])
 }
 
+// HostIf names the host's end of job id's veth pair.
+func (h *Host) HostIf(id string) string { return h.hostIf(id) }
+
 // ifPrefix matches every job interface of this host, for the policy.
 func (h *Host) ifPrefix() string { return "pv" + h.cfg.Tag }
 

@@ -103,6 +103,7 @@ func TestJobNetworksAndPolicy(t *testing.T) {
 	rules := Rules{
 		Local:     map[netip.Addr]LocalJob{a1: {App: "alpha"}, a2: {App: "alpha"}, b1: {App: "beta"}},
 		Endpoints: map[netip.Addr]string{a1: "alpha", a2: "alpha", b1: "beta"},
+		Nodes:     []netip.Addr{netip.MustParseAddr("192.0.2.201")},
 	}
 	if err := h.Apply(rules); err != nil {
 		t.Fatal(err)

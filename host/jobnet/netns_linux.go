@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
 	goruntime "runtime"
@@ -92,4 +93,15 @@ func ReleaseAll(dir string) {
 	for _, e := range ents {
 		removeNS(filepath.Join(dir, e.Name()))
 	}
+}
+
+// ListenTCP listens on addr inside the network namespace at path: for
+// tests and benchmarks whose servers stand in for a job's.
+func ListenTCP(path, addr string) (net.Listener, error) {
+	var ln net.Listener
+	err := inNS(path, func() (err error) {
+		ln, err = net.Listen("tcp", addr)
+		return err
+	})
+	return ln, err
 }

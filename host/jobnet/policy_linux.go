@@ -17,6 +17,8 @@ const (
 	// RelayPort is where the host relays control-plane jobs (builds,
 	// backups) to the controller API.
 	RelayPort = 7300
+	// VXLANPort is the overlay's (package overlay's DefaultPort).
+	VXLANPort = 4789
 )
 
 // policy is the host's nftables table, inet pier-<tag>. It is written
@@ -126,6 +128,17 @@ func (b *builder) build(r Rules) error {
 	prefix := h.ifPrefix()
 	b.rule(fwd, iifnamePrefix(prefix), jump("from_job"))
 	b.rule(in, iifnamePrefix(prefix), jump("to_host"))
+	nodes, err := b.set("nodes", r.Nodes)
+	if err != nil {
+		return err
+	}
+	if len(r.Nodes) > 0 {
+		// The kernel decapsulates any VXLAN packet that reaches its port:
+		// only other nodes may send one. (With no list of nodes yet, as
+		// when the store is out of reach at a start, nothing is dropped
+		// rather than the overlay.)
+		b.rule(in, isIPv4(), l4Port(unix.IPPROTO_UDP, VXLANPort), notIPAddrIn(12, nodes), verdict(expr.VerdictDrop))
+	}
 
 	// from_job
 	b.rule(fromJob, ctReplies(), verdict(expr.VerdictAccept))
@@ -149,10 +162,6 @@ func (b *builder) build(r Rules) error {
 			return err
 		}
 		b.rule(fromJob, ipAddrIn(12, src), ipAddrIn(16, dst), verdict(expr.VerdictAccept))
-	}
-	nodes, err := b.set("nodes", r.Nodes)
-	if err != nil {
-		return err
 	}
 	b.rule(fromJob, ipAddrInPrefix(16, h.cfg.Cluster), verdict(expr.VerdictDrop))
 	b.rule(fromJob, ipAddrInPrefix(16, netip.MustParsePrefix("169.254.0.0/16")), verdict(expr.VerdictDrop))
@@ -226,6 +235,10 @@ func ipAddr(offset uint32) expr.Any {
 
 func ipAddrIn(offset uint32, s *nftables.Set) []expr.Any {
 	return []expr.Any{ipAddr(offset), &expr.Lookup{SourceRegister: 1, SetName: s.Name, SetID: s.ID}}
+}
+
+func notIPAddrIn(offset uint32, s *nftables.Set) []expr.Any {
+	return []expr.Any{ipAddr(offset), &expr.Lookup{SourceRegister: 1, SetName: s.Name, SetID: s.ID, Invert: true}}
 }
 
 func ipAddrIs(offset uint32, a netip.Addr) []expr.Any {

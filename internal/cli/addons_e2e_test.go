@@ -37,7 +37,7 @@ func TestAppJSONAddons(t *testing.T) {
 	if out, errOut, code := u.run("deploy", "-a", "shop", dir); code != 0 || strings.Contains(out+errOut, "Provisioning") {
 		t.Fatalf("second deploy: exit %d\n%s%s", code, out, errOut)
 	}
-	if out := u.must("resources"); strings.Count(out, "postgres-") != 1 {
+	if out := u.must("resources"); strings.Count(out, "\npostgres-") != 1 {
 		t.Fatalf("resources after two deploys:\n%s", out)
 	}
 

@@ -17,8 +17,9 @@ import (
 
 func newClusterBackupCmd() *cobra.Command {
 	var out string
+	var sched scheduleFlags
 	cmd := &cobra.Command{
-		Use:   "backup [-o FILE]",
+		Use:   "backup [-o FILE | --schedule --every DURATION|--at HH:MM --to DIR [--keep N]]",
 		Short: "Write a backup of the whole cluster (store, CA, artifacts) to FILE or stdout; it is a secret",
 		Long: `Write a backup of the whole cluster while it serves: a consistent etcd
 snapshot (apps, releases, config, routes and their certificates, API and SSH
@@ -27,12 +28,32 @@ artifact kept releases, build caches and database backups need, with a
 manifest of versions and checksums. The stream is checked as it arrives: a
 backup cut short is an error. The file holds the CA's key and every secret
 of the cluster: -o writes it with mode 0600, and so does a redirect to a
-regular file. Restore it with 'pier cluster restore' or 'pier up --restore'.`,
+regular file. Restore it with 'pier cluster restore' or 'pier up --restore'.
+
+With --schedule, the servers make backups themselves: every DURATION
+(--every 24h; the first at once) or once a day (--at 02:00, in --zone or
+UTC), into the directory --to on the server that makes them (the elected
+one: in a cluster of several servers, give a directory on storage they
+share), keeping the --keep newest and removing older ones. Each file is
+written, synced and read back through its checksums before it takes its
+name (pier-backup-NAME-TIME.tar). Schedules live in the cluster: they
+survive restarts and move with the election. 'pier cluster backup
+schedules' lists them with their last outcome and next time, 'pier
+cluster backup unschedule NAME' stops one (its files stay).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := controllerClient()
 			if err != nil {
 				return err
+			}
+			if sched.schedule || cmd.Flags().Changed("every") || cmd.Flags().Changed("at") || cmd.Flags().Changed("to") {
+				if !sched.schedule {
+					return errors.New("--every, --at and --to go with --schedule")
+				}
+				if out != "" {
+					return errors.New("-o writes one backup now; a schedule writes into --to DIR")
+				}
+				return sched.run(cmd, c)
 			}
 			w, done, err := backupOutput(out)
 			if err != nil {
@@ -59,6 +80,8 @@ regular file. Restore it with 'pier cluster restore' or 'pier up --restore'.`,
 		},
 	}
 	cmd.Flags().StringVarP(&out, "output", "o", "", "write to FILE (mode 0600) instead of stdout")
+	sched.add(cmd)
+	cmd.AddCommand(newClusterBackupSchedulesCmd(), newClusterBackupUnscheduleCmd())
 	return cmd
 }
 

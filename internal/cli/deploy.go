@@ -22,6 +22,7 @@ import (
 func newDeployCmd() *cobra.Command {
 	var ac appCommand
 	var noWait, noBuild bool
+	var image string
 	cmd := &cobra.Command{
 		Use:   "deploy [DIR]",
 		Short: "Build a directory on the cluster and deploy it as the app's next release",
@@ -33,9 +34,26 @@ rolled out by the app's deploy strategy; pier waits for the deployment and
 fails if the build fails or the deployment is rolled back, saying why.
 
 With --no-build, DIR is released as it is, with the process types of
-DIR/Procfile and DIR/app.json, without a build step.`,
+DIR/Procfile and DIR/app.json, without a build step.
+
+With --image REF, the OCI image REF is released instead, pinned to the
+digest REF has now: its web process runs the image's entrypoint and cmd
+with PORT set. REF may be in the cluster's own registry
+(SERVER:7300/APP:TAG, pushed with user pier and an API key) or in any
+registry docker login knows.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if image != "" {
+				if len(args) > 0 || noBuild {
+					return fmt.Errorf("--image deploys an image: no DIR, no --no-build")
+				}
+				app, c, err := ac.resolve()
+				if err != nil {
+					return err
+				}
+				defer c.Close()
+				return deployImage(cmd.Context(), c, app, image, noWait)
+			}
 			dir := "."
 			if len(args) == 1 {
 				dir = args[0]
@@ -107,7 +125,8 @@ DIR/Procfile and DIR/app.json, without a build step.`,
 		},
 	}
 	ac.register(cmd)
-	cmd.Flags().BoolVar(&noWait, "no-wait", false, "with --no-build: return once the release is made, without waiting for its deployment")
+	cmd.Flags().BoolVar(&noWait, "no-wait", false, "with --no-build or --image: return once the release is made, without waiting for its deployment")
+	cmd.Flags().StringVar(&image, "image", "", "deploy the OCI image REF (pinned to its digest now) instead of a directory")
 	cmd.Flags().BoolVar(&noBuild, "no-build", false, "release DIR as it is, with DIR/Procfile, without building it")
 	return cmd
 }

@@ -52,7 +52,10 @@ func TestFullDiskKeepsServing(t *testing.T) {
 	var firstFailure atomic.Value
 	stop := make(chan struct{})
 	var load sync.WaitGroup
-	var routerDown atomic.Bool // while pier up itself is killed and restarted
+	// Held by each request, and taken whole while pier up itself is
+	// killed and restarted: no request is in flight then, and p changes
+	// only under it.
+	var restarting sync.RWMutex
 	load.Go(func() {
 		for {
 			select {
@@ -60,10 +63,9 @@ func TestFullDiskKeepsServing(t *testing.T) {
 				return
 			case <-time.After(20 * time.Millisecond):
 			}
-			if routerDown.Load() {
-				continue
-			}
+			restarting.RLock()
 			code, body, err := get(p, "disk", "/index.html")
+			restarting.RUnlock()
 			sent.Add(1)
 			if code != 200 || body != "still here\n" {
 				failed.Add(1)
@@ -90,16 +92,18 @@ func TestFullDiskKeepsServing(t *testing.T) {
 
 	// A restart while the disk is still full: it comes back, and the
 	// router serves the app again from what the store holds.
-	routerDown.Store(true)
-	p.cmd.Process.Signal(syscall.SIGKILL)
-	<-p.exited
-	p = startUp(t, dataDir, ports)
-	u = cliUser{t, p}
-	waitUntil(t, "the app to serve after a restart on the full disk", 15*time.Second, func() bool {
-		code, _, _ := get(p, "disk", "/index.html")
-		return code == 200
-	})
-	routerDown.Store(false)
+	func() {
+		restarting.Lock()
+		defer restarting.Unlock() // also when a Fatal ends the test here
+		p.cmd.Process.Signal(syscall.SIGKILL)
+		<-p.exited
+		p = startUp(t, dataDir, ports)
+		u = cliUser{t, p}
+		waitUntil(t, "the app to serve after a restart on the full disk", 15*time.Second, func() bool {
+			code, _, _ := get(p, "disk", "/index.html")
+			return code == 200
+		})
+	}()
 	time.Sleep(2 * time.Second)
 	if out, errOut, code := u.run("status"); code != 1 || !strings.Contains(out, full) {
 		t.Fatalf("pier status after the restart: exit %d, want 1 naming %q\n%s%s\npier up:\n%s", code, full, out, errOut, tail(p.stderr.String(), 3000))

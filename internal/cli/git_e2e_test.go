@@ -202,7 +202,7 @@ func TestGitPushDeploys(t *testing.T) {
 // plain HTTP from this machine) whose buildpack is used instead of the
 // built-in ones.
 func TestCustomBuildpack(t *testing.T) {
-	p := startUp(t, filepath.Join(t.TempDir(), "data"), freeUpPorts(t))
+	p := startUp(t, filepath.Join(t.TempDir(), "data"), freeUpPorts(t), hostNetwork...)
 	u := newPusher(t, p)
 	cli := cliUser{t, p}
 

@@ -19,7 +19,7 @@ import (
 // the server may have been lost mid-build and to push again, not only
 // git's "the remote end hung up".
 func TestGitPushServerLostMidBuild(t *testing.T) {
-	p := startUp(t, filepath.Join(t.TempDir(), "data"), freeUpPorts(t))
+	p := startUp(t, filepath.Join(t.TempDir(), "data"), freeUpPorts(t), hostNetwork...)
 	u := newPusher(t, p)
 	cli := cliUser{t, p}
 	binDir := t.TempDir()

@@ -86,7 +86,7 @@ func TestPostgresCredentialRotation(t *testing.T) {
 	login := func(url string) error {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		conn, err := pgx.Connect(ctx, url+"?sslmode=disable")
+		conn, err := pgx.Connect(ctx, u.viaRouter("db", url)+"?sslmode=disable")
 		if err != nil {
 			return err
 		}

@@ -40,6 +40,7 @@ func TestRedisResource(t *testing.T) {
 		redisURL = strings.TrimSpace(out)
 		return code == 0 && redisURL != ""
 	})
+	redisURL = u.viaRouter("kv", redisURL)
 
 	// What an app does with REDIS_URL: its user, through the router,
 	// which may take a moment to route the new port.

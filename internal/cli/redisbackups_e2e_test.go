@@ -29,6 +29,7 @@ func TestRedisBackups(t *testing.T) {
 		redisURL = strings.TrimSpace(out)
 		return code == 0 && redisURL != ""
 	})
+	redisURL = u.viaRouter("kv", redisURL)
 	// The router may take a moment to route the new port.
 	waitUntil(t, "the first write", 30*time.Second, func() bool {
 		return redisTry(redisURL, "SET", "greeting", "hello") == "OK"

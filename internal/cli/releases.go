@@ -50,6 +50,11 @@ func newReleasesCmd() *cobra.Command {
 			digest := "-"
 			if r.Artifact != nil {
 				digest = r.Artifact.SHA256[:12]
+				if r.Artifact.Type == api.ArtifactImage {
+					// An image is known by its full digest, which is
+					// what docker pull and crane take.
+					digest = "image sha256:" + r.Artifact.SHA256
+				}
 			}
 			rows = append(rows, []string{fmt.Sprintf("v%d", r.Version), strings.Join(sortedKeys(r.Processes), ","),
 				digest, fmt.Sprint(len(r.Env)), ago(r.CreatedAt), status})

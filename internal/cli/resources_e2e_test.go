@@ -2,6 +2,8 @@ package cli_test
 
 import (
 	"encoding/json"
+	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -172,4 +174,22 @@ func notesApp(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return appDir
+}
+
+// viaRouter is a resource URL as the test reaches it: apps' URLs name the
+// member at <process>.<system app>.pier.internal, which only jobs resolve,
+// so the test goes through the resource's TCP route on the router, which
+// follows the member wherever it runs, with the URL's credentials.
+func (u cliUser) viaRouter(resource, rawURL string) string {
+	u.t.Helper()
+	var info api.ResourceInfo
+	if err := json.Unmarshal([]byte(u.must("resources:info", resource, "--json")), &info); err != nil || info.Port == 0 {
+		u.t.Fatalf("resources:info %s: %v (port %d)", resource, err, info.Port)
+	}
+	parsed, err := url.Parse(rawURL)
+	if err != nil {
+		u.t.Fatalf("resource URL %q: %v", rawURL, err)
+	}
+	parsed.Host = net.JoinHostPort("127.0.0.1", strconv.Itoa(info.Port))
+	return parsed.String()
 }

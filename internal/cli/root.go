@@ -76,7 +76,7 @@ func newRoot() *cobra.Command {
 	root.AddCommand(newCreateCmd(), newAppsCmd(), newInfoCmd(), newDestroyCmd(),
 		newEnvCmd("env"), newEnvCmd("config"), newScaleCmd(), newReleasesCmd(), newRollbackCmd(),
 		newPsCmd(), newKillCmd(), newResizeCmd(), newRunCmd(), newDeployCmd(), newEventsCmd(),
-		newClusterCmd(), newAPIKeysCmd(), newHostsCmd(), newServersCmd(), newStatusCmd())
+		newClusterCmd(), newAPIKeysCmd(), newHostsCmd(), newServersCmd(), newStatusCmd(), newDashboardCmd())
 	root.AddCommand(colonAliases()...)
 	root.AddCommand(herokuCommands()...)
 	root.AddCommand(routeCommands()...)

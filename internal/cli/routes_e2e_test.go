@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -122,12 +123,13 @@ func TestRoutesAndDomains(t *testing.T) {
 	})
 
 	out = u.must("routes", "add", "tcp", "-a", "hello")
-	if !strings.Contains(out, "tcp port 20000 to web.hello") {
+	tcp := strconv.Itoa(p.tcpBase)
+	if !strings.Contains(out, "tcp port "+tcp+" to web.hello") {
 		t.Fatalf("routes add tcp said %q", out)
 	}
 	// A TCP route carries bytes: here an HTTP/1.0 exchange, unparsed.
-	waitUntil(t, "the tcp route to reach the app", 10*time.Second, func() bool {
-		conn, err := net.DialTimeout("tcp", "127.0.0.1:20000", time.Second)
+	waitUntil(t, "the tcp route to reach the app", 30*time.Second, func() bool {
+		conn, err := net.DialTimeout("tcp", "127.0.0.1:"+tcp, time.Second)
 		if err != nil {
 			return false
 		}
@@ -140,7 +142,7 @@ func TestRoutesAndDomains(t *testing.T) {
 
 	// Refusals: another app's address, an automatic domain, contradictions.
 	u.fails("already routed", "domains:add", "www.example.test", "-a", "other")
-	u.fails("tcp port 20000 is taken", "routes", "add", "tcp", "--port", "20000", "-a", "other")
+	u.fails("tcp port "+tcp+" is taken", "routes", "add", "tcp", "--port", tcp, "-a", "other")
 	u.fails("app other's automatic domain", "routes", "add", "http", "other.localhost", "-a", "hello")
 	u.fails("not one of app hello's", "routes", "add", "http", "x.example.test", "--service", "web.other", "-a", "hello")
 	u.fails("exclusive", "routes", "add", "http", "x.example.test", "--cert", certFile, "--key", keyFile, "--acme", "-a", "hello")
@@ -153,7 +155,7 @@ func TestRoutesAndDomains(t *testing.T) {
 		!strings.Contains(lines[1], "hello.localhost") || !strings.Contains(lines[1], "auto") {
 		t.Fatalf("routes:\n%s", out)
 	}
-	for _, want := range []string{"www.example.test", "api.example.test", "tls until 2040-01-02, sticky", "20000"} {
+	for _, want := range []string{"www.example.test", "api.example.test", "tls until 2040-01-02, sticky", tcp} {
 		if !strings.Contains(out, want) {
 			t.Errorf("routes lacks %q:\n%s", want, out)
 		}

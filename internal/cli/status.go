@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -71,7 +72,11 @@ func printStatus(st api.ClusterStatus) {
 		if s.Disk.Pressure != "" {
 			state = "LOW ON SPACE"
 		}
-		fmt.Printf("  %-20s disk %s: %d MiB free of %d MiB, %s; %d kept artifacts missing\n", s.Name, s.Disk.Dir, s.Disk.FreeBytes>>20, s.Disk.TotalBytes>>20, state, s.MissingBlobs)
+		repl := "blobs replicated"
+		if s.PendingBlobs > 0 {
+			repl = fmt.Sprintf("%d blobs to copy, %s behind", s.PendingBlobs, time.Duration(s.ReplicationLag))
+		}
+		fmt.Printf("  %-20s disk %s: %d MiB free of %d MiB, %s; %s; %d kept artifacts missing\n", s.Name, s.Disk.Dir, s.Disk.FreeBytes>>20, s.Disk.TotalBytes>>20, state, repl, s.MissingBlobs)
 	}
 	fmt.Println("\nHosts:")
 	if len(st.Hosts) == 0 {
@@ -85,6 +90,29 @@ func printStatus(st api.ClusterStatus) {
 		case h.Drained:
 			state = "drained"
 		}
-		fmt.Printf("  %-20s %s\n", h.ID, state)
+		lease := "-"
+		if h.LeaseTTL > 0 {
+			lease = fmt.Sprintf("renewed %s ago of %s", time.Duration(h.LeaseAge), time.Duration(h.LeaseTTL))
+		}
+		detail := "agent not answering: " + h.Error
+		if h.Reachable {
+			disk := "disk ?"
+			if h.Disk != nil {
+				disk = fmt.Sprintf("disk %d MiB free of %d MiB", h.Disk.FreeBytes>>20, h.Disk.TotalBytes>>20)
+			}
+			detail = fmt.Sprintf("%s; memory %d MiB available of %d MiB (jobs reserve %d of %d MiB); %d jobs",
+				disk, h.MemAvailableMB, h.MemTotalMB, h.ReservedMemoryMB, h.MemoryMB, h.Jobs)
+		}
+		fmt.Printf("  %-20s %s; lease %s; %s\n", h.ID, state, lease, detail)
+	}
+	if len(st.Routers) > 0 {
+		fmt.Println("\nRouters:")
+	}
+	for _, r := range st.Routers {
+		state := "ready"
+		if !r.Ready {
+			state = "NOT READY: " + r.Error
+		}
+		fmt.Printf("  %-20s %s (%s %s)\n", r.Name, state, r.Kind, orDash(r.Version))
 	}
 }

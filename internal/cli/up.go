@@ -98,8 +98,8 @@ Either way their formations are kept: the next pier up starts them again.`,
 				// The one a previous start wrote still works.
 				scfg.Log.Warn("cannot write the CLI's config", "err", err)
 			}
-			fmt.Printf("pier is up\n  API:     https://%s (cluster %q in %s)\n  apps:    %s\n  data:    %s\n",
-				srv.Addr(), clusterName, cfgPath, strings.ReplaceAll(scfg.AppURL, "{app}", "APP"), scfg.DataDir)
+			fmt.Printf("pier is up\n  API:     https://%s (cluster %q in %s)\n  web:     https://%s/ (pier dashboard signs a browser in)\n  apps:    %s\n  data:    %s\n",
+				srv.Addr(), clusterName, cfgPath, srv.Addr(), strings.ReplaceAll(scfg.AppURL, "{app}", "APP"), scfg.DataDir)
 			select {
 			case <-ctx.Done():
 				scfg.Log.Info("shutting down")

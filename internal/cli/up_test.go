@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	mathrand "math/rand/v2"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -38,17 +40,47 @@ func TestMain(m *testing.M) {
 
 // upPorts are the ports of a `pier up`: etcd client and peer, API, DNS,
 // host API, router HTTP and HTTPS, git over SSH.
-type upPorts [8]int
+// upPorts are pier up's ports; the last is the first of its TCP-route
+// range (tcpRoutePorts of them).
+type upPorts [9]int
+
+const tcpRoutePorts = 50
 
 // freeUpPorts picks free ports. A pointer, so that startUp can pick new
 // ones for a first start that lost a port to another process, and a
 // restart on the same data directory reuses what the first start used.
+// The TCP-route range is one of its own too, not the default 20000-20999:
+// another pier up on the machine (a benchmark, a user's) would hold that,
+// and the test's route would reach the other's backend.
 func freeUpPorts(t *testing.T) *upPorts {
 	var p upPorts
-	for i := range p {
+	for i := range p[:8] {
 		p[i] = testutil.FreePort(t)
 	}
+	p[8] = freeRange(t, tcpRoutePorts)
 	return &p
+}
+
+// freeRange finds n consecutive ports, from 40000 up, none of them taken.
+func freeRange(t *testing.T, n int) int {
+	t.Helper()
+	for try := 0; try < 100; try++ {
+		base := 40000 + mathrand.IntN(180)*n
+		free := true
+		for port := base; port < base+n && free; port++ {
+			l, err := net.Listen("tcp", ":"+strconv.Itoa(port))
+			if err != nil {
+				free = false
+				continue
+			}
+			l.Close()
+		}
+		if free {
+			return base
+		}
+	}
+	t.Fatal("no free range of ports for TCP routes")
+	return 0
 }
 
 // configHome is where the CLI config of the `pier up` on dataDir lives:
@@ -61,6 +93,7 @@ type upProc struct {
 	httpPort   int
 	httpsPort  int
 	sshPort    int
+	tcpBase    int // the first port of its TCP-route range
 	configHome string
 	etcdURL    string
 	stderr     *strings.Builder
@@ -72,6 +105,12 @@ type upProc struct {
 // free port can be taken by another process between its check and pier's
 // bind (tests run side by side); a first start that fails so is made
 // again on other ports. extra are more flags for pier up.
+// hostNetwork runs pier up's jobs in the host's network: for tests whose
+// builds fetch a buildpack from a server of the test on this machine's
+// loopback, which jobs in networks of their own cannot reach (as they
+// cannot reach any service of their host).
+var hostNetwork = []string{"--network", "host"}
+
 func startUp(t *testing.T, dataDir string, ports *upPorts, extra ...string) *upProc {
 	t.Helper()
 	_, err := os.Stat(dataDir)
@@ -96,8 +135,9 @@ func tryStartUp(t *testing.T, dataDir string, ports upPorts, extra ...string) (*
 		"--etcd-client-port", strconv.Itoa(ports[0]), "--etcd-peer-port", strconv.Itoa(ports[1]),
 		"--api-port", strconv.Itoa(ports[2]), "--dns-port", strconv.Itoa(ports[3]),
 		"--host-api-port", strconv.Itoa(ports[4]), "--http-port", strconv.Itoa(ports[5]),
-		"--https-port", strconv.Itoa(ports[6]), "--git-ssh-port", strconv.Itoa(ports[7])}, extra...)...)
-	p := &upProc{cmd: cmd, apiPort: ports[2], httpPort: ports[5], httpsPort: ports[6], sshPort: ports[7], stderr: &strings.Builder{}, exited: make(chan struct{}),
+		"--https-port", strconv.Itoa(ports[6]), "--git-ssh-port", strconv.Itoa(ports[7]),
+		"--tcp-ports", fmt.Sprintf("%d-%d", ports[8], ports[8]+tcpRoutePorts-1)}, extra...)...)
+	p := &upProc{cmd: cmd, tcpBase: ports[8], apiPort: ports[2], httpPort: ports[5], httpsPort: ports[6], sshPort: ports[7], stderr: &strings.Builder{}, exited: make(chan struct{}),
 		etcdURL: "https://127.0.0.1:" + strconv.Itoa(ports[0]), configHome: configHome(dataDir)}
 	cmd.Env = append(os.Environ(), "XDG_CONFIG_HOME="+p.configHome)
 	cmd.Stderr = p.stderr

@@ -41,7 +41,7 @@ func (s *Server) newReplica() (*replica.Replicator, error) {
 // change, and every blobCatchUp.
 func (s *Server) replicateBlobs(ctx context.Context) {
 	changed := make(chan struct{}, 1)
-	for _, prefix := range []string{store.ReleasesPrefix, store.BuildsPrefix, store.ResourceBackups} {
+	for _, prefix := range []string{store.ReleasesPrefix, store.BuildsPrefix, store.ResourceBackups, store.RegistryManifestsPrefix} {
 		go func() {
 			for ctx.Err() == nil {
 				for range s.Client.Watch(clientv3.WithRequireLeader(ctx), prefix, clientv3.WithPrefix()) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	"github.com/pierpaas/pier/blobstore/replica"
 	"github.com/pierpaas/pier/controller"
 	"github.com/pierpaas/pier/controller/deployer"
+	"github.com/pierpaas/pier/dashboard"
 	"github.com/pierpaas/pier/discovery"
 	"github.com/pierpaas/pier/gitreceive"
 	"github.com/pierpaas/pier/internal/daemon"
@@ -319,7 +321,8 @@ func (s *Server) startController(ctx, runCtx context.Context) error {
 		Client: s.Client, Blobs: s.Blobs, BlobURL: "https://" + s.cfg.APIAddr(), Replica: s.Replica,
 		HostTLS: s.Creds.ClientConfig(), Log: s.cfg.Log, AppURL: s.cfg.AppURL, Disk: s.Disk, ServerName: s.Name(),
 		TCPPortRange: s.cfg.TCPPortRange, BuildCA: s.CA.CertPEM,
-		CADir: s.cfg.pkiDir(), AdminKeyFile: s.cfg.AdminKeyPath(),
+		CADir: s.cfg.pkiDir(), AdminKeyFile: s.cfg.AdminKeyPath(), LeaderDead: s.deadServer,
+		RegistryUploadDir: filepath.Join(s.cfg.DataDir, "registry-uploads"),
 	})
 	go s.Controller.Run(runCtx)
 	select {
@@ -347,8 +350,11 @@ func (s *Server) serveAPI() error {
 	for _, p := range []string{"/livez", "/readyz", "/metrics"} {
 		mux.Handle(p, ops)
 	}
+	// The dashboard takes the root and its sign-in paths; everything else,
+	// its own API calls included, goes on to mux.
+	dash := dashboard.New(dashboard.Config{Client: s.Client, Keys: s.Controller, Log: s.cfg.Log})
 	s.api = &http.Server{
-		Handler:           mux,
+		Handler:           dash.Wrap(mux),
 		TLSConfig:         s.Creds.ServerConfig(),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          nil,

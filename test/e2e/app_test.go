@@ -303,7 +303,7 @@ func (c *cluster) waitServed(t *testing.T, app string, timeout time.Duration) {
 	for _, r := range c.routers {
 		b := &balancer{}
 		b.add(routerAddr(r))
-		l := &load{app: app, lb: b}
+		l := &load{app: app, domain: c.domain, lb: b}
 		deadline := time.Now().Add(timeout)
 		for {
 			s := l.once(context.Background(), insecure)

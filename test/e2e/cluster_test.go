@@ -36,6 +36,16 @@ type cluster struct {
 	etcd *clientv3.Client
 	// lb is the load balancer in front of the routers.
 	lb *balancer
+	// domain is the cluster domain its routers serve apps under
+	// (appDomain unless restored under another).
+	domain string
+}
+
+// clusterOptions make a cluster that is not the shared one's kind.
+type clusterOptions struct {
+	// restore is a cluster backup the first server is restored from
+	// (pier cluster restore), under the cluster domain domain.
+	restore, domain string
 }
 
 func (c *cluster) nodes() []*node {
@@ -110,13 +120,21 @@ func getCluster(t *testing.T) *cluster {
 // admits one learner at a time), then the hosts and the routers join with
 // the host token.
 func newCluster() (_ *cluster, err error) {
+	return newClusterWith(clusterOptions{})
+}
+
+// newClusterWith is newCluster as opts say.
+func newClusterWith(opts clusterOptions) (_ *cluster, err error) {
 	if err := os.MkdirAll(baseDir, 0o755); err != nil {
 		return nil, err
 	}
 	if err := setupBridge(); err != nil {
 		return nil, err
 	}
-	c := &cluster{}
+	c := &cluster{domain: appDomain}
+	if opts.domain != "" {
+		c.domain = opts.domain
+	}
 	mk := func(role, name, ip string) *node {
 		n := &node{name: name, role: role, ns: namePrefix + "-" + name, ip: ip, dir: filepath.Join(baseDir, name)}
 		return n
@@ -137,6 +155,11 @@ func newCluster() (_ *cluster, err error) {
 		if err := os.MkdirAll(n.dataDir(), 0o755); err != nil {
 			return nil, err
 		}
+		// Each machine has its binary of its own, which an upgrade
+		// replaces.
+		if err := copyFile(pierBin, n.bin(), 0o755); err != nil {
+			return nil, err
+		}
 		if err := addNetns(n.ns, n.ip); err != nil {
 			return nil, err
 		}
@@ -145,11 +168,17 @@ func newCluster() (_ *cluster, err error) {
 		s := s
 		first := i == 0
 		s.argv = func() []string {
-			a := []string{pierBin, "server", "--data-dir", s.dataDir(), "--name", s.name, "--advertise-ip", s.ip}
+			a := []string{s.bin(), "server", "--data-dir", s.dataDir(), "--name", s.name, "--advertise-ip", s.ip}
 			if !first {
 				a = append(a, "--join", strings.Join(c.serverAPIs()[:1], ","), "--token", c.serverToken)
 			}
 			return a
+		}
+		if first && opts.restore != "" {
+			argv := []string{pierBin, "cluster", "restore", opts.restore, "--data-dir", s.dataDir(), "--domain", c.domain}
+			if out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput(); err != nil {
+				return c, fmt.Errorf("pier cluster restore: %v\n%s", err, out)
+			}
 		}
 		if err := s.start(); err != nil {
 			return c, err
@@ -167,7 +196,7 @@ func newCluster() (_ *cluster, err error) {
 	for _, h := range c.hosts {
 		h := h
 		h.argv = func() []string {
-			return []string{pierBin, "host", "--data-dir", h.dataDir(), "--id", h.name, "--host-ip", h.ip,
+			return []string{h.bin(), "host", "--data-dir", h.dataDir(), "--id", h.name, "--host-ip", h.ip,
 				"--join", strings.Join(c.serverAPIs(), ","), "--token", c.hostToken}
 		}
 		if err := h.start(); err != nil {
@@ -177,8 +206,8 @@ func newCluster() (_ *cluster, err error) {
 	for _, r := range c.routers {
 		r := r
 		r.argv = func() []string {
-			return []string{pierBin, "router", "--data-dir", r.dataDir(), "--name", r.name, "--advertise-ip", r.ip,
-				"--join", strings.Join(c.serverAPIs(), ","), "--token", c.hostToken, "--domain", appDomain,
+			return []string{r.bin(), "router", "--data-dir", r.dataDir(), "--name", r.name, "--advertise-ip", r.ip,
+				"--join", strings.Join(c.serverAPIs(), ","), "--token", c.hostToken, "--domain", c.domain,
 				"--http-port", strconv.Itoa(routerHTTPPort), "--https-port", "0", "--tcp-ports", ""}
 		}
 		if err := r.start(); err != nil {

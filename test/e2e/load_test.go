@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -61,6 +62,7 @@ type sample struct {
 // pier and not a machine overloaded by its own test.
 type load struct {
 	app     string
+	domain  string // the cluster domain (appDomain when empty)
 	lb      *balancer
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
@@ -78,7 +80,7 @@ const (
 // startLoad starts the load; it stops when the test ends at the latest.
 func startLoad(t *testing.T, c *cluster, app string) *load {
 	ctx, cancel := context.WithCancel(context.Background())
-	l := &load{app: app, lb: c.lb, cancel: cancel}
+	l := &load{app: app, domain: c.domain, lb: c.lb, cancel: cancel}
 	for range loadWorkers {
 		l.wg.Add(1)
 		go l.worker(ctx)
@@ -120,7 +122,7 @@ func (l *load) once(ctx context.Context, hc *http.Client) (s sample) {
 		return s
 	}
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+target+"/whoami", nil)
-	req.Host = l.app + "." + appDomain
+	req.Host = l.app + "." + cmp.Or(l.domain, appDomain)
 	resp, err := hc.Do(req)
 	if err != nil {
 		s.err = err.Error()

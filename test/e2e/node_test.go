@@ -41,6 +41,18 @@ type node struct {
 func (n *node) dataDir() string { return filepath.Join(n.dir, "data") }
 func (n *node) logPath() string { return filepath.Join(n.dir, n.role+".log") }
 
+// bin is the node's own pier binary (a copy of pierBin), which an
+// upgrade replaces in place.
+func (n *node) bin() string { return filepath.Join(n.dir, "pier") }
+
+func copyFile(src, dst string, mode os.FileMode) error {
+	b, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(dst, b, mode)
+}
+
 // start runs the daemon in the node's namespace, in a process group of
 // its own so that a Ctrl-C at the test's terminal reaches only the test,
 // which then tears everything down in order.

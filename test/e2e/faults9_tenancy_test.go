@@ -21,7 +21,7 @@ import (
 	"github.com/pierpaas/pier/internal/procfile"
 )
 
-// Scenario 11: a hostile tenant. App mallory runs beside app victim, on
+// Scenario 13: a hostile tenant. App mallory runs beside app victim, on
 // the same hosts and on others, and tries from inside its jobs everything
 // that worked when jobs shared their host's network: connecting to
 // victim's jobs, to etcd, the host API, the controller and the routers;
@@ -31,7 +31,7 @@ import (
 // victim --from mallory` opens the direct way, and its removal closes it.
 func TestHostileTenant(t *testing.T) {
 	c := getCluster(t)
-	r := report(t, "11-hostile-tenant")
+	r := report(t, "13-hostile-tenant")
 	victims := c.deployWeb(t, "victim", 3)
 	l := r.track(startLoad(t, c, "victim"))
 	mallory := c.deployProbe(t, "mallory", 3)
