@@ -79,18 +79,67 @@ func newBench(o options) (*bench, error) {
 
 func (b *bench) jobsDir() string { return filepath.Join(b.hostDir, "jobs") }
 
-func (b *bench) run(ctx context.Context) error {
-	if err := b.startCluster(ctx); err != nil {
+// runAll starts a cluster per bench (one per network mode), measures job
+// starts alternating between them, then each one's memory, and reports.
+func runAll(ctx context.Context, benches []*bench) error {
+	for _, b := range benches {
+		if err := b.startCluster(ctx); err != nil {
+			return fmt.Errorf("%s: %w", b.o.network, err)
+		}
+	}
+	if err := measureStarts(ctx, benches, benches[0].o.jobs); err != nil {
 		return err
 	}
-	if err := b.measureStarts(ctx); err != nil {
-		return err
+	var attach, detach []time.Duration
+	for _, b := range benches {
+		if b.o.network == "job" {
+			progress("timing %d namespace attach and detach steps alone", benches[0].o.jobs)
+			var err error
+			if attach, detach, err = netnsStepsApart(ctx, benches[0].o.jobs); err != nil {
+				return fmt.Errorf("namespace steps: %w", err)
+			}
+		}
 	}
-	if err := b.measureMemory(ctx); err != nil {
-		return err
+	for _, b := range benches {
+		if err := b.measureMemory(ctx); err != nil {
+			return fmt.Errorf("%s: %w", b.o.network, err)
+		}
 	}
-	b.report(os.Stdout)
+	for _, b := range benches {
+		b.report(os.Stdout)
+	}
+	if len(benches) > 1 {
+		compare(os.Stdout, benches)
+	}
+	if len(attach) > 0 {
+		fmt.Printf("a job's namespace alone (jobnet.Host, %d times, no job)  p50 ms    p90 ms    p99 ms   mean ms\n", len(attach))
+		for _, r := range []struct {
+			name string
+			d    []time.Duration
+		}{{"Attach (before a job starts)", attach}, {"Detach (after a job ends)", detach}} {
+			s := summarize(r.d)
+			fmt.Printf("%-52s %9.1f %9.1f %9.1f %9.1f\n", r.name, ms(s.p50), ms(s.p90), ms(s.p99), ms(s.mean))
+		}
+		fmt.Println()
+	}
 	return nil
+}
+
+// compare prints the job start figures of the network modes side by side.
+func compare(w io.Writer, benches []*bench) {
+	fmt.Fprintf(w, "job start, put → status running, the modes alternated in rounds of 10 (%d jobs each)\n", len(benches[0].res.start))
+	fmt.Fprintf(w, "%-28s %9s %9s %9s %9s\n", "network", "p50 ms", "p90 ms", "p99 ms", "mean ms")
+	for _, b := range benches {
+		s := summarize(b.res.start)
+		fmt.Fprintf(w, "%-28s %9.1f %9.1f %9.1f %9.1f\n", "--network "+b.o.network, ms(s.p50), ms(s.p90), ms(s.p99), ms(s.mean))
+	}
+	for _, b := range benches {
+		s := summarize(b.res.bare)
+		fmt.Fprintf(w, "%-28s %9.1f %9.1f %9.1f %9.1f\n", "bare runc ("+b.o.network+" rounds)", ms(s.p50), ms(s.p90), ms(s.p99), ms(s.mean))
+	}
+	a, z := summarize(benches[0].res.start), summarize(benches[1].res.start)
+	fmt.Fprintf(w, "%-28s %+9.1f %+9.1f %+9.1f %+9.1f\n", benches[0].o.network+" − "+benches[1].o.network, ms(a.p50-z.p50), ms(a.p90-z.p90), ms(a.p99-z.p99), ms(a.mean-z.mean))
+	fmt.Fprintln(w)
 }
 
 // startCluster starts a server and a host agent joined to it, and waits
@@ -101,9 +150,9 @@ func (b *bench) startCluster(ctx context.Context) error {
 		return err
 	}
 	etcdPort, peerPort, apiPort, dnsPort, hostAPIPort := ports[0], ports[1], ports[2], ports[3], ports[4]
-	progress("starting pier server (etcd %d, api %d)", etcdPort, apiPort)
+	progress("%s: starting pier server (etcd %d, api %d)", b.o.network, etcdPort, apiPort)
 	b.server, err = startProc("server", filepath.Join(b.tmp, "server.log"), b.o.pier, "server",
-		"--data-dir", b.serverDir,
+		"--data-dir", b.serverDir, "--name", "bench-server", "--git-ssh-port", "0",
 		"--etcd-client-port", strconv.Itoa(etcdPort), "--etcd-peer-port", strconv.Itoa(peerPort),
 		"--api-port", strconv.Itoa(apiPort), "--dns-port", strconv.Itoa(dnsPort))
 	if err != nil {
@@ -116,7 +165,7 @@ func (b *bench) startCluster(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("pier token: %w", err)
 	}
-	progress("starting pier host --id %s", hostID)
+	progress("%s: starting pier host --id %s --network %s", b.o.network, hostID, b.o.network)
 	b.host, err = startProc("host", filepath.Join(b.tmp, "host.log"), b.o.pier, "host",
 		"--join", "127.0.0.1:"+strconv.Itoa(apiPort), "--token", strings.TrimSpace(string(tok)),
 		"--data-dir", b.hostDir, "--host-api-port", strconv.Itoa(hostAPIPort), "--id", hostID, "--network", b.o.network)
@@ -175,46 +224,71 @@ func (b *bench) startCluster(ctx context.Context) error {
 	return nil
 }
 
-// measureStarts starts and stops jobs one after another, in rounds of ten
-// interleaved with ten bare runc runs, so that both see the same machine.
-func (b *bench) measureStarts(ctx context.Context) error {
-	bareSpec := runtime.Spec{
-		ID:     b.prefix + "-bare",
-		Args:   []string{"true"},
-		Env:    []string{"PIER_HOST_ID=" + hostID, "PIER_JOB_ID=" + b.prefix + "-bare"},
-		Limits: runtime.Limits{MemoryMB: jobMemoryMB},
-	}
-	progress("warming up: %d jobs and %d bare runs, not counted", warmups, warmups)
+// warmUp starts and stops a few jobs and bare runs, not counted.
+func (b *bench) warmUp(ctx context.Context) error {
+	progress("%s: warming up: %d jobs and %d bare runs, not counted", b.o.network, warmups, warmups)
 	for i := range warmups {
 		if _, _, err := b.startStop(ctx, fmt.Sprintf("%s-w%d", b.prefix, i)); err != nil {
 			return err
 		}
 	}
-	if _, err := b.bareRt.BareRun(ctx, bareSpec, warmups); err != nil {
+	if _, err := b.bareRt.BareRun(ctx, b.bareSpec(), warmups); err != nil {
 		return fmt.Errorf("bare runc run: %w", err)
 	}
-	progress("starting %d jobs one after another, each stopped once running", b.o.jobs)
-	for done := 0; done < b.o.jobs; {
-		n := min(10, b.o.jobs-done)
-		for i := range n {
-			s, stop, err := b.startStop(ctx, fmt.Sprintf("%s-l%d", b.prefix, done+i))
-			if err != nil {
-				return err
-			}
-			b.res.start = append(b.res.start, s.total)
-			b.res.put = append(b.res.put, s.put)
-			b.res.starting = append(b.res.starting, s.starting)
-			b.res.started = append(b.res.started, s.started)
-			b.res.stop = append(b.res.stop, stop)
-		}
-		times, err := b.bareRt.BareRun(ctx, bareSpec, n)
+	return nil
+}
+
+func (b *bench) bareSpec() runtime.Spec {
+	return runtime.Spec{
+		ID:     b.prefix + "-bare",
+		Args:   []string{"true"},
+		Env:    []string{"PIER_HOST_ID=" + hostID, "PIER_JOB_ID=" + b.prefix + "-bare"},
+		Limits: runtime.Limits{MemoryMB: jobMemoryMB},
+	}
+}
+
+// startRound starts and stops n jobs one after another (numbered from
+// done), then times n bare runc runs, so that both see the same machine.
+func (b *bench) startRound(ctx context.Context, done, n int) error {
+	for i := range n {
+		s, stop, err := b.startStop(ctx, fmt.Sprintf("%s-l%d", b.prefix, done+i))
 		if err != nil {
-			return fmt.Errorf("bare runc run: %w", err)
+			return err
 		}
-		b.res.bare = append(b.res.bare, times...)
+		b.res.start = append(b.res.start, s.total)
+		b.res.put = append(b.res.put, s.put)
+		b.res.starting = append(b.res.starting, s.starting)
+		b.res.started = append(b.res.started, s.started)
+		b.res.stop = append(b.res.stop, stop)
+	}
+	times, err := b.bareRt.BareRun(ctx, b.bareSpec(), n)
+	if err != nil {
+		return fmt.Errorf("bare runc run: %w", err)
+	}
+	b.res.bare = append(b.res.bare, times...)
+	return nil
+}
+
+// measureStarts times sequential job starts on every bench, in rounds of
+// ten that alternate between them (and, within each, with ten bare runc
+// runs), so that all see the same machine.
+func measureStarts(ctx context.Context, benches []*bench, jobs int) error {
+	for _, b := range benches {
+		if err := b.warmUp(ctx); err != nil {
+			return fmt.Errorf("%s: %w", b.o.network, err)
+		}
+	}
+	progress("starting %d jobs one after another per network mode, each stopped once running", jobs)
+	for done := 0; done < jobs; {
+		n := min(10, jobs-done)
+		for _, b := range benches {
+			if err := b.startRound(ctx, done, n); err != nil {
+				return fmt.Errorf("%s: %w", b.o.network, err)
+			}
+		}
 		done += n
-		if done%50 == 0 || done == b.o.jobs {
-			progress("  %d/%d", done, b.o.jobs)
+		if done%50 == 0 || done == jobs {
+			progress("  %d/%d", done, jobs)
 		}
 	}
 	return nil
@@ -233,7 +307,7 @@ func (b *bench) startStop(ctx context.Context, id string) (startSample, time.Dur
 // shims' memory once all run, then stops them all at once.
 func (b *bench) measureMemory(ctx context.Context) error {
 	n := b.o.memJobs
-	progress("starting %d jobs at once for the memory figures", n)
+	progress("%s: starting %d jobs at once for the memory figures", b.o.network, n)
 	ids := make([]string, n)
 	chans := make([]<-chan event, n)
 	for i := range ids {
@@ -280,7 +354,7 @@ func (b *bench) measureMemory(ctx context.Context) error {
 		return fmt.Errorf("found %d shims for %d running jobs", len(b.res.shims), n)
 	}
 
-	progress("stopping the %d jobs at once", n)
+	progress("%s: stopping the %d jobs at once", b.o.network, n)
 	t0 = time.Now()
 	for _, id := range ids {
 		if err := b.stopJob(ctx, id); err != nil {
@@ -313,12 +387,12 @@ func (b *bench) measureMemory(ctx context.Context) error {
 func (b *bench) report(w io.Writer) {
 	r := &b.res
 	runcVersion, _ := exec.Command("runc", "--version").Output()
-	fmt.Fprintf(w, "\npier host agent benchmark: %d jobs one after another, %d at once; %s\n",
-		len(r.start), len(r.shims), firstLine(string(runcVersion)))
-	fmt.Fprintf(w, "\n%-46s %9s %9s %9s\n", "job start latency", "p50 ms", "p99 ms", "mean ms")
+	fmt.Fprintf(w, "\npier host agent benchmark, --network %s: %d jobs one after another, %d at once; %s\n",
+		b.o.network, len(r.start), len(r.shims), firstLine(string(runcVersion)))
+	fmt.Fprintf(w, "\n%-46s %9s %9s %9s %9s\n", "job start latency", "p50 ms", "p90 ms", "p99 ms", "mean ms")
 	row := func(name string, d []time.Duration) {
 		s := summarize(d)
-		fmt.Fprintf(w, "%-46s %9.1f %9.1f %9.1f\n", name, ms(s.p50), ms(s.p99), ms(s.mean))
+		fmt.Fprintf(w, "%-46s %9.1f %9.1f %9.1f %9.1f\n", name, ms(s.p50), ms(s.p90), ms(s.p99), ms(s.mean))
 	}
 	row("pier: job put → status running (watch)", r.start)
 	row("  of which: put → status starting", r.starting)
@@ -326,8 +400,8 @@ func (b *bench) report(w io.Writer) {
 	row("  of which: the put itself", r.put)
 	row("bare `runc run` of `true`, same bundle prep", r.bare)
 	p, bb := summarize(r.start), summarize(r.bare)
-	fmt.Fprintf(w, "%-46s %9.2f %9.2f %9.2f\n", "ratio pier / bare",
-		ratio(p.p50, bb.p50), ratio(p.p99, bb.p99), ratio(p.mean, bb.mean))
+	fmt.Fprintf(w, "%-46s %9.2f %9.2f %9.2f %9.2f\n", "ratio pier / bare",
+		ratio(p.p50, bb.p50), ratio(p.p90, bb.p90), ratio(p.p99, bb.p99), ratio(p.mean, bb.mean))
 	row("stop: desired shutdown put → status shutdown", r.stop)
 
 	fmt.Fprintf(w, "\n%-46s %9s %9s %9s\n", fmt.Sprintf("memory (MiB), %d jobs running", len(r.shims)), "min", "median", "max")
@@ -361,7 +435,7 @@ func (b *bench) report(w io.Writer) {
 func (b *bench) printLogTails() {
 	for _, p := range []*proc{b.server, b.host} {
 		if p != nil {
-			fmt.Fprintf(os.Stderr, "--- last lines of pier %s (%s)\n%s\n", p.name, p.logPath, p.tail(20))
+			fmt.Fprintf(os.Stderr, "--- last lines of pier %s, --network %s (%s)\n%s\n", p.name, b.o.network, p.logPath, p.tail(20))
 		}
 	}
 }

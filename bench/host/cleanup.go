@@ -12,7 +12,11 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/vishvananda/netlink"
+
 	"github.com/pierpaas/pier/api"
+	"github.com/pierpaas/pier/host/agent"
+	"github.com/pierpaas/pier/host/jobnet"
 	"github.com/pierpaas/pier/runtime"
 	"github.com/pierpaas/pier/store"
 )
@@ -74,6 +78,27 @@ func (b *bench) cleanup() []string {
 		}
 		if left := b.ours(rt); len(left) > 0 {
 			note("containers left: %v", left)
+		}
+	}
+
+	// What the agent leaves by design (it keeps jobs' networks across its
+	// restarts): the jobs' namespaces, the gateway and the policy table.
+	if b.o.network == "job" {
+		nsDir := agent.NetNSDir(b.hostDir)
+		jobnet.ReleaseAll(nsDir)
+		jobnet.Remove(jobnet.TagFor(b.hostDir))
+		if left, _ := os.ReadDir(nsDir); len(left) > 0 {
+			note("job network namespaces left in %s: %d", nsDir, len(left))
+		} else {
+			os.Remove(nsDir)
+		}
+		tag := jobnet.TagFor(b.hostDir)
+		if links, err := netlink.LinkList(); err == nil {
+			for _, l := range links {
+				if name := l.Attrs().Name; name == "pg"+tag || strings.HasPrefix(name, "pv"+tag) {
+					note("job network interface left: %s", name)
+				}
+			}
 		}
 	}
 

@@ -15,6 +15,12 @@
 //
 //	make build && go run ./bench/host            # uses bin/pier
 //	go run ./bench/host -pier /path/to/pier -jobs 500
+//	go run ./bench/host -network both -jobs 100  # with and without job namespaces
+//
+// -network picks the agent's job networking: job (a network namespace per
+// job, the default), host, or both: a cluster (server and agent) for each,
+// the sequential starts alternated between them in rounds of ten, and the
+// two modes' start latencies printed side by side.
 //
 // It takes about 90 seconds. The whole run happens in a private mount
 // namespace with its own tmpfs on /run/pier, so that runc's state root and
@@ -57,10 +63,15 @@ func main() {
 	flag.IntVar(&o.jobs, "jobs", 200, "jobs started one after another for the latency figures")
 	flag.IntVar(&o.memJobs, "mem-jobs", 50, "jobs running while memory is measured")
 	flag.BoolVar(&o.keep, "print-logs", false, "print the end of the server's and agent's logs")
-	flag.StringVar(&o.network, "network", "job", "the agent's job networking: job (a namespace per job) or host")
+	flag.StringVar(&o.network, "network", "job", "the agent's job networking: job (a namespace per job), host, or both (a cluster each, job starts alternated between them in rounds of ten)")
 	flag.Parse()
 	if o.jobs < 1 || o.memJobs < 1 {
 		fatalf("-jobs and -mem-jobs must be positive")
+	}
+	switch o.network {
+	case "job", "host", "both":
+	default:
+		fatalf("-network %q: want job, host or both", o.network)
 	}
 	if os.Geteuid() != 0 {
 		fatalf("the host benchmark runs real containers and needs root")
@@ -77,6 +88,9 @@ func main() {
 	}
 	o.pier = bin
 
+	if n := os.Getenv(netnsEnv); n != "" {
+		os.Exit(netnsChild(n))
+	}
 	if os.Getenv(nsEnv) == "" {
 		os.Exit(reexecInNamespace())
 	}
@@ -147,10 +161,23 @@ func run(o options) int {
 		}
 	}()
 
-	b, err := newBench(o)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "bench/host:", err)
-		return 1
+	modes := []string{o.network}
+	if o.network == "both" {
+		modes = []string{"job", "host"}
+	}
+	var benches []*bench
+	for _, m := range modes {
+		mo := o
+		mo.network = m
+		b, err := newBench(mo)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench/host:", err)
+			for _, b := range benches {
+				b.cleanup()
+			}
+			return 1
+		}
+		benches = append(benches, b)
 	}
 	status := 0
 	func() {
@@ -161,24 +188,32 @@ func run(o options) int {
 				status = 1
 			}
 		}()
-		if err := b.run(ctx); err != nil {
+		if err := runAll(ctx, benches); err != nil {
 			fmt.Fprintln(os.Stderr, "bench/host:", err)
 			if ctx.Err() == nil {
-				b.printLogTails()
+				for _, b := range benches {
+					b.printLogTails()
+				}
 			}
 			status = 1
 		}
 	}()
-	if o.keep {
-		b.printLogTails()
-	}
-	if problems := b.cleanup(); len(problems) > 0 {
-		for _, p := range problems {
-			fmt.Fprintln(os.Stderr, "bench/host: cleanup:", p)
+	clean := true
+	for _, b := range benches {
+		if o.keep {
+			b.printLogTails()
 		}
+		if problems := b.cleanup(); len(problems) > 0 {
+			for _, p := range problems {
+				fmt.Fprintf(os.Stderr, "bench/host: cleanup (%s): %s\n", b.o.network, p)
+			}
+			clean = false
+		}
+	}
+	if !clean {
 		return 1
 	}
-	fmt.Println("cleanup: no pier process, container, shim, cgroup or temporary directory left")
+	fmt.Println("cleanup: no pier process, container, shim, cgroup, job network or temporary directory left")
 	return status
 }
 

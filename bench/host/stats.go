@@ -7,7 +7,7 @@ import (
 )
 
 type summary struct {
-	p50, p99, mean time.Duration
+	p50, p90, p99, mean time.Duration
 }
 
 // summarize returns nearest-rank percentiles and the mean of d.
@@ -21,7 +21,7 @@ func summarize(d []time.Duration) summary {
 	for _, v := range s {
 		total += v
 	}
-	return summary{p50: rank(s, 0.50), p99: rank(s, 0.99), mean: total / time.Duration(len(s))}
+	return summary{p50: rank(s, 0.50), p90: rank(s, 0.90), p99: rank(s, 0.99), mean: total / time.Duration(len(s))}
 }
 
 // rank is the nearest-rank percentile of sorted s.

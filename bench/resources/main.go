@@ -2,21 +2,30 @@
 // single-node `pier up` in a temporary directory, deploys the
 // examples/postgres app and times `pier resources:add postgres -a APP`
 // to the app's first successful query through the router; then runs
-// pgbench -S (select only) and -N (simple update) through the address
-// apps get (DATABASE_URL, the routers' TCP port) and against the member's
-// own port, and prints the ratio; then fills the database to -db-size
-// with pgbench -i and times pg:backups:capture and pg:backups:restore.
+// pgbench -S (select only) and -N (simple update) the way the app reaches
+// its database: inside the network namespace of one of the app's web
+// jobs (nsenter --net), to the address DATABASE_URL's host name
+// (postgres.pg-NAME.pier.internal) resolves to at the job's resolver (its
+// gateway, port 53); and, as the reference, from the host straight to the
+// member's address (resources:info), and prints the ratio; then fills the
+// database to -db-size with pgbench -i and times pg:backups:capture and
+// pg:backups:restore.
+//
+// It needs root, runc, and pgbench and psql (SETUP_BENCH=1 scripts/setup),
+// and jobs in their own network namespaces (pier up's default as root).
 //
 //	go run ./bench/resources [-db-size 1GB] [-clients 4] [-duration 10s] [-runs 3]
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"os/exec"
@@ -70,21 +79,29 @@ func main() {
 	}
 	fmt.Printf("resources:add postgres to first query: %s (target <= 10s)\n", addTime.Round(10*time.Millisecond))
 
-	// pgbench through the routers' port and on the member's port.
-	routed, direct, err := b.urls()
+	// pgbench from an app's job, through the address it gets, and from
+	// the host straight to the member.
+	asApp, direct, err := b.urls()
 	if err != nil {
 		fail("%v", err)
 	}
-	if err := b.pgbench(routed, "-i", "-q", "-s", "10"); err != nil {
+	fmt.Printf("DATABASE_URL host %s resolves to %s at the job's resolver %s; member (resources:info) %s\n",
+		asApp.name, asApp.addr, asApp.resolver, asApp.member)
+	fmt.Printf("the app's job: %s, address %s, namespace %s\n", asApp.job, asApp.jobIP, asApp.netns)
+	if err := b.pgbench(direct, "-i", "-q", "-s", "10"); err != nil {
 		fail("%v", err)
 	}
-	fmt.Printf("pgbench -c %d -j %d -T %s (scale 10), median of %d runs:\n", *clients, min(*clients, 2), *duration, *runs)
-	fmt.Printf("  %-4s %14s %14s %8s\n", "mode", "routed tps", "direct tps", "ratio")
+	fmt.Printf("pgbench -c %d -j %d -T %s (scale 10), median of %d runs, alternated:\n", *clients, min(*clients, 2), *duration, *runs)
+	fmt.Printf("  %-4s %22s %22s %8s\n", "mode", "app's job, its URL tps", "host to member tps", "ratio")
 	for _, mode := range []string{"-S", "-N"} {
 		var tps [2][]float64
 		for range max(1, *runs) {
-			for i, u := range []string{routed, direct} {
-				t, err := b.tps(u, mode, *clients, *duration)
+			for i, netns := range []string{asApp.netns, ""} {
+				u := asApp.url
+				if netns == "" {
+					u = direct
+				}
+				t, err := b.tps(netns, u, mode, *clients, *duration)
 				if err != nil {
 					fail("%v", err)
 				}
@@ -92,7 +109,7 @@ func main() {
 			}
 		}
 		r, d := median(tps[0]), median(tps[1])
-		fmt.Printf("  %-4s %14.0f %14.0f %8.3f\n", mode, r, d, r/d)
+		fmt.Printf("  %-4s %22.0f %22.0f %8.3f   (runs: %s / %s)\n", mode, r, d, r/d, listTPS(tps[0]), listTPS(tps[1]))
 	}
 
 	// Backups of a database of the given size.
@@ -230,31 +247,103 @@ func (b *bench) addToFirstQuery(vol string) (time.Duration, error) {
 	return time.Since(begin), err
 }
 
-// urls are the app's DATABASE_URL and the same with the member's address.
-func (b *bench) urls() (routed, direct string, err error) {
+// appPath is how one of the app's web jobs reaches its database.
+type appPath struct {
+	job, jobIP, netns string // the job, its address and its network namespace
+	name, resolver    string // DATABASE_URL's host name, the job's resolver
+	addr, member      string // what the name resolves to, resources:info's member
+	url               string // DATABASE_URL with the resolved address
+}
+
+// urls finds one of the app's running web jobs and resolves its
+// DATABASE_URL's host at the job's resolver (its gateway), and returns
+// that with the same URL on the member's address, for the host.
+func (b *bench) urls() (appPath, string, error) {
+	var p appPath
 	out, err := b.pier("env", "-a", app, "--json")
 	if err != nil {
-		return "", "", err
+		return p, "", err
 	}
 	var env map[string]string
 	if err := json.Unmarshal([]byte(out), &env); err != nil {
-		return "", "", fmt.Errorf("env --json: %v", err)
+		return p, "", fmt.Errorf("env --json: %v", err)
 	}
-	routed = env["DATABASE_URL"]
+	dbURL := env["DATABASE_URL"]
 	out, err = b.pier("resources:info", db, "--json")
 	if err != nil {
-		return "", "", err
+		return p, "", err
 	}
 	var info api.ResourceInfo
-	if err := json.Unmarshal([]byte(out), &info); err != nil || info.Member == "" || routed == "" {
-		return "", "", fmt.Errorf("no DATABASE_URL or member: %v %s", err, out)
+	if err := json.Unmarshal([]byte(out), &info); err != nil || info.Member == "" || dbURL == "" {
+		return p, "", fmt.Errorf("no DATABASE_URL or member: %v %s", err, out)
 	}
-	u, err := url.Parse(routed)
+	p.member = info.Member
+	u, err := url.Parse(dbURL)
 	if err != nil {
-		return "", "", err
+		return p, "", err
 	}
-	u.Host = info.Member
-	return routed, u.String(), nil
+	p.name = u.Hostname()
+
+	// The app's one web job once the redeploy with DATABASE_URL is over:
+	// the job of the release before may still be listed while it stops.
+	var pick *api.AppJob
+	err = wait("the app's redeploy to end (one web job running)", time.Minute, func() bool {
+		out, err = b.pier("ps", "-a", app, "--json")
+		var jobs api.JobList
+		if err != nil || json.Unmarshal([]byte(out), &jobs) != nil {
+			return false
+		}
+		var web []api.AppJob
+		for _, j := range jobs.Jobs {
+			if j.ProcessType == "web" && !j.OneOff {
+				web = append(web, j)
+			}
+		}
+		if len(web) != 1 || web[0].State != api.JobRunning || web[0].Desired == api.DesiredShutdown || len(web[0].Addrs) == 0 {
+			return false
+		}
+		pick = &web[0]
+		return true
+	})
+	if err != nil {
+		return p, "", fmt.Errorf("%v: %s", err, out)
+	}
+	host, _, err := net.SplitHostPort(pick.Addrs[0])
+	if err != nil {
+		return p, "", err
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil || !netip.MustParsePrefix(api.DefaultJobNetwork).Contains(ip) {
+		return p, "", fmt.Errorf("job %s has address %s, not one of the job network %s: is pier up running with --network host?",
+			pick.ID, pick.Addrs[0], api.DefaultJobNetwork)
+	}
+	p.job, p.jobIP = pick.ID, ip.String()
+	p.netns = filepath.Join(agent.NetNSDir(filepath.Join(b.dataDir(), "host")), pick.ID)
+	// The job's gateway, the first address of its host's subnet, is its
+	// resolver (its /etc/resolv.conf).
+	p.resolver = netip.PrefixFrom(ip, api.JobSubnetBits).Masked().Addr().Next().String()
+	if p.job == "" {
+		return p, "", fmt.Errorf("no running web job of %s: %s", app, out)
+	}
+	if _, err := os.Stat(p.netns); err != nil {
+		return p, "", fmt.Errorf("job %s's network namespace: %v", p.job, err)
+	}
+	r := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, network, net.JoinHostPort(p.resolver, "53"))
+	}}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	addrs, err := r.LookupNetIP(ctx, "ip4", p.name)
+	if err != nil || len(addrs) == 0 {
+		return p, "", fmt.Errorf("resolve %s at %s: %v", p.name, p.resolver, err)
+	}
+	p.addr = addrs[0].String()
+	resolved := *u
+	resolved.Host = net.JoinHostPort(p.addr, u.Port())
+	p.url = resolved.String()
+	direct := *u
+	direct.Host = info.Member
+	return p, direct.String(), nil
 }
 
 func (b *bench) pgbench(u string, args ...string) error {
@@ -264,9 +353,17 @@ func (b *bench) pgbench(u string, args ...string) error {
 
 var tpsRE = regexp.MustCompile(`tps = ([0-9.]+)`)
 
-func (b *bench) tps(u, mode string, clients int, d time.Duration) (float64, error) {
-	out, err := b.run(".", "pgbench", mode, "-n", "-c", strconv.Itoa(clients), "-j", strconv.Itoa(min(clients, 2)),
-		"-T", strconv.Itoa(int(d.Seconds())), u)
+// tps runs pgbench against u, inside network namespace netns if not "".
+func (b *bench) tps(netns, u, mode string, clients int, d time.Duration) (float64, error) {
+	args := []string{"pgbench", mode, "-n", "-c", strconv.Itoa(clients), "-j", strconv.Itoa(min(clients, 2)),
+		"-T", strconv.Itoa(int(d.Seconds())), u}
+	if netns != "" {
+		if _, err := os.Stat(netns); err != nil {
+			return 0, fmt.Errorf("the app's job's network namespace is gone (job replaced?): %v", err)
+		}
+		args = append([]string{"nsenter", "--net=" + netns, "--"}, args...)
+	}
+	out, err := b.run(".", args[0], args[1:]...)
 	if err != nil {
 		return 0, err
 	}
@@ -319,7 +416,16 @@ func (b *bench) cleanup() {
 	agent.Purge(filepath.Join(b.dataDir(), "host"))
 }
 
+func listTPS(xs []float64) string {
+	var s []string
+	for _, x := range xs {
+		s = append(s, strconv.FormatFloat(x, 'f', 0, 64))
+	}
+	return strings.Join(s, ", ")
+}
+
 func median(xs []float64) float64 {
+	xs = slices.Clone(xs)
 	slices.Sort(xs)
 	return xs[len(xs)/2]
 }
