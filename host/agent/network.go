@@ -168,10 +168,16 @@ func (n *jobNetwork) attach(ctx context.Context, job *api.Job, ip netip.Addr) (n
 	n.local[ip] = jobnet.LocalJob{App: job.App, ControlPlane: job.ControlPlane}
 	n.mu.Unlock()
 	n.changed()
-	if job.App != "" {
-		n.putEndpoint(ctx, api.Endpoint{Job: job.ID, App: job.App, IP: ip.String(), Host: n.a.cfg.ID})
-	}
 	return ip, path, nil
+}
+
+// publish records a job's address for the other hosts' policies. The
+// worker calls it once the job's shim is on its way, off the start's
+// critical path, and before it can call detach.
+func (n *jobNetwork) publish(ctx context.Context, job *api.Job, ip string) {
+	if job.App != "" {
+		n.putEndpoint(ctx, api.Endpoint{Job: job.ID, App: job.App, IP: ip, Host: n.a.cfg.ID})
+	}
 }
 
 // detach removes a job's namespace and its address everywhere.

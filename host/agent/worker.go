@@ -76,6 +76,8 @@ func (w *worker) run(ctx context.Context) {
 		// for the relaunch below), and its place in the policy.
 		if _, _, err := a.net.attach(ctx, job, netip.MustParseAddr(w.lj.IP)); err != nil {
 			log.Warn("cannot restore an adopted job's network", "err", err)
+		} else {
+			a.net.publish(ctx, job, w.lj.IP)
 		}
 	}
 	if !w.adopted {
@@ -196,7 +198,13 @@ func (w *worker) launch(ctx context.Context) error {
 	if err := a.local.put(w.lj); err != nil {
 		return err
 	}
-	return a.cfg.Launcher.Launch(w.lj.Dir)
+	if err := a.cfg.Launcher.Launch(w.lj.Dir); err != nil {
+		return err
+	}
+	if w.lj.IP != "" && a.net != nil {
+		a.net.publish(ctx, job, w.lj.IP)
+	}
+	return nil
 }
 
 // env is the job's environment: its own variables, its ports and identity.
