@@ -62,7 +62,7 @@ func TestClusterRestore(t *testing.T) {
 	// The third app, its database, its rows and a backup of them.
 	c.createNotes(t, ctl, notes)
 	t2 := time.Now()
-	addResource(t, ctl, db, notes)
+	c.addResource(t, ctl, db, notes)
 	r.Extra["db_attached_ms"] = ms(time.Since(t2))
 	for _, note := range []string{"first", "second"} {
 		waitFor(t, notes+" to store "+note, 60*time.Second, func() bool {
@@ -331,18 +331,25 @@ func (c *cluster) createNotes(t *testing.T, ctl *client.Controller, app string) 
 // waits until the resource is available and app is attached (its
 // release carries DATABASE_URL). The resource is removed when the test
 // ends, before the app.
-func addResource(t *testing.T, ctl *client.Controller, name, app string) {
+func (c *cluster) addResource(t *testing.T, ctl *client.Controller, name, app string) {
 	t.Helper()
 	ctx, cancel := ctxT(20 * time.Second)
 	defer cancel()
 	if _, err := ctl.CreateResource(ctx, api.CreateResourceRequest{Type: "postgres", Name: name, App: app, SizeMB: 128}); err != nil {
 		t.Fatalf("resources:add postgres -a %s: %v", app, err)
 	}
-	c := ctl
 	t.Cleanup(func() {
+		// Through a server of this cluster that still runs, as destroy:
+		// after a restore, none does.
+		ctl, err := c.controller()
+		if err != nil {
+			t.Logf("remove resource %s: %v", name, err)
+			return
+		}
+		defer ctl.Close()
 		ctx, cancel := ctxT(20 * time.Second)
 		defer cancel()
-		if _, err := c.RemoveResource(ctx, name, name); err != nil {
+		if _, err := ctl.RemoveResource(ctx, name, name); err != nil {
 			t.Logf("remove resource %s: %v", name, err)
 		}
 	})
