@@ -65,17 +65,15 @@ func TestClusterRestore(t *testing.T) {
 	c.addResource(t, ctl, db, notes)
 	r.Extra["db_attached_ms"] = ms(time.Since(t2))
 	for _, note := range []string{"first", "second"} {
-		waitFor(t, notes+" to store "+note, 60*time.Second, func() bool {
-			code, _, err := routerGet(c, notes, "/add?note="+note)
-			return err == nil && code == 200
+		waitForErr(t, notes+" to store "+note, 60*time.Second, func() error {
+			return answered(routerGet(c, notes, "/add?note="+note))("")
 		})
 	}
 	rows := "first\nsecond\n"
 	// Until the first release's job (no database) has stopped, a router
 	// may still pick it.
-	waitFor(t, notes+" to list its rows", 30*time.Second, func() bool {
-		code, b, err := routerGet(c, notes, "/")
-		return err == nil && code == 200 && b == rows
+	waitForErr(t, notes+" to list its rows", 30*time.Second, func() error {
+		return answered(routerGet(c, notes, "/"))(rows)
 	})
 	dump := captureBackup(t, ctl, db)
 
@@ -158,29 +156,31 @@ func TestClusterRestore(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ctl2.Close()
-	ctx, cancel := ctxT(10 * time.Second)
-	defer cancel()
-	env, err := ctl2.Env(ctx, two)
-	if err != nil || env["GREETING"] != "kept across the restore" {
-		t.Fatalf("%s's config after the restore: %v %v", two, env, err)
-	}
 	// The database: its resource back on a fresh member with the app
 	// attached again, the backup the cluster backup carried loaded into
 	// it by the operator, and the rows served.
 	t3 := time.Now()
 	waitAttached(t, ctl2, db, notes, 180*time.Second)
 	restorePg(t, ctl2, db, dump.ID, 120*time.Second)
-	var last string
-	waitFor(t, notes+"'s rows served after the restore", 60*time.Second, func() bool {
-		code, b, err := routerGet(rc, notes, "/")
-		last = fmt.Sprintf("%d %q %v", code, b, err)
-		return err == nil && code == 200 && b == rows
+	waitForErr(t, notes+"'s rows served by every router after the restore", 60*time.Second, func() error {
+		for _, rt := range rc.routers {
+			if err := answered(getVia(routerAddr(rt), rc, notes, "/"))(rows); err != nil {
+				return fmt.Errorf("%s: %w", rt.name, err)
+			}
+		}
+		return nil
 	})
 	r.Extra["db_rows_back_ms"] = ms(time.Since(t3))
-	t.Logf("%s serves its rows %s after both apps were served (%s in all)", notes,
+	t.Logf("%s serves its rows %s after the other two were served and running (%s in all)", notes,
 		time.Since(t3).Round(time.Millisecond), time.Since(t1).Round(time.Millisecond))
-	if code, b, err := routerGet(rc, notes, "/add?note=third"); err != nil || code != 200 {
-		t.Fatalf("%s stores a row after the restore: %d %q %v (last list: %s)", notes, code, b, err, last)
+	if err := answered(routerGet(rc, notes, "/add?note=third"))(""); err != nil {
+		t.Fatalf("%s stores a row after the restore: %v", notes, err)
+	}
+	ctx, cancel := ctxT(10 * time.Second)
+	defer cancel()
+	env, err := ctl2.Env(ctx, two)
+	if err != nil || env["GREETING"] != "kept across the restore" {
+		t.Fatalf("%s's config after the restore: %v %v", two, env, err)
 	}
 	// Every server holds the slugs: the joined ones copied them.
 	for _, s := range rc.servers {
@@ -250,6 +250,11 @@ func routerGet(c *cluster, app, path string) (int, string, error) {
 	if target == "" {
 		return 0, "", fmt.Errorf("no router in rotation")
 	}
+	return getVia(target, c, app, path)
+}
+
+// getVia is GET path of app through the router at target.
+func getVia(target string, c *cluster, app, path string) (int, string, error) {
 	req, err := http.NewRequest(http.MethodGet, "http://"+target+path, nil)
 	if err != nil {
 		return 0, "", err
@@ -262,6 +267,22 @@ func routerGet(c *cluster, app, path string) (int, string, error) {
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	return resp.StatusCode, string(b), err
+}
+
+// answered checks a notes answer: 200, with the body want unless want
+// is "".
+func answered(code int, body string, err error) func(want string) error {
+	return func(want string) error {
+		switch {
+		case err != nil:
+			return err
+		case code != http.StatusOK:
+			return fmt.Errorf("%d: %s", code, strings.TrimSpace(body))
+		case want != "" && body != want:
+			return fmt.Errorf("rows %q, want %q", body, want)
+		}
+		return nil
+	}
 }
 
 // The notes slug: examples/postgres built for the stack and packed
