@@ -6,8 +6,9 @@
 // killed with every process on it, a host cut off by iptables, the etcd
 // leader and the scheduler leader killed, a power cut of the whole cluster,
 // a rolling restart of every process, the whole cluster lost and restored
-// from a backup onto fresh nodes, and a rolling upgrade of pier itself
-// (each node has its own copy of the binary, which an upgrade replaces). A bounded load generator drives
+// from a backup onto fresh nodes (a database's rows included), and a
+// rolling upgrade of pier itself (each node has its own copy of the
+// binary, which an upgrade replaces). A bounded load generator drives
 // HTTP through the routers during each scenario and counts failed requests;
 // each scenario logs its failures and recovery time and appends them as a
 // JSON line to results/results.jsonl (or $PIER_E2E_RESULTS), from which
