@@ -3,9 +3,9 @@ package cli_test
 import (
 	"archive/tar"
 	"bytes"
-	"fmt"
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -200,13 +200,13 @@ func TestImageDeploy(t *testing.T) {
 	start := time.Now()
 	u.must("deploy", "-a", "imgapp", "--image", registry+"/imgapp:v1")
 	cold := time.Since(start)
-	serving("hello v1|from the base layer|extra=false|"+uid+"|wd=/app|port=9090")
+	serving("hello v1|from the base layer|extra=false|" + uid + "|wd=/app|port=9090")
 
 	d2 := push("v2", image(t, cfg("hello v2"), base, app("hello v2")))
 	start = time.Now()
 	u.must("deploy", "-a", "imgapp", "--image", registry+"/imgapp:v2")
 	warm := time.Since(start)
-	serving("hello v2|from the base layer|extra=false|"+uid+"|wd=/app|port=9090")
+	serving("hello v2|from the base layer|extra=false|" + uid + "|wd=/app|port=9090")
 	t.Logf("deploy --image: cold %s, with the base layer cached %s", cold.Round(time.Millisecond), warm.Round(time.Millisecond))
 
 	// The base layer was unpacked once, for both images.
@@ -234,5 +234,5 @@ func TestImageDeploy(t *testing.T) {
 	if len(matches) > 0 {
 		t.Errorf("the evil layer wrote %v", matches)
 	}
-	serving("hello v2|from the base layer|extra=false|"+uid+"|wd=/app|port=9090")
+	serving("hello v2|from the base layer|extra=false|" + uid + "|wd=/app|port=9090")
 }

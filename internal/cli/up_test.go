@@ -96,7 +96,7 @@ type upProc struct {
 	tcpBase    int // the first port of its TCP-route range
 	configHome string
 	etcdURL    string
-	stderr     *strings.Builder
+	stderr     *syncBuffer   // pier up's log, written while tests read it
 	exited     chan struct{} // closed once the process has exited
 	waitErr    error
 }
@@ -137,7 +137,7 @@ func tryStartUp(t *testing.T, dataDir string, ports upPorts, extra ...string) (*
 		"--host-api-port", strconv.Itoa(ports[4]), "--http-port", strconv.Itoa(ports[5]),
 		"--https-port", strconv.Itoa(ports[6]), "--git-ssh-port", strconv.Itoa(ports[7]),
 		"--tcp-ports", fmt.Sprintf("%d-%d", ports[8], ports[8]+tcpRoutePorts-1)}, extra...)...)
-	p := &upProc{cmd: cmd, tcpBase: ports[8], apiPort: ports[2], httpPort: ports[5], httpsPort: ports[6], sshPort: ports[7], stderr: &strings.Builder{}, exited: make(chan struct{}),
+	p := &upProc{cmd: cmd, tcpBase: ports[8], apiPort: ports[2], httpPort: ports[5], httpsPort: ports[6], sshPort: ports[7], stderr: &syncBuffer{}, exited: make(chan struct{}),
 		etcdURL: "https://127.0.0.1:" + strconv.Itoa(ports[0]), configHome: configHome(dataDir)}
 	cmd.Env = append(os.Environ(), "XDG_CONFIG_HOME="+p.configHome)
 	cmd.Stderr = p.stderr
