@@ -174,7 +174,7 @@ func (c *cluster) deployProbe(t *testing.T, app string, n int) []api.AppJob {
 // the host's health checks reach it): the test asks it to try things.
 type probe struct {
 	job, ip, target, base string
-	hc              *http.Client
+	hc                    *http.Client
 }
 
 func (c *cluster) probeOf(t *testing.T, j api.AppJob) *probe {
@@ -289,4 +289,3 @@ func hexAddr(ip string) string {
 	b := netip.MustParseAddr(ip).As4()
 	return fmt.Sprintf("%08X", binary.LittleEndian.Uint32(b[:]))
 }
-
